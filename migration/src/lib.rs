@@ -1,0 +1,13 @@
+//! Schema migrations for atsso. One file per migration; they run at start-up.
+pub use sea_orm_migration::prelude::*;
+
+mod m20261126_000001_provider_core;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261126_000001_provider_core::Migration)]
+    }
+}

@@ -1,0 +1,269 @@
+//! The one place that reads configuration: defaults, then an optional TOML file, then `ATSSO_*`
+//! environment variables. Validation errors name the setting.
+use std::{fmt, path::PathBuf};
+
+use serde::Deserialize;
+use url::Url;
+
+/// A secret value that never prints.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {setting}: {problem}")]
+pub struct ConfigError {
+    pub setting: &'static str,
+    pub problem: String,
+}
+
+fn invalid(setting: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError { setting, problem: problem.into() }
+}
+
+/// The TOML file: every key optional, unknown keys refused.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub public_url: Option<String>,
+    pub bind: Option<String>,
+    pub database_url: Option<String>,
+    pub data_dir: Option<String>,
+    pub master_key: Option<Secret>,
+    pub database_max_connections: Option<u32>,
+    pub access_token_ttl_secs: Option<i64>,
+    pub id_token_ttl_secs: Option<i64>,
+    pub refresh_token_ttl_secs: Option<i64>,
+    pub session_ttl_secs: Option<i64>,
+    pub plc_directory_url: Option<String>,
+    pub handle_resolver_url: Option<String>,
+    pub allow_insecure_loopback_upstream: Option<bool>,
+    pub upstream_scope: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Issuer and base of every URL we publish, without a trailing slash.
+    pub public_url: Url,
+    pub bind: String,
+    pub database_url: String,
+    pub data_dir: PathBuf,
+    /// Base64 (32 bytes) master key; when absent it is read from / written to `data_dir/master.key`.
+    pub master_key: Option<Secret>,
+    pub database_max_connections: u32,
+    pub access_token_ttl_secs: i64,
+    pub id_token_ttl_secs: i64,
+    pub refresh_token_ttl_secs: i64,
+    pub session_ttl_secs: i64,
+    pub plc_directory_url: Url,
+    pub handle_resolver_url: Option<Url>,
+    pub allow_insecure_loopback_upstream: bool,
+    pub upstream_scope: String,
+}
+
+/// Authorization codes live at most this long (seconds).
+pub const AUTHORIZATION_CODE_TTL_SECS: i64 = 60;
+/// A stored authorization request waits this long for the user to log in / consent.
+pub const AUTHORIZATION_REQUEST_TTL_SECS: i64 = 900;
+
+impl Config {
+    /// Loads the configuration from an optional TOML file and the process environment.
+    pub fn load(file: Option<&std::path::Path>) -> Result<Self, ConfigError> {
+        let file_config = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| invalid("--config", format!("cannot read {}: {e}", path.display())))?;
+                toml::from_str::<FileConfig>(&text)
+                    .map_err(|e| invalid("--config", format!("{}: {}", path.display(), e.message())))?
+            }
+            None => FileConfig::default(),
+        };
+        Self::from_sources(file_config, |name| std::env::var(name).ok())
+    }
+
+    /// Builds a config from a file config and an environment lookup (tests pass their own).
+    pub fn from_sources(
+        file: FileConfig,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let env = |name: &str| env(name).filter(|v| !v.trim().is_empty());
+        let bind = env("ATSSO_BIND").or(file.bind).unwrap_or_else(|| "127.0.0.1:8080".into());
+        if bind.parse::<std::net::SocketAddr>().is_err() {
+            return Err(invalid("ATSSO_BIND", format!("`{bind}` is not an address:port")));
+        }
+        let public_url_text = env("ATSSO_PUBLIC_URL")
+            .or(file.public_url)
+            .unwrap_or_else(|| format!("http://{bind}"));
+        let public_url = parse_base_url("ATSSO_PUBLIC_URL", &public_url_text)?;
+
+        let data_dir = PathBuf::from(env("ATSSO_DATA_DIR").or(file.data_dir).unwrap_or_else(|| "./data".into()));
+        let database_url = env("ATSSO_DATABASE_URL").or(file.database_url).unwrap_or_else(|| {
+            format!("sqlite://{}?mode=rwc", data_dir.join("atsso.db").display())
+        });
+        if !(database_url.starts_with("sqlite:") || database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
+            return Err(invalid("ATSSO_DATABASE_URL", "must start with sqlite: or postgres://"));
+        }
+        let master_key = env("ATSSO_MASTER_KEY").map(Secret::new).or(file.master_key);
+
+        let number = |name: &'static str, value: Option<i64>, default: i64| -> Result<i64, ConfigError> {
+            let parsed = match env(name) {
+                Some(text) => text.parse::<i64>().map_err(|_| invalid(name, format!("`{text}` is not a number")))?,
+                None => value.unwrap_or(default),
+            };
+            if parsed <= 0 {
+                return Err(invalid(name, "must be greater than zero"));
+            }
+            Ok(parsed)
+        };
+        let access_token_ttl_secs = number("ATSSO_ACCESS_TOKEN_TTL_SECS", file.access_token_ttl_secs, 600)?;
+        let id_token_ttl_secs = number("ATSSO_ID_TOKEN_TTL_SECS", file.id_token_ttl_secs, 3600)?;
+        let refresh_token_ttl_secs = number("ATSSO_REFRESH_TOKEN_TTL_SECS", file.refresh_token_ttl_secs, 30 * 86400)?;
+        let session_ttl_secs = number("ATSSO_SESSION_TTL_SECS", file.session_ttl_secs, 14 * 86400)?;
+        let database_max_connections = number(
+            "ATSSO_DATABASE_MAX_CONNECTIONS",
+            file.database_max_connections.map(i64::from),
+            if database_url.starts_with("sqlite:") { 4 } else { 16 },
+        )?;
+        let database_max_connections = u32::try_from(database_max_connections)
+            .map_err(|_| invalid("ATSSO_DATABASE_MAX_CONNECTIONS", "too large"))?;
+
+        let plc_directory_url = parse_base_url(
+            "ATSSO_PLC_DIRECTORY_URL",
+            &env("ATSSO_PLC_DIRECTORY_URL").or(file.plc_directory_url).unwrap_or_else(|| "https://plc.directory".into()),
+        )?;
+        let handle_resolver_url = env("ATSSO_HANDLE_RESOLVER_URL")
+            .or(file.handle_resolver_url)
+            .map(|text| parse_base_url("ATSSO_HANDLE_RESOLVER_URL", &text))
+            .transpose()?;
+        let allow_insecure_loopback_upstream = match env("ATSSO_ALLOW_INSECURE_LOOPBACK_UPSTREAM") {
+            Some(text) => parse_bool("ATSSO_ALLOW_INSECURE_LOOPBACK_UPSTREAM", &text)?,
+            None => file.allow_insecure_loopback_upstream.unwrap_or(false),
+        };
+        let upstream_scope = env("ATSSO_UPSTREAM_SCOPE").or(file.upstream_scope).unwrap_or_else(|| "atproto".into());
+        if !upstream_scope.split(' ').any(|s| s == "atproto") {
+            return Err(invalid("ATSSO_UPSTREAM_SCOPE", "must contain `atproto`"));
+        }
+
+        Ok(Self {
+            public_url,
+            bind,
+            database_url,
+            data_dir,
+            master_key,
+            database_max_connections,
+            access_token_ttl_secs,
+            id_token_ttl_secs,
+            refresh_token_ttl_secs,
+            session_ttl_secs,
+            plc_directory_url,
+            handle_resolver_url,
+            allow_insecure_loopback_upstream,
+            upstream_scope,
+        })
+    }
+
+    /// The issuer identifier: the public URL without a trailing slash.
+    pub fn issuer(&self) -> String {
+        self.public_url.as_str().trim_end_matches('/').to_string()
+    }
+
+    /// An absolute URL under the public URL, e.g. `endpoint("/oauth2/token")`.
+    pub fn endpoint(&self, path: &str) -> String {
+        format!("{}{}", self.issuer(), path)
+    }
+
+    /// Cookies get `Secure` when we are served over https.
+    pub fn secure_cookies(&self) -> bool {
+        self.public_url.scheme() == "https"
+    }
+
+    /// The longest-lived token we sign: retired keys stay published this long.
+    pub fn max_signed_token_ttl_secs(&self) -> i64 {
+        self.access_token_ttl_secs.max(self.id_token_ttl_secs)
+    }
+}
+
+fn parse_bool(setting: &'static str, text: &str) -> Result<bool, ConfigError> {
+    match text.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(invalid(setting, format!("`{text}` is not true/false"))),
+    }
+}
+
+fn parse_base_url(setting: &'static str, text: &str) -> Result<Url, ConfigError> {
+    let url = Url::parse(text).map_err(|e| invalid(setting, format!("`{text}` is not a URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(invalid(setting, "must be an http(s) URL"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(invalid(setting, "must not have a query or fragment"));
+    }
+    Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let vars: Vec<(String, String)> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_sources(FileConfig::default(), move |name| {
+            vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+        })
+    }
+
+    #[test]
+    fn defaults_need_no_configuration() {
+        let config = load(&[]).unwrap();
+        assert_eq!(config.bind, "127.0.0.1:8080");
+        assert_eq!(config.issuer(), "http://127.0.0.1:8080");
+        assert!(config.database_url.starts_with("sqlite://./data/atsso.db"));
+        assert!(!config.allow_insecure_loopback_upstream);
+        assert!(!config.secure_cookies());
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        let err = load(&[("ATSSO_PUBLIC_URL", "not a url")]).unwrap_err();
+        assert_eq!(err.setting, "ATSSO_PUBLIC_URL");
+        let err = load(&[("ATSSO_BIND", "localhost")]).unwrap_err();
+        assert_eq!(err.setting, "ATSSO_BIND");
+        let err = load(&[("ATSSO_DATABASE_URL", "mysql://x")]).unwrap_err();
+        assert_eq!(err.setting, "ATSSO_DATABASE_URL");
+        let err = load(&[("ATSSO_ACCESS_TOKEN_TTL_SECS", "-1")]).unwrap_err();
+        assert_eq!(err.setting, "ATSSO_ACCESS_TOKEN_TTL_SECS");
+        let err = load(&[("ATSSO_UPSTREAM_SCOPE", "transition:email")]).unwrap_err();
+        assert_eq!(err.setting, "ATSSO_UPSTREAM_SCOPE");
+    }
+
+    #[test]
+    fn toml_rejects_unknown_keys() {
+        assert!(toml::from_str::<FileConfig>("public_url = \"https://sso.example\"\nbogus = 1").is_err());
+        let file: FileConfig = toml::from_str("public_url = \"https://sso.example/\"").unwrap();
+        let config = Config::from_sources(file, |_| None).unwrap();
+        assert_eq!(config.issuer(), "https://sso.example");
+        assert!(config.secure_cookies());
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let config = load(&[("ATSSO_MASTER_KEY", "c2VjcmV0")]).unwrap();
+        assert!(!format!("{config:?}").contains("c2VjcmV0"));
+    }
+}

@@ -1,0 +1,224 @@
+//! Errors as the outside world sees them, mapped in exactly one place:
+//! - `OAuthError`: RFC 6749 JSON errors (token, revocation, introspection), with protocol headers;
+//! - `BearerError`: RFC 6750 errors for the userinfo endpoint;
+//! - `PageError`: a readable HTML page for people.
+//! Internal causes are logged with an error id; only the id reaches the client.
+use actix_web::{
+    http::{header, StatusCode},
+    HttpResponse, ResponseError,
+};
+use serde_json::json;
+
+use crate::templates;
+
+/// RFC 6749 / OIDC error codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    InvalidRequest,
+    InvalidClient,
+    InvalidGrant,
+    UnauthorizedClient,
+    UnsupportedGrantType,
+    UnsupportedResponseType,
+    InvalidScope,
+    AccessDenied,
+    ServerError,
+    TemporarilyUnavailable,
+    LoginRequired,
+    ConsentRequired,
+    InteractionRequired,
+    RequestNotSupported,
+    RequestUriNotSupported,
+    InvalidToken,
+    InsufficientScope,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidRequest => "invalid_request",
+            Self::InvalidClient => "invalid_client",
+            Self::InvalidGrant => "invalid_grant",
+            Self::UnauthorizedClient => "unauthorized_client",
+            Self::UnsupportedGrantType => "unsupported_grant_type",
+            Self::UnsupportedResponseType => "unsupported_response_type",
+            Self::InvalidScope => "invalid_scope",
+            Self::AccessDenied => "access_denied",
+            Self::ServerError => "server_error",
+            Self::TemporarilyUnavailable => "temporarily_unavailable",
+            Self::LoginRequired => "login_required",
+            Self::ConsentRequired => "consent_required",
+            Self::InteractionRequired => "interaction_required",
+            Self::RequestNotSupported => "request_not_supported",
+            Self::RequestUriNotSupported => "request_uri_not_supported",
+            Self::InvalidToken => "invalid_token",
+            Self::InsufficientScope => "insufficient_scope",
+        }
+    }
+}
+
+/// Logs an internal failure and returns the id to show instead of the cause.
+pub fn log_internal(cause: &dyn std::fmt::Display) -> String {
+    let error_id = crate::crypto::random_token(6);
+    tracing::error!(%error_id, error = %cause, "internal error");
+    error_id
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{}: {description}", code.as_str())]
+pub struct OAuthError {
+    pub code: ErrorCode,
+    pub description: String,
+    /// Set when the client tried HTTP Basic authentication (RFC 6749 §5.2: 401 + challenge).
+    pub basic_challenge: bool,
+}
+
+impl OAuthError {
+    pub fn new(code: ErrorCode, description: impl Into<String>) -> Self {
+        Self { code, description: description.into(), basic_challenge: false }
+    }
+    pub fn invalid_request(description: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidRequest, description)
+    }
+    pub fn invalid_grant(description: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidGrant, description)
+    }
+    pub fn invalid_client(description: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidClient, description)
+    }
+    pub fn server_error(cause: &dyn std::fmt::Display) -> Self {
+        let error_id = log_internal(cause);
+        Self::new(ErrorCode::ServerError, format!("internal error (reference {error_id})"))
+    }
+}
+
+impl From<crate::store::StoreError> for OAuthError {
+    fn from(err: crate::store::StoreError) -> Self {
+        Self::server_error(&err)
+    }
+}
+
+impl ResponseError for OAuthError {
+    fn status_code(&self) -> StatusCode {
+        match self.code {
+            ErrorCode::InvalidClient => StatusCode::UNAUTHORIZED,
+            ErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status_code());
+        response
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .insert_header((header::PRAGMA, "no-cache"));
+        if self.code == ErrorCode::InvalidClient {
+            let scheme = if self.basic_challenge { "Basic" } else { "Bearer" };
+            response.insert_header((header::WWW_AUTHENTICATE, format!("{scheme} realm=\"atsso\"")));
+        }
+        response.json(json!({ "error": self.code.as_str(), "error_description": self.description }))
+    }
+}
+
+/// RFC 6750 bearer-token errors (userinfo).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{}: {description}", code.as_str())]
+pub struct BearerError {
+    pub code: ErrorCode,
+    pub description: String,
+}
+
+impl BearerError {
+    pub fn invalid_token(description: impl Into<String>) -> Self {
+        Self { code: ErrorCode::InvalidToken, description: description.into() }
+    }
+}
+
+impl From<crate::store::StoreError> for BearerError {
+    fn from(err: crate::store::StoreError) -> Self {
+        let error_id = log_internal(&err);
+        Self { code: ErrorCode::ServerError, description: format!("internal error (reference {error_id})") }
+    }
+}
+
+impl ResponseError for BearerError {
+    fn status_code(&self) -> StatusCode {
+        match self.code {
+            ErrorCode::InvalidToken => StatusCode::UNAUTHORIZED,
+            ErrorCode::InsufficientScope => StatusCode::FORBIDDEN,
+            ErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let challenge = if self.code == ErrorCode::ServerError {
+            "Bearer realm=\"atsso\"".to_string()
+        } else {
+            format!(
+                "Bearer realm=\"atsso\", error=\"{}\", error_description=\"{}\"",
+                self.code.as_str(),
+                self.description.replace(['"', '\\'], "'")
+            )
+        };
+        HttpResponse::build(self.status_code())
+            .insert_header((header::WWW_AUTHENTICATE, challenge))
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .json(json!({ "error": self.code.as_str(), "error_description": self.description }))
+    }
+}
+
+/// An error shown to a person as a page.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{title}: {message}")]
+pub struct PageError {
+    pub status: StatusCode,
+    pub title: String,
+    pub message: String,
+    pub error_id: Option<String>,
+}
+
+impl PageError {
+    pub fn new(status: StatusCode, title: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { status, title: title.into(), message: message.into(), error_id: None }
+    }
+    pub fn bad_request(title: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, title, message)
+    }
+    pub fn internal(cause: &dyn std::fmt::Display) -> Self {
+        let error_id = log_internal(cause);
+        Self {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            title: "Something went wrong".into(),
+            message: "The sign-in service ran into a problem. Please try again in a moment.".into(),
+            error_id: Some(error_id),
+        }
+    }
+}
+
+impl From<crate::store::StoreError> for PageError {
+    fn from(err: crate::store::StoreError) -> Self {
+        Self::internal(&err)
+    }
+}
+
+impl ResponseError for PageError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut context = tera::Context::new();
+        context.insert("title", &self.title);
+        context.insert("message", &self.message);
+        context.insert("status", &self.status.as_u16());
+        if let Some(id) = &self.error_id {
+            context.insert("error_id", id);
+        }
+        HttpResponse::build(self.status)
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .content_type("text/html; charset=utf-8")
+            .body(templates::render("error.html", &context))
+    }
+}

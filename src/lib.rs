@@ -1,0 +1,150 @@
+//! atsso: a central SSO server that lets people sign in with their ATProto identity and gives
+//! tenant apps standard OpenID Connect.
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod config;
+pub mod crypto;
+pub mod error;
+pub mod oidc;
+pub mod sso;
+pub mod state;
+pub mod store;
+pub mod templates;
+mod web;
+
+use std::{net::TcpListener, sync::Arc, time::Duration};
+
+use actix_web::{dev::Service, web::Data, App, HttpServer};
+use tracing::Instrument;
+
+use crate::{
+    config::Config,
+    crypto::seal::Sealer,
+    oidc::{clients::SecretCache, keys::KeyRing},
+    state::AppState,
+    store::Store,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error("data directory {path}: {problem}")]
+    DataDir { path: String, problem: String },
+    #[error(transparent)]
+    Seal(#[from] crypto::seal::SealError),
+    #[error("database: {0}")]
+    Store(#[from] store::StoreError),
+    #[error("signing keys: {0}")]
+    Keys(#[from] oidc::keys::KeyRingError),
+    #[error("cannot listen on {bind}: {problem}")]
+    Bind { bind: String, problem: String },
+}
+
+/// Opens the data directory, the master key and the database (running migrations).
+pub async fn open_store(config: &Config) -> Result<(Store, Sealer), StartError> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| StartError::DataDir {
+        path: config.data_dir.display().to_string(),
+        problem: e.to_string(),
+    })?;
+    let sealer = match &config.master_key {
+        Some(key) => Sealer::from_base64(key.expose())?,
+        None => Sealer::load_or_create_file(&config.data_dir.join("master.key"))?,
+    };
+    let store = Store::connect(&config.database_url, config.database_max_connections).await?;
+    Ok((store, sealer))
+}
+
+/// Everything the HTTP server needs, built from a config.
+pub async fn build_state(config: Config) -> Result<AppState, StartError> {
+    let (store, sealer) = open_store(&config).await?;
+    let keys = KeyRing::load(&store, &sealer, &config).await?;
+    Ok(AppState {
+        discovery_json: oidc::discovery::document(&config).into(),
+        config: Arc::new(config),
+        store,
+        sealer,
+        keys: Arc::new(keys),
+        secret_cache: Arc::new(SecretCache::default()),
+    })
+}
+
+/// A running server (zero-to-production style: tests start it on port 0).
+pub struct Application {
+    port: u16,
+    state: AppState,
+    server: actix_web::dev::Server,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> Result<Self, StartError> {
+        let listener = TcpListener::bind(&config.bind).map_err(|e| StartError::Bind {
+            bind: config.bind.clone(),
+            problem: e.to_string(),
+        })?;
+        Self::build_with_listener(config, listener).await
+    }
+
+    pub async fn build_with_listener(config: Config, listener: TcpListener) -> Result<Self, StartError> {
+        let bind = config.bind.clone();
+        let state = build_state(config).await?;
+        let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+        let data = Data::new(state.clone());
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .wrap_fn(|req, srv| {
+                    // One span per request. Only method and path: query strings carry codes and tokens.
+                    let span = tracing::info_span!("request", method = %req.method(), path = %req.path());
+                    let started = std::time::Instant::now();
+                    let fut = srv.call(req);
+                    async move {
+                        let response = fut.await?;
+                        tracing::info!(status = response.status().as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "served");
+                        Ok(response)
+                    }
+                    .instrument(span)
+                })
+                .configure(web::configure)
+        })
+        .listen(listener)
+        .map_err(|e| StartError::Bind { bind, problem: e.to_string() })?
+        .run();
+        spawn_background_tasks(state.clone());
+        Ok(Self { port, state, server })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+/// Sweeps expired rows and reloads signing keys (so rotations on another node are seen).
+fn spawn_background_tasks(state: AppState) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        let mut minutes: u64 = 0;
+        loop {
+            tick.tick().await;
+            if let Err(error) = state.keys.reload(&state.store, &state.sealer, &state.config).await {
+                tracing::error!(%error, "reloading signing keys failed");
+            }
+            if minutes % 10 == 0 {
+                match state.store.sweep_expired(state::now()).await {
+                    Ok(removed) if removed > 0 => tracing::info!(removed, "swept expired rows"),
+                    Ok(_) => {}
+                    Err(error) => tracing::error!(%error, "sweeping expired rows failed"),
+                }
+            }
+            minutes += 1;
+        }
+    });
+}

@@ -1,0 +1,226 @@
+//! The `atsso` command line: serve, migrate, manage clients and signing keys.
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::{path::PathBuf, process::ExitCode};
+
+use atsso::{
+    config::Config,
+    oidc::{
+        clients::{self, NewClient},
+        keys,
+    },
+    open_store, Application,
+};
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(name = "atsso", version, about = "SSO server: ATProto identity in, OpenID Connect out")]
+struct Cli {
+    /// Optional TOML configuration file (ATSSO_* environment variables override it).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (creates the data directory, keys and database on first start).
+    Serve,
+    /// Run database migrations and exit.
+    Migrate,
+    /// Manage tenant clients (relying parties).
+    Clients {
+        #[command(subcommand)]
+        command: ClientsCommand,
+    },
+    /// Manage the ID-token signing keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClientsCommand {
+    /// Register a client; prints its id and (for confidential clients) its secret, once.
+    Add {
+        #[arg(long)]
+        name: String,
+        #[arg(long = "redirect-uri", required = true)]
+        redirect_uris: Vec<String>,
+        /// A public client (no secret; PKCE required), e.g. a SPA or a native app.
+        #[arg(long)]
+        public: bool,
+        /// Skip the consent page for this client.
+        #[arg(long)]
+        first_party: bool,
+        #[arg(long = "post-logout-redirect-uri")]
+        post_logout_redirect_uris: Vec<String>,
+        #[arg(long)]
+        backchannel_logout_uri: Option<String>,
+        #[arg(long)]
+        frontchannel_logout_uri: Option<String>,
+        /// Allowed scopes (default: openid profile email offline_access).
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// Print one JSON object {"client_id": ..., "client_secret": ...}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List clients.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Issue a new secret; the old one stops working.
+    RotateSecret {
+        client_id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Disable a client: its requests are refused.
+    Disable { client_id: String },
+    /// Enable a disabled client.
+    Enable { client_id: String },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Make a new active signing key; old keys stay published until their tokens expire.
+    Rotate,
+}
+
+fn init_tracing() {
+    let filter = EnvFilter::try_from_env("ATSSO_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sea_orm=warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("atsso: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), String> {
+    let config = Config::load(cli.config.as_deref()).map_err(|e| e.to_string())?;
+    match cli.command {
+        Command::Serve => serve(config).await,
+        Command::Migrate => {
+            open_store(&config).await.map_err(|e| e.to_string())?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::Clients { command } => clients_command(config, command).await,
+        Command::Keys { command: KeysCommand::Rotate } => {
+            let (store, sealer) = open_store(&config).await.map_err(|e| e.to_string())?;
+            let kid = keys::rotate(&store, &sealer).await.map_err(|e| e.to_string())?;
+            println!("new signing key {kid} is active; older keys stay published until their tokens expire");
+            Ok(())
+        }
+    }
+}
+
+async fn serve(config: Config) -> Result<(), String> {
+    let issuer = config.issuer();
+    let app = Application::build(config).await.map_err(|e| e.to_string())?;
+    tracing::info!(issuer = %issuer, port = app.port(), "atsso is listening");
+    tracing::info!("discovery: {issuer}/.well-known/openid-configuration");
+    tracing::info!("login page: {issuer}/login");
+    app.run_until_stopped().await.map_err(|e| e.to_string())
+}
+
+async fn clients_command(config: Config, command: ClientsCommand) -> Result<(), String> {
+    let (store, _) = open_store(&config).await.map_err(|e| e.to_string())?;
+    match command {
+        ClientsCommand::Add {
+            name,
+            redirect_uris,
+            public,
+            first_party,
+            post_logout_redirect_uris,
+            backchannel_logout_uri,
+            frontchannel_logout_uri,
+            scopes,
+            json,
+        } => {
+            let new = NewClient {
+                name,
+                redirect_uris,
+                post_logout_redirect_uris,
+                backchannel_logout_uri,
+                frontchannel_logout_uri,
+                public,
+                first_party,
+                scopes: (!scopes.is_empty()).then_some(scopes),
+            };
+            let (client, secret) = clients::register(&store, new).await.map_err(|e| e.to_string())?;
+            if json {
+                println!("{}", serde_json::json!({ "client_id": client.client_id, "client_secret": secret }));
+            } else {
+                println!("client_id:     {}", client.client_id);
+                match secret {
+                    Some(secret) => println!("client_secret: {secret}\n(shown once: store it now)"),
+                    None => println!("public client: no secret; PKCE is required"),
+                }
+            }
+            Ok(())
+        }
+        ClientsCommand::List { json } => {
+            let clients = store.list_clients().await.map_err(|e| e.to_string())?;
+            if json {
+                let rows: Vec<_> = clients
+                    .iter()
+                    .map(|c| {
+                        serde_json::json!({
+                            "client_id": c.client_id, "name": c.name, "public": c.is_public(),
+                            "first_party": c.first_party, "enabled": c.enabled,
+                            "redirect_uris": c.redirect_uris, "post_logout_redirect_uris": c.post_logout_redirect_uris,
+                            "backchannel_logout_uri": c.backchannel_logout_uri, "scopes": c.allowed_scopes,
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::Value::Array(rows));
+            } else {
+                for c in clients {
+                    println!(
+                        "{}\t{}\t{}\t{}\t{}",
+                        c.client_id,
+                        c.name,
+                        if c.is_public() { "public" } else { "confidential" },
+                        if c.enabled { "enabled" } else { "disabled" },
+                        c.redirect_uris.join(" ")
+                    );
+                }
+            }
+            Ok(())
+        }
+        ClientsCommand::RotateSecret { client_id, json } => {
+            let secret = clients::rotate_secret(&store, None, &client_id).await.map_err(|e| e.to_string())?;
+            if json {
+                println!("{}", serde_json::json!({ "client_id": client_id, "client_secret": secret }));
+            } else {
+                println!("client_secret: {secret}\n(shown once: the old secret no longer works)");
+            }
+            Ok(())
+        }
+        ClientsCommand::Disable { client_id } => {
+            clients::set_enabled(&store, None, &client_id, false).await.map_err(|e| e.to_string())?;
+            println!("client {client_id} disabled");
+            Ok(())
+        }
+        ClientsCommand::Enable { client_id } => {
+            clients::set_enabled(&store, None, &client_id, true).await.map_err(|e| e.to_string())?;
+            println!("client {client_id} enabled");
+            Ok(())
+        }
+    }
+}

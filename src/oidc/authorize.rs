@@ -1,0 +1,309 @@
+//! The authorization endpoint's decisions (OIDC Core §3.1.2, RFC 6749 §4.1, RFC 7636, RFC 9207).
+//! Handlers turn the typed outcome into redirects and pages.
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use super::{claims::SUPPORTED_SCOPES, params::Params};
+use crate::{
+    config::{AUTHORIZATION_CODE_TTL_SECS, AUTHORIZATION_REQUEST_TTL_SECS},
+    crypto::{random_token, sha256_b64},
+    error::{ErrorCode, OAuthError, PageError},
+    state::{now, AppState},
+    store::{clients::Client, grants::AuthorizationCode, sessions::SsoSession, StoreError},
+};
+
+/// A validated authorization request, stored while the user logs in or consents.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AuthorizationRequest {
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub scopes: Vec<String>,
+    pub state: Option<String>,
+    pub nonce: Option<String>,
+    pub code_challenge: Option<String>,
+    pub prompt_none: bool,
+    pub prompt_consent: bool,
+    /// The user must have authenticated at or after this time (prompt=login, max_age).
+    pub min_auth_time: Option<i64>,
+}
+
+/// Where the user goes next.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Back to the client (with a code or an error).
+    Redirect(String),
+    /// The user must sign in; the request waits under this id.
+    Login { request_id: String },
+    /// The user must approve the client; the request waits under this id.
+    Consent { request_id: String },
+}
+
+/// Errors before the redirect URI is trusted: shown as a page, never redirected.
+#[derive(Debug)]
+pub enum AuthorizeError {
+    Page(PageError),
+    /// Redirect the error to the client (the redirect URI is registered).
+    Redirect(String),
+}
+
+impl From<StoreError> for AuthorizeError {
+    fn from(err: StoreError) -> Self {
+        Self::Page(PageError::from(err))
+    }
+}
+
+/// Builds `redirect_uri?...` with the given parameters plus `state` and `iss` (RFC 9207).
+pub fn redirect_with(redirect_uri: &str, issuer: &str, state: Option<&str>, pairs: &[(&str, &str)]) -> String {
+    let Ok(mut url) = Url::parse(redirect_uri) else {
+        return redirect_uri.to_owned();
+    };
+    {
+        let mut query = url.query_pairs_mut();
+        for (key, value) in pairs {
+            query.append_pair(key, value);
+        }
+        if let Some(state) = state {
+            query.append_pair("state", state);
+        }
+        query.append_pair("iss", issuer);
+    }
+    url.into()
+}
+
+pub fn error_redirect(issuer: &str, request: &AuthorizationRequest, code: ErrorCode, description: &str) -> String {
+    redirect_with(
+        &request.redirect_uri,
+        issuer,
+        request.state.as_deref(),
+        &[("error", code.as_str()), ("error_description", description)],
+    )
+}
+
+fn is_pkce_challenge(text: &str) -> bool {
+    text.len() == 43 && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Validates the request. Unknown client / redirect URI → page; the rest → redirect.
+pub async fn validate(state: &AppState, params: &Params) -> Result<(AuthorizationRequest, Client), AuthorizeError> {
+    let page = |title: &str, message: &str| AuthorizeError::Page(PageError::bad_request(title, message));
+    let client_id = params
+        .get("client_id")
+        .ok_or_else(|| page("Missing app identifier", "The app that sent you here did not say who it is (client_id is missing)."))?;
+    let client = match state.store.client(client_id).await? {
+        Some(client) if client.enabled => client,
+        Some(_) => return Err(page("App disabled", "This app has been disabled by the administrator.")),
+        None => return Err(page("Unknown app", "The app that sent you here is not registered with this sign-in service.")),
+    };
+    let redirect_uri = params
+        .get("redirect_uri")
+        .ok_or_else(|| page("Missing redirect address", "The app did not say where to return you (redirect_uri is missing)."))?;
+    if !client.redirect_uris.iter().any(|registered| registered == redirect_uri) {
+        return Err(page(
+            "Unregistered redirect address",
+            "The app asked to send you to an address it has not registered. For your safety you were not redirected.",
+        ));
+    }
+
+    let issuer = state.config.issuer();
+    let mut request = AuthorizationRequest {
+        client_id: client.client_id.clone(),
+        redirect_uri: redirect_uri.to_owned(),
+        scopes: Vec::new(),
+        state: params.get("state").map(String::from),
+        nonce: params.get("nonce").map(String::from),
+        code_challenge: None,
+        prompt_none: false,
+        prompt_consent: false,
+        min_auth_time: None,
+    };
+    let fail = |request: &AuthorizationRequest, code: ErrorCode, description: &str| {
+        AuthorizeError::Redirect(error_redirect(&issuer, request, code, description))
+    };
+
+    if params.contains("request") {
+        return Err(fail(&request, ErrorCode::RequestNotSupported, "request objects are not supported"));
+    }
+    if params.contains("request_uri") {
+        return Err(fail(&request, ErrorCode::RequestUriNotSupported, "request_uri is not supported"));
+    }
+    match params.get("response_type") {
+        Some("code") => {}
+        Some(_) => return Err(fail(&request, ErrorCode::UnsupportedResponseType, "only response_type=code is supported")),
+        None => return Err(fail(&request, ErrorCode::InvalidRequest, "response_type is required")),
+    }
+    if params.get("response_mode").is_some_and(|mode| mode != "query") {
+        return Err(fail(&request, ErrorCode::InvalidRequest, "only response_mode=query is supported"));
+    }
+
+    let scope = params.get("scope").unwrap_or("");
+    let mut scopes: Vec<String> = Vec::new();
+    for s in scope.split(' ').filter(|s| !s.is_empty()) {
+        if !SUPPORTED_SCOPES.contains(&s) || !client.allowed_scopes.iter().any(|a| a == s) {
+            return Err(fail(&request, ErrorCode::InvalidScope, &format!("scope `{s}` is not available to this client")));
+        }
+        if !scopes.iter().any(|x| x == s) {
+            scopes.push(s.to_owned());
+        }
+    }
+    if !scopes.iter().any(|s| s == "openid") {
+        return Err(fail(&request, ErrorCode::InvalidScope, "scope must include openid"));
+    }
+    request.scopes = scopes;
+
+    match (params.get("code_challenge"), params.get("code_challenge_method")) {
+        (Some(challenge), Some("S256")) => {
+            if !is_pkce_challenge(challenge) {
+                return Err(fail(&request, ErrorCode::InvalidRequest, "code_challenge must be a base64url SHA-256 digest"));
+            }
+            request.code_challenge = Some(challenge.to_owned());
+        }
+        (Some(_), _) => return Err(fail(&request, ErrorCode::InvalidRequest, "code_challenge_method must be S256")),
+        (None, Some(_)) => return Err(fail(&request, ErrorCode::InvalidRequest, "code_challenge is missing")),
+        (None, None) if client.is_public() => {
+            return Err(fail(&request, ErrorCode::InvalidRequest, "PKCE (code_challenge with S256) is required for public clients"));
+        }
+        (None, None) => {}
+    }
+
+    if let Some(prompt) = params.get("prompt") {
+        let values: Vec<&str> = prompt.split(' ').filter(|s| !s.is_empty()).collect();
+        for value in &values {
+            match *value {
+                "none" => request.prompt_none = true,
+                "login" => request.min_auth_time = Some(now()),
+                "consent" => request.prompt_consent = true,
+                "select_account" => {}
+                other => return Err(fail(&request, ErrorCode::InvalidRequest, &format!("unsupported prompt value `{other}`"))),
+            }
+        }
+        if request.prompt_none && values.len() > 1 {
+            return Err(fail(&request, ErrorCode::InvalidRequest, "prompt=none cannot be combined with other values"));
+        }
+    }
+    if let Some(max_age) = params.get("max_age") {
+        let seconds: i64 = max_age
+            .parse()
+            .ok()
+            .filter(|s| *s >= 0)
+            .ok_or_else(|| fail(&request, ErrorCode::InvalidRequest, "max_age must be a non-negative integer"))?;
+        let bound = now() - seconds;
+        request.min_auth_time = Some(request.min_auth_time.map_or(bound, |t| t.max(bound)));
+    }
+    Ok((request, client))
+}
+
+/// Decides the next step for a validated request and the browser's session (if any).
+pub async fn decide(
+    state: &AppState,
+    request: &AuthorizationRequest,
+    client: &Client,
+    session: Option<&SsoSession>,
+    request_id: Option<&str>,
+) -> Result<Outcome, AuthorizeError> {
+    let issuer = state.config.issuer();
+    let session = session.filter(|s| request.min_auth_time.is_none_or(|min| s.auth_time >= min));
+    let Some(session) = session else {
+        if request.prompt_none {
+            return Ok(Outcome::Redirect(error_redirect(&issuer, request, ErrorCode::LoginRequired, "the user is not signed in")));
+        }
+        let request_id = park(state, request, request_id).await?;
+        return Ok(Outcome::Login { request_id });
+    };
+
+    if !client.first_party {
+        let granted = state.store.consented_scopes(&session.did, &client.client_id).await?;
+        let covered = request.scopes.iter().all(|s| granted.contains(s));
+        if !covered || request.prompt_consent {
+            if request.prompt_none {
+                return Ok(Outcome::Redirect(error_redirect(&issuer, request, ErrorCode::ConsentRequired, "the user has not approved this app")));
+            }
+            let request_id = park(state, request, request_id).await?;
+            return Ok(Outcome::Consent { request_id });
+        }
+    }
+    if let Some(id) = request_id {
+        state.store.delete_authorization_request(id).await?;
+    }
+    Ok(Outcome::Redirect(issue_code(state, request, session).await?))
+}
+
+/// Stores the request (or keeps the already stored one) and returns its id.
+async fn park(state: &AppState, request: &AuthorizationRequest, existing: Option<&str>) -> Result<String, AuthorizeError> {
+    if let Some(id) = existing {
+        return Ok(id.to_owned());
+    }
+    let id = random_token(24);
+    let json = serde_json::to_string(request).map_err(|e| AuthorizeError::Page(PageError::internal(&e)))?;
+    let created = now();
+    state
+        .store
+        .insert_authorization_request(&id, &request.client_id, json, created, created + AUTHORIZATION_REQUEST_TTL_SECS)
+        .await?;
+    Ok(id)
+}
+
+/// Loads a parked request; None when it is unknown or expired.
+pub async fn load_parked(state: &AppState, request_id: &str) -> Result<Option<(AuthorizationRequest, Client)>, PageError> {
+    let Some((json, _created)) = state.store.authorization_request(request_id, now()).await? else {
+        return Ok(None);
+    };
+    let request: AuthorizationRequest = serde_json::from_str(&json).map_err(|e| PageError::internal(&e))?;
+    match state.store.client(&request.client_id).await? {
+        Some(client) if client.enabled => Ok(Some((request, client))),
+        _ => Ok(None),
+    }
+}
+
+/// Mints a single-use code (stored hashed) and returns the client redirect carrying it.
+pub async fn issue_code(state: &AppState, request: &AuthorizationRequest, session: &SsoSession) -> Result<String, AuthorizeError> {
+    let code = random_token(32);
+    let created = now();
+    state
+        .store
+        .insert_code(&AuthorizationCode {
+            code_hash: sha256_b64(&code),
+            family_id: random_token(16),
+            client_id: request.client_id.clone(),
+            did: session.did.clone(),
+            sid: session.sid.clone(),
+            redirect_uri: request.redirect_uri.clone(),
+            scope: request.scopes.join(" "),
+            nonce: request.nonce.clone(),
+            code_challenge: request.code_challenge.clone(),
+            auth_time: session.auth_time,
+            created_at: created,
+            expires_at: created + AUTHORIZATION_CODE_TTL_SECS,
+            used_at: None,
+        })
+        .await?;
+    Ok(redirect_with(&request.redirect_uri, &state.config.issuer(), request.state.as_deref(), &[("code", &code)]))
+}
+
+/// The user declined on the consent page.
+pub fn denied_redirect(state: &AppState, request: &AuthorizationRequest) -> String {
+    error_redirect(&state.config.issuer(), request, ErrorCode::AccessDenied, "the user denied the request")
+}
+
+impl From<OAuthError> for AuthorizeError {
+    fn from(err: OAuthError) -> Self {
+        Self::Page(PageError::bad_request("Request refused", err.description))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirect_keeps_existing_query_and_adds_iss() {
+        let url = redirect_with("https://app.example/cb?x=1", "https://sso.example", Some("s t"), &[("code", "abc")]);
+        assert_eq!(url, "https://app.example/cb?x=1&code=abc&state=s+t&iss=https%3A%2F%2Fsso.example");
+    }
+
+    #[test]
+    fn pkce_challenge_shape() {
+        assert!(is_pkce_challenge("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"));
+        assert!(!is_pkce_challenge("short"));
+        assert!(!is_pkce_challenge("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGEu6GjDX="));
+    }
+}

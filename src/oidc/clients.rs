@@ -1,0 +1,318 @@
+//! Client registration and client authentication at the token, revocation and introspection
+//! endpoints. Argon2 is paid once per secret: afterwards a SHA-256 digest of the verified secret
+//! is kept in memory, keyed by the stored hash, so rotation or a new hash invalidates it everywhere.
+use actix_web::{http::header, HttpRequest};
+use base64::{engine::general_purpose::STANDARD, Engine};
+use dashmap::DashMap;
+use sha2::{Digest, Sha256};
+
+use super::{claims::SUPPORTED_SCOPES, params::Params};
+use crate::{
+    crypto::{constant_time_eq, password, random_token},
+    error::OAuthError,
+    state::{now, AppState},
+    store::{clients::Client, Store, StoreError},
+};
+
+#[derive(Default)]
+pub struct SecretCache {
+    /// client_id → (stored PHC hash, SHA-256 of the secret that verified against it)
+    verified: DashMap<String, (String, [u8; 32])>,
+}
+
+impl SecretCache {
+    pub fn forget(&self, client_id: &str) {
+        self.verified.remove(client_id);
+    }
+
+    fn matches(&self, client: &Client, phc: &str, digest: &[u8; 32]) -> bool {
+        self.verified
+            .get(&client.client_id)
+            .is_some_and(|entry| entry.0 == phc && constant_time_eq(&entry.1, digest))
+    }
+}
+
+/// The credentials a request presented.
+enum Presented {
+    Secret { client_id: String, secret: String, basic: bool },
+    None { client_id: String },
+}
+
+fn presented_credentials(req: &HttpRequest, params: &Params) -> Result<Presented, OAuthError> {
+    let basic = match req.headers().get(header::AUTHORIZATION) {
+        Some(value) => {
+            let text = value.to_str().map_err(|_| OAuthError::invalid_client("malformed Authorization header"))?;
+            match text.split_once(' ') {
+                Some((scheme, rest)) if scheme.eq_ignore_ascii_case("basic") => Some(parse_basic(rest.trim())?),
+                _ => None,
+            }
+        }
+        None => None,
+    };
+    let body_secret = params.get("client_secret");
+    let body_client_id = params.get("client_id");
+    match (basic, body_secret) {
+        (Some(_), Some(_)) => Err(OAuthError::invalid_request("use one client authentication method, not two")),
+        (Some((client_id, secret)), None) => {
+            if body_client_id.is_some_and(|id| id != client_id) {
+                return Err(OAuthError::invalid_request("client_id does not match the Authorization header"));
+            }
+            Ok(Presented::Secret { client_id, secret, basic: true })
+        }
+        (None, Some(secret)) => {
+            let client_id = body_client_id.ok_or_else(|| OAuthError::invalid_request("client_id is required"))?;
+            Ok(Presented::Secret { client_id: client_id.to_owned(), secret: secret.to_owned(), basic: false })
+        }
+        (None, None) => {
+            let client_id = body_client_id.ok_or_else(|| {
+                let mut err = OAuthError::invalid_client("client authentication is required");
+                err.basic_challenge = true;
+                err
+            })?;
+            Ok(Presented::None { client_id: client_id.to_owned() })
+        }
+    }
+}
+
+/// RFC 6749 §2.3.1: Basic credentials are form-urlencoded before base64.
+fn parse_basic(encoded: &str) -> Result<(String, String), OAuthError> {
+    let bad = || {
+        let mut err = OAuthError::invalid_client("malformed Basic credentials");
+        err.basic_challenge = true;
+        err
+    };
+    let decoded = STANDARD.decode(encoded).map_err(|_| bad())?;
+    let text = String::from_utf8(decoded).map_err(|_| bad())?;
+    let (id, secret) = text.split_once(':').ok_or_else(bad)?;
+    let id = url_decode(id).ok_or_else(bad)?;
+    let secret = url_decode(secret).ok_or_else(bad)?;
+    if id.is_empty() {
+        return Err(bad());
+    }
+    Ok((id, secret))
+}
+
+fn url_decode(text: &str) -> Option<String> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(&format!("v={text}")).ok()?;
+    Some(pairs.into_iter().next().map(|(_, v)| v).unwrap_or_default())
+}
+
+/// Authenticates the client of a back-channel request. Public clients authenticate with their
+/// `client_id` alone (PKCE protects their codes).
+pub async fn authenticate_client(state: &AppState, req: &HttpRequest, params: &Params) -> Result<Client, OAuthError> {
+    let presented = presented_credentials(req, params)?;
+    let (client_id, basic) = match &presented {
+        Presented::Secret { client_id, basic, .. } => (client_id.clone(), *basic),
+        Presented::None { client_id } => (client_id.clone(), false),
+    };
+    let failed = |description: &str| {
+        let mut err = OAuthError::invalid_client(description);
+        err.basic_challenge = basic;
+        err
+    };
+    let client = match state.store.client(&client_id).await? {
+        Some(client) if client.enabled => client,
+        _ => return Err(failed("client authentication failed")),
+    };
+    match (presented, &client.secret_hash) {
+        (Presented::None { .. }, None) => Ok(client),
+        (Presented::None { .. }, Some(_)) => Err(failed("this client must authenticate with its secret")),
+        (Presented::Secret { .. }, None) => Err(failed("this client is public and has no secret")),
+        (Presented::Secret { secret, .. }, Some(phc)) => {
+            let digest: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
+            if state.secret_cache.matches(&client, phc, &digest) {
+                return Ok(client);
+            }
+            let phc_owned = phc.clone();
+            let verified = tokio::task::spawn_blocking(move || password::verify_secret(&secret, &phc_owned))
+                .await
+                .unwrap_or(false);
+            if !verified {
+                return Err(failed("client authentication failed"));
+            }
+            state.secret_cache.verified.insert(client.client_id.clone(), (phc.clone(), digest));
+            Ok(client)
+        }
+    }
+}
+
+/// What an admin asks for when registering a client.
+#[derive(Debug, Clone, Default)]
+pub struct NewClient {
+    pub name: String,
+    pub redirect_uris: Vec<String>,
+    pub post_logout_redirect_uris: Vec<String>,
+    pub backchannel_logout_uri: Option<String>,
+    pub frontchannel_logout_uri: Option<String>,
+    pub public: bool,
+    pub first_party: bool,
+    pub scopes: Option<Vec<String>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistrationError {
+    #[error("{field}: {problem}")]
+    Invalid { field: &'static str, problem: String },
+    #[error("a client with this name already exists")]
+    DuplicateName,
+    #[error("no client with this id")]
+    UnknownClient,
+    #[error(transparent)]
+    Store(StoreError),
+    #[error("hashing the secret failed")]
+    Hash,
+}
+
+impl From<StoreError> for RegistrationError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Conflict => Self::DuplicateName,
+            other => Self::Store(other),
+        }
+    }
+}
+
+fn invalid(field: &'static str, problem: impl Into<String>) -> RegistrationError {
+    RegistrationError::Invalid { field, problem: problem.into() }
+}
+
+/// Redirect URIs: absolute, no fragment, no wildcard; https unless loopback or a native scheme.
+pub fn validate_redirect_uri(field: &'static str, uri: &str, public: bool) -> Result<(), RegistrationError> {
+    let parsed = url::Url::parse(uri).map_err(|_| invalid(field, format!("`{uri}` is not an absolute URL")))?;
+    if parsed.fragment().is_some() || uri.contains('#') {
+        return Err(invalid(field, format!("`{uri}` must not contain a fragment")));
+    }
+    if uri.contains('*') {
+        return Err(invalid(field, format!("`{uri}` must not contain wildcards")));
+    }
+    let loopback = matches!(parsed.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        "http" => Err(invalid(field, format!("`{uri}` must use https (http is allowed only for loopback)"))),
+        // Private-use schemes (RFC 8252 §7.1) for native public clients.
+        scheme if public && scheme.contains('.') => Ok(()),
+        _ => Err(invalid(field, format!("`{uri}` has an unsupported scheme"))),
+    }
+}
+
+/// Registers a client; returns it and, for confidential clients, the secret (shown once).
+pub async fn register(store: &Store, new: NewClient) -> Result<(Client, Option<String>), RegistrationError> {
+    let name = new.name.trim().to_owned();
+    if name.is_empty() || name.len() > 100 {
+        return Err(invalid("name", "must be 1 to 100 characters"));
+    }
+    if new.redirect_uris.is_empty() {
+        return Err(invalid("redirect_uris", "at least one redirect URI is required"));
+    }
+    for uri in &new.redirect_uris {
+        validate_redirect_uri("redirect_uris", uri, new.public)?;
+    }
+    for uri in &new.post_logout_redirect_uris {
+        validate_redirect_uri("post_logout_redirect_uris", uri, new.public)?;
+    }
+    if let Some(uri) = &new.backchannel_logout_uri {
+        validate_redirect_uri("backchannel_logout_uri", uri, false)?;
+    }
+    if let Some(uri) = &new.frontchannel_logout_uri {
+        validate_redirect_uri("frontchannel_logout_uri", uri, false)?;
+    }
+    let scopes = new.scopes.unwrap_or_else(|| SUPPORTED_SCOPES.iter().map(|s| s.to_string()).collect());
+    if let Some(bad) = scopes.iter().find(|s| !SUPPORTED_SCOPES.contains(&s.as_str())) {
+        return Err(invalid("scopes", format!("`{bad}` is not a supported scope")));
+    }
+    if !scopes.iter().any(|s| s == "openid") {
+        return Err(invalid("scopes", "must include openid"));
+    }
+    let secret = (!new.public).then(|| random_token(32));
+    let secret_hash = match &secret {
+        Some(secret) => {
+            let secret = secret.clone();
+            Some(
+                tokio::task::spawn_blocking(move || password::hash_secret(&secret))
+                    .await
+                    .map_err(|_| RegistrationError::Hash)?
+                    .map_err(|_| RegistrationError::Hash)?,
+            )
+        }
+        None => None,
+    };
+    let client = Client {
+        client_id: random_token(16),
+        name,
+        secret_hash,
+        redirect_uris: dedup(new.redirect_uris),
+        post_logout_redirect_uris: dedup(new.post_logout_redirect_uris),
+        backchannel_logout_uri: new.backchannel_logout_uri,
+        frontchannel_logout_uri: new.frontchannel_logout_uri,
+        first_party: new.first_party,
+        allowed_scopes: scopes,
+        enabled: true,
+        created_at: now(),
+    };
+    store.insert_client(&client, client.created_at).await?;
+    Ok((client, secret))
+}
+
+fn dedup(mut items: Vec<String>) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    items.retain(|item| seen.insert(item.clone()));
+    items
+}
+
+/// Issues a new secret; the old one stops working at once (on every node: the cache is keyed
+/// by the stored hash).
+pub async fn rotate_secret(store: &Store, cache: Option<&SecretCache>, client_id: &str) -> Result<String, RegistrationError> {
+    let client = store.client(client_id).await?.ok_or(RegistrationError::UnknownClient)?;
+    if client.is_public() {
+        return Err(invalid("client_id", "public clients have no secret"));
+    }
+    let secret = random_token(32);
+    let to_hash = secret.clone();
+    let hash = tokio::task::spawn_blocking(move || password::hash_secret(&to_hash))
+        .await
+        .map_err(|_| RegistrationError::Hash)?
+        .map_err(|_| RegistrationError::Hash)?;
+    store.set_client_secret_hash(client_id, &hash, now()).await?;
+    if let Some(cache) = cache {
+        cache.forget(client_id);
+    }
+    Ok(secret)
+}
+
+pub async fn set_enabled(store: &Store, cache: Option<&SecretCache>, client_id: &str, enabled: bool) -> Result<(), RegistrationError> {
+    if !store.set_client_enabled(client_id, enabled, now()).await? {
+        return Err(RegistrationError::UnknownClient);
+    }
+    if let Some(cache) = cache {
+        cache.forget(client_id);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirect_uri_rules() {
+        assert!(validate_redirect_uri("r", "https://app.example/cb", false).is_ok());
+        assert!(validate_redirect_uri("r", "http://127.0.0.1:3000/cb", false).is_ok());
+        assert!(validate_redirect_uri("r", "http://localhost/cb", false).is_ok());
+        assert!(validate_redirect_uri("r", "http://app.example/cb", false).is_err());
+        assert!(validate_redirect_uri("r", "https://app.example/cb#x", false).is_err());
+        assert!(validate_redirect_uri("r", "https://*.example/cb", false).is_err());
+        assert!(validate_redirect_uri("r", "/relative", false).is_err());
+        assert!(validate_redirect_uri("r", "com.example.app:/cb", true).is_ok());
+        assert!(validate_redirect_uri("r", "com.example.app:/cb", false).is_err());
+        assert!(validate_redirect_uri("r", "javascript:alert(1)", true).is_err());
+    }
+
+    #[test]
+    fn basic_credentials_are_form_decoded() {
+        let encoded = STANDARD.encode("my%20client:p%3Ass");
+        assert_eq!(parse_basic(&encoded).unwrap(), ("my client".into(), "p:ss".into()));
+        assert!(parse_basic("!!!").is_err());
+        assert!(parse_basic(&STANDARD.encode("nocolon")).is_err());
+    }
+}

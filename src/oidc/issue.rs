@@ -1,0 +1,121 @@
+//! Minting tokens: ID token and RFC 9068 access token (RS256 JWTs) and opaque refresh tokens.
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::claims::user_claims;
+use crate::{
+    crypto::{at_hash, random_token, sha256_b64},
+    error::OAuthError,
+    state::{now, AppState},
+    store::{
+        tokens::{AccessTokenRecord, RefreshTokenRecord},
+        users::UserProfile,
+    },
+};
+
+/// What a grant hands to the issuer.
+pub struct Grant<'a> {
+    pub client_id: &'a str,
+    pub did: &'a str,
+    pub sid: &'a str,
+    pub scopes: Vec<String>,
+    pub auth_time: i64,
+    pub nonce: Option<&'a str>,
+    pub family_id: &'a str,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: i64,
+    pub refresh_token: String,
+    pub id_token: String,
+    pub scope: String,
+}
+
+pub async fn issue_tokens(state: &AppState, grant: Grant<'_>) -> Result<TokenResponse, OAuthError> {
+    let config = &state.config;
+    let issuer = config.issuer();
+    let issued_at = now();
+    let user = state
+        .store
+        .user(grant.did)
+        .await?
+        .unwrap_or_else(|| UserProfile { did: grant.did.to_owned(), ..Default::default() });
+    let scope = grant.scopes.join(" ");
+    let jti = random_token(16);
+    let access_expires = issued_at + config.access_token_ttl_secs;
+
+    let mut access_claims = Map::new();
+    access_claims.insert("iss".into(), issuer.clone().into());
+    access_claims.insert("sub".into(), grant.did.into());
+    access_claims.insert("aud".into(), grant.client_id.into());
+    access_claims.insert("client_id".into(), grant.client_id.into());
+    access_claims.insert("iat".into(), issued_at.into());
+    access_claims.insert("exp".into(), access_expires.into());
+    access_claims.insert("jti".into(), jti.clone().into());
+    access_claims.insert("scope".into(), scope.clone().into());
+    access_claims.insert("sid".into(), grant.sid.into());
+    access_claims.insert("auth_time".into(), grant.auth_time.into());
+
+    let mut id_claims = user_claims(&grant.scopes, &user);
+    id_claims.insert("iss".into(), issuer.into());
+    id_claims.insert("sub".into(), grant.did.into());
+    id_claims.insert("aud".into(), grant.client_id.into());
+    id_claims.insert("azp".into(), grant.client_id.into());
+    id_claims.insert("iat".into(), issued_at.into());
+    id_claims.insert("exp".into(), (issued_at + config.id_token_ttl_secs).into());
+    id_claims.insert("auth_time".into(), grant.auth_time.into());
+    id_claims.insert("sid".into(), grant.sid.into());
+    if let Some(nonce) = grant.nonce {
+        id_claims.insert("nonce".into(), Value::String(nonce.to_owned()));
+    }
+
+    let keys = state.keys.current();
+    // RSA signing is CPU-bound: keep it off the async executor threads.
+    let (access_token, id_token) = tokio::task::spawn_blocking(move || {
+        let access_token = keys.sign("at+jwt", access_claims)?;
+        id_claims.insert("at_hash".into(), at_hash(&access_token).into());
+        let id_token = keys.sign("JWT", id_claims)?;
+        Ok::<_, crate::crypto::signing::SigningError>((access_token, id_token))
+    })
+    .await
+    .map_err(|e| OAuthError::server_error(&e))?
+    .map_err(|e| OAuthError::server_error(&e))?;
+
+    let refresh_token = random_token(32);
+    let refresh = RefreshTokenRecord {
+        token_hash: sha256_b64(&refresh_token),
+        family_id: grant.family_id.to_owned(),
+        client_id: grant.client_id.to_owned(),
+        did: grant.did.to_owned(),
+        sid: grant.sid.to_owned(),
+        scope: scope.clone(),
+        auth_time: grant.auth_time,
+        created_at: issued_at,
+        expires_at: issued_at + config.refresh_token_ttl_secs,
+        rotated_at: None,
+        revoked_at: None,
+    };
+    let access = AccessTokenRecord {
+        jti,
+        family_id: grant.family_id.to_owned(),
+        client_id: grant.client_id.to_owned(),
+        did: grant.did.to_owned(),
+        sid: grant.sid.to_owned(),
+        scope: scope.clone(),
+        expires_at: access_expires,
+        revoked_at: None,
+    };
+    state.store.insert_issued_tokens(Some(&refresh), &access).await?;
+
+    Ok(TokenResponse {
+        access_token,
+        token_type: "Bearer",
+        expires_in: config.access_token_ttl_secs,
+        refresh_token,
+        id_token,
+        scope,
+    })
+}

@@ -1,0 +1,23 @@
+//! What every request handler shares. Built once in `lib.rs`; tests build their own.
+use std::sync::Arc;
+
+use crate::{config::Config, crypto::seal::Sealer, oidc::clients::SecretCache, oidc::keys::KeyRing, store::Store};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub sealer: Sealer,
+    pub keys: Arc<KeyRing>,
+    pub secret_cache: Arc<SecretCache>,
+    /// Discovery document, rendered once.
+    pub discovery_json: Arc<str>,
+}
+
+/// Unix time in seconds.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,106 @@
+//! Tenant clients (relying parties).
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait, QueryOrder};
+
+use super::{conflict_or, entities::client, from_json_list, to_json_list, Store, StoreError, StoreResult};
+
+/// A client as the provider uses it (lists decoded).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Client {
+    pub client_id: String,
+    pub name: String,
+    pub secret_hash: Option<String>,
+    pub redirect_uris: Vec<String>,
+    pub post_logout_redirect_uris: Vec<String>,
+    pub backchannel_logout_uri: Option<String>,
+    pub frontchannel_logout_uri: Option<String>,
+    pub first_party: bool,
+    pub allowed_scopes: Vec<String>,
+    pub enabled: bool,
+    pub created_at: i64,
+}
+
+impl Client {
+    pub fn is_public(&self) -> bool {
+        self.secret_hash.is_none()
+    }
+}
+
+impl TryFrom<client::Model> for Client {
+    type Error = StoreError;
+    fn try_from(row: client::Model) -> StoreResult<Self> {
+        Ok(Self {
+            redirect_uris: from_json_list(&row.redirect_uris)?,
+            post_logout_redirect_uris: from_json_list(&row.post_logout_redirect_uris)?,
+            allowed_scopes: row.allowed_scopes.split(' ').filter(|s| !s.is_empty()).map(String::from).collect(),
+            client_id: row.client_id,
+            name: row.name,
+            secret_hash: row.secret_hash,
+            backchannel_logout_uri: row.backchannel_logout_uri,
+            frontchannel_logout_uri: row.frontchannel_logout_uri,
+            first_party: row.first_party,
+            enabled: row.enabled,
+            created_at: row.created_at,
+        })
+    }
+}
+
+impl Store {
+    pub async fn insert_client(&self, c: &Client, now: i64) -> StoreResult<()> {
+        client::ActiveModel {
+            client_id: Set(c.client_id.clone()),
+            name: Set(c.name.clone()),
+            secret_hash: Set(c.secret_hash.clone()),
+            redirect_uris: Set(to_json_list(&c.redirect_uris)),
+            post_logout_redirect_uris: Set(to_json_list(&c.post_logout_redirect_uris)),
+            backchannel_logout_uri: Set(c.backchannel_logout_uri.clone()),
+            frontchannel_logout_uri: Set(c.frontchannel_logout_uri.clone()),
+            first_party: Set(c.first_party),
+            allowed_scopes: Set(c.allowed_scopes.join(" ")),
+            enabled: Set(c.enabled),
+            created_at: Set(now),
+            updated_at: Set(now),
+        }
+        .insert(&self.db)
+        .await
+        .map_err(conflict_or)?;
+        Ok(())
+    }
+
+    pub async fn client(&self, client_id: &str) -> StoreResult<Option<Client>> {
+        client::Entity::find_by_id(client_id.to_owned()).one(&self.db).await?.map(Client::try_from).transpose()
+    }
+
+    pub async fn list_clients(&self) -> StoreResult<Vec<Client>> {
+        client::Entity::find()
+            .order_by_asc(client::Column::CreatedAt)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(Client::try_from)
+            .collect()
+    }
+
+    /// Returns false when no such client exists.
+    pub async fn set_client_secret_hash(&self, client_id: &str, hash: &str, now: i64) -> StoreResult<bool> {
+        let Some(row) = client::Entity::find_by_id(client_id.to_owned()).one(&self.db).await? else {
+            return Ok(false);
+        };
+        let mut active: client::ActiveModel = row.into();
+        active.secret_hash = Set(Some(hash.to_owned()));
+        active.updated_at = Set(now);
+        active.update(&self.db).await?;
+        Ok(true)
+    }
+
+    /// Returns false when no such client exists.
+    pub async fn set_client_enabled(&self, client_id: &str, enabled: bool, now: i64) -> StoreResult<bool> {
+        let Some(row) = client::Entity::find_by_id(client_id.to_owned()).one(&self.db).await? else {
+            return Ok(false);
+        };
+        let mut active: client::ActiveModel = row.into();
+        active.enabled = Set(enabled);
+        active.updated_at = Set(now);
+        active.update(&self.db).await?;
+        Ok(true)
+    }
+}

@@ -1,0 +1,116 @@
+//! Pending authorization requests, remembered consents and authorization codes.
+use sea_orm::{
+    sea_query::{Expr, OnConflict},
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
+};
+
+use super::{
+    entities::{authorization_code, authorization_request, consent},
+    Store, StoreResult,
+};
+
+pub use authorization_code::Model as AuthorizationCode;
+
+/// What happened when a code was presented.
+pub enum CodeRedemption {
+    /// First use: the code is now spent.
+    Redeemed(AuthorizationCode),
+    /// The code was already used: whatever it issued must be revoked.
+    Replayed(AuthorizationCode),
+    Unknown,
+}
+
+impl Store {
+    pub async fn insert_authorization_request(
+        &self,
+        id: &str,
+        client_id: &str,
+        params_json: String,
+        now: i64,
+        expires_at: i64,
+    ) -> StoreResult<()> {
+        authorization_request::ActiveModel {
+            id: Set(id.to_owned()),
+            client_id: Set(client_id.to_owned()),
+            params: Set(params_json),
+            created_at: Set(now),
+            expires_at: Set(expires_at),
+        }
+        .insert(&self.db)
+        .await?;
+        Ok(())
+    }
+
+    /// The stored request's JSON and creation time, if it has not expired.
+    pub async fn authorization_request(&self, id: &str, now: i64) -> StoreResult<Option<(String, i64)>> {
+        Ok(authorization_request::Entity::find_by_id(id.to_owned())
+            .one(&self.db)
+            .await?
+            .filter(|r| r.expires_at > now)
+            .map(|r| (r.params, r.created_at)))
+    }
+
+    pub async fn delete_authorization_request(&self, id: &str) -> StoreResult<()> {
+        authorization_request::Entity::delete_by_id(id.to_owned()).exec(&self.db).await?;
+        Ok(())
+    }
+
+    /// Scopes the user already granted to the client (empty when none).
+    pub async fn consented_scopes(&self, did: &str, client_id: &str) -> StoreResult<Vec<String>> {
+        Ok(consent::Entity::find_by_id((did.to_owned(), client_id.to_owned()))
+            .one(&self.db)
+            .await?
+            .map(|c| c.scopes.split(' ').filter(|s| !s.is_empty()).map(String::from).collect())
+            .unwrap_or_default())
+    }
+
+    pub async fn save_consent(&self, did: &str, client_id: &str, scopes: &[String], now: i64) -> StoreResult<()> {
+        let row = consent::ActiveModel {
+            did: Set(did.to_owned()),
+            client_id: Set(client_id.to_owned()),
+            scopes: Set(scopes.join(" ")),
+            created_at: Set(now),
+        };
+        consent::Entity::insert(row)
+            .on_conflict(
+                OnConflict::columns([consent::Column::Did, consent::Column::ClientId])
+                    .update_columns([consent::Column::Scopes, consent::Column::CreatedAt])
+                    .to_owned(),
+            )
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn insert_code(&self, code: &AuthorizationCode) -> StoreResult<()> {
+        authorization_code::ActiveModel::from(code.clone()).insert(&self.db).await?;
+        Ok(())
+    }
+
+    /// Spends a code atomically: of two concurrent redemptions exactly one wins.
+    pub async fn redeem_code(&self, code_hash: &str, now: i64) -> StoreResult<CodeRedemption> {
+        let updated = authorization_code::Entity::update_many()
+            .col_expr(authorization_code::Column::UsedAt, Expr::value(now))
+            .filter(authorization_code::Column::CodeHash.eq(code_hash))
+            .filter(authorization_code::Column::UsedAt.is_null())
+            .exec(&self.db)
+            .await?;
+        let Some(row) = authorization_code::Entity::find_by_id(code_hash.to_owned()).one(&self.db).await? else {
+            return Ok(CodeRedemption::Unknown);
+        };
+        Ok(if updated.rows_affected == 1 { CodeRedemption::Redeemed(row) } else { CodeRedemption::Replayed(row) })
+    }
+}
+
+pub(super) async fn sweep(db: &impl ConnectionTrait, now: i64) -> StoreResult<u64> {
+    let requests = authorization_request::Entity::delete_many()
+        .filter(authorization_request::Column::ExpiresAt.lte(now))
+        .exec(db)
+        .await?;
+    // Spent codes are kept until they expire so a replay is still recognised.
+    let codes = authorization_code::Entity::delete_many()
+        .filter(authorization_code::Column::ExpiresAt.lte(now - 600))
+        .exec(db)
+        .await?;
+    Ok(requests.rows_affected + codes.rows_affected)
+}

@@ -1,0 +1,90 @@
+//! The only module that speaks SQL (through sea-orm). SQLite by default, Postgres for several nodes.
+pub mod clients;
+pub mod entities;
+pub mod grants;
+pub mod keys;
+pub mod sessions;
+pub mod tokens;
+pub mod users;
+
+use std::time::Duration;
+
+use migration::{Migrator, MigratorTrait};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Db(#[from] DbErr),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("already exists")]
+    Conflict,
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Handle to the database; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pub(crate) db: DatabaseConnection,
+}
+
+impl Store {
+    /// Connects and runs pending migrations.
+    pub async fn connect(database_url: &str, max_connections: u32) -> StoreResult<Self> {
+        let mut options = ConnectOptions::new(database_url.to_owned());
+        options
+            .max_connections(max_connections)
+            .min_connections(1)
+            .connect_timeout(Duration::from_secs(10))
+            .sqlx_logging(false);
+        if database_url.starts_with("sqlite:") {
+            options.map_sqlx_sqlite_opts(|opts| {
+                use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+                // WAL lets readers run beside the single writer; NORMAL sync is durable in WAL
+                // mode except for the last transactions on power loss.
+                opts.journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .busy_timeout(Duration::from_secs(10))
+                    .pragma("cache_size", "-16000")
+                    .pragma("temp_store", "memory")
+            });
+        }
+        let db = Database::connect(options).await?;
+        Migrator::up(&db, None).await?;
+        Ok(Self { db })
+    }
+
+    pub fn is_sqlite(&self) -> bool {
+        matches!(self.db.get_database_backend(), sea_orm::DatabaseBackend::Sqlite)
+    }
+
+    /// Deletes rows that can no longer matter. Returns how many rows were removed.
+    pub async fn sweep_expired(&self, now: i64) -> StoreResult<u64> {
+        let mut removed = 0;
+        removed += grants::sweep(&self.db, now).await?;
+        removed += tokens::sweep(&self.db, now).await?;
+        removed += sessions::sweep(&self.db, now).await?;
+        Ok(removed)
+    }
+}
+
+/// Encodes a list as the JSON text stored in a column.
+pub(crate) fn to_json_list(items: &[String]) -> String {
+    serde_json::to_string(items).unwrap_or_else(|_| "[]".into())
+}
+
+pub(crate) fn from_json_list(text: &str) -> StoreResult<Vec<String>> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// Maps a unique-constraint violation to `Conflict`.
+pub(crate) fn conflict_or(err: DbErr) -> StoreError {
+    let text = err.to_string().to_ascii_lowercase();
+    if text.contains("unique") || text.contains("duplicate") {
+        StoreError::Conflict
+    } else {
+        StoreError::Db(err)
+    }
+}

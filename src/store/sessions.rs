@@ -1,0 +1,57 @@
+//! SSO browser sessions.
+use sea_orm::{
+    sea_query::Expr, ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait,
+    QueryFilter,
+};
+
+use super::{entities::sso_session, Store, StoreResult};
+
+pub use sso_session::Model as SsoSession;
+
+impl Store {
+    pub async fn insert_session(&self, session: &SsoSession) -> StoreResult<()> {
+        sso_session::ActiveModel {
+            sid: Set(session.sid.clone()),
+            secret_hash: Set(session.secret_hash.clone()),
+            did: Set(session.did.clone()),
+            auth_time: Set(session.auth_time),
+            created_at: Set(session.created_at),
+            expires_at: Set(session.expires_at),
+            ended_at: Set(session.ended_at),
+        }
+        .insert(&self.db)
+        .await?;
+        Ok(())
+    }
+
+    /// The session if it exists, has not ended and has not expired.
+    pub async fn live_session(&self, sid: &str, now: i64) -> StoreResult<Option<SsoSession>> {
+        Ok(sso_session::Entity::find_by_id(sid.to_owned())
+            .one(&self.db)
+            .await?
+            .filter(|s| s.ended_at.is_none() && s.expires_at > now))
+    }
+
+    /// Marks a session ended; returns false when it was already ended or unknown.
+    pub async fn end_session(&self, sid: &str, now: i64) -> StoreResult<bool> {
+        let result = sso_session::Entity::update_many()
+            .col_expr(sso_session::Column::EndedAt, Expr::value(now))
+            .filter(sso_session::Column::Sid.eq(sid))
+            .filter(sso_session::Column::EndedAt.is_null())
+            .exec(&self.db)
+            .await?;
+        Ok(result.rows_affected == 1)
+    }
+}
+
+pub(super) async fn sweep(db: &impl ConnectionTrait, now: i64) -> StoreResult<u64> {
+    let result = sso_session::Entity::delete_many()
+        .filter(
+            Condition::any()
+                .add(sso_session::Column::ExpiresAt.lte(now))
+                .add(sso_session::Column::EndedAt.lte(now - 86400)),
+        )
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected)
+}

@@ -1,0 +1,130 @@
+//! Refresh tokens (opaque, stored hashed, rotated) and access-token records (for revocation).
+use sea_orm::{
+    sea_query::Expr, ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
+    TransactionTrait,
+};
+
+use super::{
+    entities::{access_token, refresh_token},
+    Store, StoreResult,
+};
+
+pub use access_token::Model as AccessTokenRecord;
+pub use refresh_token::Model as RefreshTokenRecord;
+
+pub enum RefreshRotation {
+    /// The token was live and is now spent; issue its successor.
+    Rotated(RefreshTokenRecord),
+    /// The token had already been rotated: a replay. The caller revokes the family.
+    Reused(RefreshTokenRecord),
+    /// Unknown, revoked or expired.
+    Invalid,
+}
+
+impl Store {
+    /// Stores the records of one token response in one transaction.
+    pub async fn insert_issued_tokens(
+        &self,
+        refresh: Option<&RefreshTokenRecord>,
+        access: &AccessTokenRecord,
+    ) -> StoreResult<()> {
+        let txn = self.db.begin().await?;
+        if let Some(refresh) = refresh {
+            refresh_token::ActiveModel::from(refresh.clone()).insert(&txn).await?;
+        }
+        access_token::ActiveModel::from(access.clone()).insert(&txn).await?;
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// Spends a refresh token atomically (compare-and-set on `rotated_at`).
+    pub async fn rotate_refresh_token(&self, token_hash: &str, now: i64) -> StoreResult<RefreshRotation> {
+        let updated = refresh_token::Entity::update_many()
+            .col_expr(refresh_token::Column::RotatedAt, Expr::value(now))
+            .filter(refresh_token::Column::TokenHash.eq(token_hash))
+            .filter(refresh_token::Column::RotatedAt.is_null())
+            .filter(refresh_token::Column::RevokedAt.is_null())
+            .filter(refresh_token::Column::ExpiresAt.gt(now))
+            .exec(&self.db)
+            .await?;
+        let Some(row) = refresh_token::Entity::find_by_id(token_hash.to_owned()).one(&self.db).await? else {
+            return Ok(RefreshRotation::Invalid);
+        };
+        Ok(if updated.rows_affected == 1 {
+            RefreshRotation::Rotated(row)
+        } else if row.rotated_at.is_some() && row.revoked_at.is_none() {
+            RefreshRotation::Reused(row)
+        } else {
+            RefreshRotation::Invalid
+        })
+    }
+
+    pub async fn refresh_token(&self, token_hash: &str) -> StoreResult<Option<RefreshTokenRecord>> {
+        Ok(refresh_token::Entity::find_by_id(token_hash.to_owned()).one(&self.db).await?)
+    }
+
+    pub async fn access_token_record(&self, jti: &str) -> StoreResult<Option<AccessTokenRecord>> {
+        Ok(access_token::Entity::find_by_id(jti.to_owned()).one(&self.db).await?)
+    }
+
+    /// Revokes every refresh and access token of a grant family (code replay, refresh reuse,
+    /// revocation of a refresh token).
+    pub async fn revoke_family(&self, family_id: &str, now: i64) -> StoreResult<()> {
+        self.revoke_where(
+            refresh_token::Column::FamilyId.eq(family_id),
+            access_token::Column::FamilyId.eq(family_id),
+            now,
+        )
+        .await
+    }
+
+    /// Revokes every token issued under an SSO session, for all clients.
+    pub async fn revoke_session_tokens(&self, sid: &str, now: i64) -> StoreResult<()> {
+        self.revoke_where(refresh_token::Column::Sid.eq(sid), access_token::Column::Sid.eq(sid), now).await
+    }
+
+    pub async fn revoke_access_token(&self, jti: &str, now: i64) -> StoreResult<()> {
+        access_token::Entity::update_many()
+            .col_expr(access_token::Column::RevokedAt, Expr::value(now))
+            .filter(access_token::Column::Jti.eq(jti))
+            .filter(access_token::Column::RevokedAt.is_null())
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    async fn revoke_where(
+        &self,
+        refresh_filter: sea_orm::sea_query::SimpleExpr,
+        access_filter: sea_orm::sea_query::SimpleExpr,
+        now: i64,
+    ) -> StoreResult<()> {
+        let txn = self.db.begin().await?;
+        refresh_token::Entity::update_many()
+            .col_expr(refresh_token::Column::RevokedAt, Expr::value(now))
+            .filter(refresh_filter)
+            .filter(refresh_token::Column::RevokedAt.is_null())
+            .exec(&txn)
+            .await?;
+        access_token::Entity::update_many()
+            .col_expr(access_token::Column::RevokedAt, Expr::value(now))
+            .filter(access_filter)
+            .filter(access_token::Column::RevokedAt.is_null())
+            .exec(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok(())
+    }
+}
+
+pub(super) async fn sweep(db: &impl ConnectionTrait, now: i64) -> StoreResult<u64> {
+    let refresh = refresh_token::Entity::delete_many()
+        .filter(refresh_token::Column::ExpiresAt.lte(now))
+        .exec(db)
+        .await?;
+    let access = access_token::Entity::delete_many()
+        .filter(Condition::all().add(access_token::Column::ExpiresAt.lte(now)))
+        .exec(db)
+        .await?;
+    Ok(refresh.rows_affected + access.rows_affected)
+}

@@ -1,0 +1,130 @@
+//! Provider endpoints (paths and `/api/auth/...` aliases from DESIGN.md).
+use actix_web::{http::header, web, HttpRequest, HttpResponse};
+
+use super::{form_params, found};
+use crate::{
+    error::{BearerError, OAuthError, PageError},
+    oidc::{
+        authorize::{self, AuthorizeError, Outcome},
+        clients::authenticate_client,
+        params::Params,
+        revocation, token, userinfo,
+    },
+    sso,
+    state::AppState,
+};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/.well-known/openid-configuration", web::get().to(discovery))
+        .route("/.well-known/jwks.json", web::get().to(jwks))
+        .route("/api/auth/jwks", web::get().to(jwks));
+    for prefix in ["/oauth2", "/api/auth/oauth2"] {
+        cfg.route(&format!("{prefix}/authorize"), web::get().to(authorize_get))
+            .route(&format!("{prefix}/authorize"), web::post().to(authorize_post))
+            .route(&format!("{prefix}/token"), web::post().to(token_endpoint))
+            .route(&format!("{prefix}/userinfo"), web::get().to(userinfo_get))
+            .route(&format!("{prefix}/userinfo"), web::post().to(userinfo_post))
+            .route(&format!("{prefix}/revoke"), web::post().to(revoke_endpoint))
+            .route(&format!("{prefix}/introspect"), web::post().to(introspect_endpoint));
+    }
+}
+
+async fn discovery(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
+        .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
+        .body(state.discovery_json.to_string())
+}
+
+async fn jwks(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
+        .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
+        .body(state.keys.current().jwks_json().to_string())
+}
+
+async fn authorize_get(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, PageError> {
+    authorize_with(&state, &req, req.query_string()).await
+}
+
+async fn authorize_post(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, PageError> {
+    let text = std::str::from_utf8(&body).map_err(|_| PageError::bad_request("Invalid request", "The request is not valid UTF-8."))?;
+    authorize_with(&state, &req, text).await
+}
+
+#[tracing::instrument(name = "authorize", skip_all)]
+async fn authorize_with(state: &AppState, req: &HttpRequest, encoded: &str) -> Result<HttpResponse, PageError> {
+    let params = Params::parse(encoded).map_err(|e| PageError::bad_request("Invalid sign-in request", e.to_string()))?;
+    let (request, client) = match authorize::validate(state, &params).await {
+        Ok(valid) => valid,
+        Err(AuthorizeError::Page(page)) => return Err(page),
+        Err(AuthorizeError::Redirect(url)) => return Ok(found(&url)),
+    };
+    let session = sso::current_session(state, req).await?;
+    outcome_response(authorize::decide(state, &request, &client, session.as_ref(), None).await)
+}
+
+pub(crate) fn outcome_response(outcome: Result<Outcome, AuthorizeError>) -> Result<HttpResponse, PageError> {
+    match outcome {
+        Ok(Outcome::Redirect(url)) | Err(AuthorizeError::Redirect(url)) => Ok(found(&url)),
+        Ok(Outcome::Login { request_id }) => Ok(found(&format!("/login?request_id={request_id}"))),
+        Ok(Outcome::Consent { request_id }) => Ok(found(&format!("/consent?request_id={request_id}"))),
+        Err(AuthorizeError::Page(page)) => Err(page),
+    }
+}
+
+fn no_store_json(body: impl serde::Serialize) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::PRAGMA, "no-cache"))
+        .json(body)
+}
+
+#[tracing::instrument(name = "token", skip_all)]
+async fn token_endpoint(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, OAuthError> {
+    let params = form_params(&req, &body)?;
+    let client = authenticate_client(&state, &req, &params).await?;
+    let response = token::exchange(&state, &client, &params).await?;
+    Ok(no_store_json(response))
+}
+
+#[tracing::instrument(name = "revoke", skip_all)]
+async fn revoke_endpoint(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, OAuthError> {
+    let params = form_params(&req, &body)?;
+    let client = authenticate_client(&state, &req, &params).await?;
+    revocation::revoke(&state, &client, &params).await?;
+    Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).finish())
+}
+
+#[tracing::instrument(name = "introspect", skip_all)]
+async fn introspect_endpoint(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, OAuthError> {
+    let params = form_params(&req, &body)?;
+    let client = authenticate_client(&state, &req, &params).await?;
+    Ok(no_store_json(revocation::introspect(&state, &client, &params).await?))
+}
+
+fn bearer_token(req: &HttpRequest) -> Option<String> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned())
+}
+
+#[tracing::instrument(name = "userinfo", skip_all)]
+async fn userinfo_get(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, BearerError> {
+    let token = bearer_token(&req).ok_or_else(|| BearerError::invalid_token("a Bearer access token is required"))?;
+    Ok(no_store_json(userinfo::userinfo(&state, &token).await?))
+}
+
+#[tracing::instrument(name = "userinfo", skip_all)]
+async fn userinfo_post(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, BearerError> {
+    let token = match bearer_token(&req) {
+        Some(token) => token,
+        None => form_params(&req, &body)
+            .ok()
+            .and_then(|p| p.get("access_token").map(String::from))
+            .ok_or_else(|| BearerError::invalid_token("a Bearer access token is required"))?,
+    };
+    Ok(no_store_json(userinfo::userinfo(&state, &token).await?))
+}

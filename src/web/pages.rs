@@ -1,0 +1,195 @@
+//! Pages for people: login, consent, signed-in. (The login form's submission to the user's PDS
+//! lives with the ATProto client.)
+use actix_web::{cookie::Cookie, web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use tera::Context;
+
+use super::{found, oidc::outcome_response};
+use crate::{
+    error::PageError,
+    oidc::{
+        authorize::{self, Outcome},
+        claims::consent_descriptions,
+    },
+    sso,
+    state::{now, AppState},
+    store::users::UserProfile,
+    templates,
+};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/", web::get().to(home))
+        .route("/login", web::get().to(login_page))
+        .route("/consent", web::get().to(consent_page))
+        .route("/consent", web::post().to(consent_submit));
+}
+
+pub(crate) fn html(body: String, cookies: Vec<Cookie<'static>>) -> HttpResponse {
+    let mut response = HttpResponse::Ok();
+    response
+        .content_type("text/html; charset=utf-8")
+        .insert_header(("Cache-Control", "no-store"))
+        .insert_header(("X-Frame-Options", "DENY"))
+        .insert_header(("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'; form-action 'self' https: http:"));
+    for cookie in cookies {
+        response.cookie(cookie);
+    }
+    response.body(body)
+}
+
+fn expired_request() -> PageError {
+    PageError::bad_request(
+        "This sign-in request has expired",
+        "Go back to the app you came from and start signing in again.",
+    )
+}
+
+#[derive(Deserialize)]
+struct RequestQuery {
+    request_id: Option<String>,
+}
+
+async fn home(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, PageError> {
+    match sso::current_session(&state, &req).await? {
+        Some(session) => signed_in_page(&state, &req, &session.did).await,
+        None => Ok(found("/login")),
+    }
+}
+
+async fn signed_in_page(state: &AppState, req: &HttpRequest, did: &str) -> Result<HttpResponse, PageError> {
+    let user = state.store.user(did).await?;
+    let (csrf, cookie) = sso::csrf_token(&state.config, req);
+    let mut context = Context::new();
+    context.insert("user_did", did);
+    if let Some(handle) = user.and_then(|u| u.handle) {
+        context.insert("user_handle", &handle);
+    }
+    context.insert("csrf_token", &csrf);
+    Ok(html(templates::render("signed_in.html", &context), cookie.into_iter().collect()))
+}
+
+/// Renders the login form, optionally with an error and the handle typed before.
+pub(crate) async fn render_login(
+    state: &AppState,
+    req: &HttpRequest,
+    request_id: Option<&str>,
+    error: Option<&str>,
+    handle: Option<&str>,
+) -> Result<HttpResponse, PageError> {
+    let (csrf, cookie) = sso::csrf_token(&state.config, req);
+    let mut context = Context::new();
+    context.insert("csrf_token", &csrf);
+    if let Some(id) = request_id {
+        context.insert("request_id", id);
+        if let Some((_, client)) = authorize::load_parked(state, id).await? {
+            context.insert("client_name", &client.name);
+        }
+    }
+    if let Some(error) = error {
+        context.insert("error", error);
+    }
+    if let Some(handle) = handle {
+        context.insert("handle", handle);
+    }
+    let mut response = html(templates::render("login.html", &context), cookie.into_iter().collect());
+    if error.is_some() {
+        *response.status_mut() = actix_web::http::StatusCode::BAD_REQUEST;
+    }
+    Ok(response)
+}
+
+async fn login_page(state: web::Data<AppState>, req: HttpRequest, query: web::Query<RequestQuery>) -> Result<HttpResponse, PageError> {
+    let session = sso::current_session(&state, &req).await?;
+    let Some(request_id) = query.request_id.as_deref() else {
+        return match session {
+            Some(session) => signed_in_page(&state, &req, &session.did).await,
+            None => render_login(&state, &req, None, None, None).await,
+        };
+    };
+    let Some((request, client)) = authorize::load_parked(&state, request_id).await? else {
+        return Err(expired_request());
+    };
+    if session.is_some() {
+        // Already signed in (e.g. in another tab): continue unless a fresh login is required.
+        match authorize::decide(&state, &request, &client, session.as_ref(), Some(request_id)).await {
+            Ok(Outcome::Login { .. }) => {}
+            other => return outcome_response(other),
+        }
+    }
+    render_login(&state, &req, Some(request_id), None, None).await
+}
+
+async fn consent_page(state: web::Data<AppState>, req: HttpRequest, query: web::Query<RequestQuery>) -> Result<HttpResponse, PageError> {
+    let request_id = query.request_id.as_deref().ok_or_else(expired_request)?;
+    let Some((request, client)) = authorize::load_parked(&state, request_id).await? else {
+        return Err(expired_request());
+    };
+    let Some(session) = sso::current_session(&state, &req).await? else {
+        return Ok(found(&format!("/login?request_id={request_id}")));
+    };
+    let user = state
+        .store
+        .user(&session.did)
+        .await?
+        .unwrap_or_else(|| UserProfile { did: session.did.clone(), ..Default::default() });
+    let (csrf, cookie) = sso::csrf_token(&state.config, &req);
+    let mut context = Context::new();
+    context.insert("client_name", &client.name);
+    context.insert("client_id", &client.client_id);
+    context.insert("user_did", &user.did);
+    if let Some(handle) = &user.handle {
+        context.insert("user_handle", handle);
+    }
+    let scopes: Vec<serde_json::Value> = request
+        .scopes
+        .iter()
+        .map(|s| serde_json::json!({ "name": s, "description": scope_description(s) }))
+        .collect();
+    context.insert("scopes", &scopes);
+    context.insert("claims", &consent_descriptions(&request.scopes, &user));
+    context.insert("request_id", request_id);
+    context.insert("csrf_token", &csrf);
+    Ok(html(templates::render("consent.html", &context), cookie.into_iter().collect()))
+}
+
+fn scope_description(scope: &str) -> &'static str {
+    match scope {
+        "openid" => "Sign you in with your ATProto identity",
+        "profile" => "See your handle, display name and avatar",
+        "email" => "See your email address",
+        "offline_access" => "Stay signed in while you are away",
+        _ => "Other access",
+    }
+}
+
+#[derive(Deserialize)]
+struct ConsentForm {
+    request_id: Option<String>,
+    csrf_token: Option<String>,
+    decision: Option<String>,
+}
+
+async fn consent_submit(state: web::Data<AppState>, req: HttpRequest, form: web::Form<ConsentForm>) -> Result<HttpResponse, PageError> {
+    if !sso::csrf_valid(&req, form.csrf_token.as_deref()) {
+        return Err(PageError::bad_request("Please try again", "The form expired or was not sent from this site."));
+    }
+    let request_id = form.request_id.as_deref().ok_or_else(expired_request)?;
+    let Some((mut request, client)) = authorize::load_parked(&state, request_id).await? else {
+        return Err(expired_request());
+    };
+    let Some(session) = sso::current_session(&state, &req).await? else {
+        return Ok(found(&format!("/login?request_id={request_id}")));
+    };
+    match form.decision.as_deref() {
+        Some("allow") => {
+            state.store.save_consent(&session.did, &client.client_id, &request.scopes, now()).await?;
+            request.prompt_consent = false;
+            outcome_response(authorize::decide(&state, &request, &client, Some(&session), Some(request_id)).await)
+        }
+        Some("deny") => {
+            state.store.delete_authorization_request(request_id).await?;
+            Ok(found(&authorize::denied_redirect(&state, &request)))
+        }
+        _ => Err(PageError::bad_request("Invalid choice", "Choose Allow or Deny.")),
+    }
+}
