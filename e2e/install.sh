@@ -80,10 +80,14 @@ else
   log "rebuilding better-sqlite3 for Node $("$NODE22" --version) with $NODE_GYP (takes ~2 min on 2 cores)"
   t0=$SECONDS
   JOBS="$(nproc 2>/dev/null || echo 2)"
-  (
+  BUILD_LOG="$HERE/node_modules/.better-sqlite3-build.log"
+  if ! (
     cd "$HERE/node_modules/better-sqlite3"
     PATH="$NODE_PKG/bin:$PATH" "$NODE22" "$NODE_GYP" rebuild --release --nodedir="$NODE_PKG" -j "$JOBS" --loglevel=warn
-  ) >&2
+  ) >"$BUILD_LOG" 2>&1; then
+    tail -n 40 "$BUILD_LOG" >&2
+    die "node-gyp rebuild of better-sqlite3 failed (full log: $BUILD_LOG)"
+  fi
   log "better-sqlite3 built in $((SECONDS - t0)) s"
   sqlite_ok || die "better-sqlite3 still does not load under Node 22 after the rebuild"
 fi

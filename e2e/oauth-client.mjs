@@ -18,6 +18,7 @@ export function signJwtES256(header, payload, privateKey) {
 }
 
 // A DPoP key + fetch wrapper that retries once on use_dpop_nonce and remembers nonces per origin.
+// init.body may be a function, called per attempt (e.g. for a fresh client_assertion jti).
 export function dpopClient() {
   const { privateKey, publicKey } = crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' })
   const { kty, crv, x, y } = publicKey.export({ format: 'jwk' })
@@ -32,7 +33,8 @@ export function dpopClient() {
       const proof = signJwtES256({ alg: 'ES256', typ: 'dpop+jwt', jwk }, payload, privateKey)
       const headers = { ...(init.headers || {}), DPoP: proof }
       if (accessToken) headers.Authorization = `DPoP ${accessToken}`
-      const r = await fetch(url, { ...init, headers })
+      const body = typeof init.body === 'function' ? await init.body() : init.body
+      const r = await fetch(url, { ...init, body, headers })
       const n = r.headers.get('dpop-nonce')
       if (n) nonces[u.origin] = n
       if (i === 0 && (r.status === 400 || r.status === 401)) {

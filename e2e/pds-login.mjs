@@ -74,6 +74,14 @@ const parseJson = (r, what) => {
 
 // Short readable summary of an HTML error page from the provider.
 const htmlSummary = (text) => {
+  // The provider's error page embeds window["__errorData"]=JSON.parse("<json string>")
+  const e = /window\["__errorData"\]=JSON\.parse\(("(?:[^"\\]|\\.)*")\)/.exec(text)
+  if (e) {
+    try {
+      const d = JSON.parse(JSON.parse(e[1]))
+      return `${d.error || 'error'}: ${d.error_description || ''}`.trim()
+    } catch {}
+  }
   const m = /<title>([^<]*)<\/title>/i.exec(text)
   const flat = text.replace(/<script[\s\S]*?<\/script>/gi, ' ').replace(/<style[\s\S]*?<\/style>/gi, ' ').replace(/<[^>]+>/g, ' ').replace(/\s+/g, ' ').trim()
   return `${m ? m[1].trim() + ': ' : ''}${flat.slice(0, 300)}`

@@ -94,9 +94,11 @@ if (process.env.CLIENT_HOST_MAP) {
     if (url.protocol === 'https:' && map[url.hostname]) {
       const target = `http://${map[url.hostname]}${url.pathname}${url.search}`
       log(`[shim] ${url.href} -> ${target}`)
+      // Drop any undici `dispatcher` the PDS passes: its SSRF/url policy blocks IP literals.
+      const { dispatcher: _d, ...rest } = init || {}
       const opts = isReq
-        ? { method: input.method, headers: input.headers, redirect: input.redirect, signal: input.signal, ...(init || {}) }
-        : init
+        ? { method: input.method, headers: input.headers, redirect: input.redirect, signal: input.signal, ...rest }
+        : rest
       return origFetch.call(this, target, opts)
     }
     return origFetch.call(this, input, init)

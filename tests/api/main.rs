@@ -1,0 +1,6 @@
+//! Integration tests: the real server on a random port, driven over HTTP.
+mod authorize_errors;
+mod helpers;
+mod provider_flow;
+mod rp;
+mod token_errors;
