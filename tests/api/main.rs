@@ -1,6 +1,7 @@
 //! Integration tests: the real server on a random port, driven over HTTP.
 mod authorize_errors;
 mod helpers;
+mod pages;
 mod provider_flow;
 mod rp;
 mod token_errors;
