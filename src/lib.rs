@@ -2,6 +2,7 @@
 //! tenant apps standard OpenID Connect.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod atproto;
 pub mod config;
 pub mod crypto;
 pub mod error;
@@ -37,6 +38,8 @@ pub enum StartError {
     Store(#[from] store::StoreError),
     #[error("signing keys: {0}")]
     Keys(#[from] oidc::keys::KeyRingError),
+    #[error("ATProto client: {0}")]
+    Atproto(#[from] atproto::AtprotoError),
     #[error("cannot listen on {bind}: {problem}")]
     Bind { bind: String, problem: String },
 }
@@ -59,7 +62,9 @@ pub async fn open_store(config: &Config) -> Result<(Store, Sealer), StartError> 
 pub async fn build_state(config: Config) -> Result<AppState, StartError> {
     let (store, sealer) = open_store(&config).await?;
     let keys = KeyRing::load(&store, &sealer, &config).await?;
+    let atproto = build_atproto_client(&store, &sealer, &config).await?;
     Ok(AppState {
+        atproto,
         discovery_json: oidc::discovery::document(&config).into(),
         config: Arc::new(config),
         store,
@@ -67,6 +72,36 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
         keys: Arc::new(keys),
         secret_cache: Arc::new(SecretCache::default()),
     })
+}
+
+/// Our ATProto OAuth client: the loopback development client when the public URL is loopback
+/// http, otherwise the confidential client whose ES256 key is generated once and stored sealed
+/// (so every node and every restart presents the same key).
+async fn build_atproto_client(store: &Store, sealer: &Sealer, config: &Config) -> Result<atproto::AtprotoClient, StartError> {
+    use atproto::{AtprotoClientConfig, ClientMode, ClientSigningKey};
+    let loopback = config.public_url.scheme() == "http"
+        && matches!(config.public_url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
+    let mut client_config = AtprotoClientConfig::new(config.public_url.clone())?;
+    client_config.mode = if loopback { ClientMode::Loopback } else { ClientMode::Confidential };
+    client_config.scope = config.upstream_scope.clone();
+    client_config.plc_directory_url = config.plc_directory_url.clone();
+    client_config.handle_resolver_url = config.handle_resolver_url.clone();
+    client_config.allow_insecure_loopback = config.allow_insecure_loopback_upstream;
+    if config.allow_insecure_loopback_upstream {
+        tracing::warn!("ATSSO_ALLOW_INSECURE_LOOPBACK_UPSTREAM is on: plain-http loopback PDS/PLC hosts are allowed. Never use this in production.");
+    }
+    let key = match store.atproto_client_keys().await?.into_iter().next() {
+        Some(row) => {
+            let pem = sealer.open_str(&row.private_key_sealed)?;
+            ClientSigningKey::from_pem(&pem, row.kid)?
+        }
+        None => {
+            let key = ClientSigningKey::generate(crypto::random_token(12))?;
+            store.insert_atproto_client_key(key.kid(), &sealer.seal_str(&key.to_pem())?, state::now()).await?;
+            key
+        }
+    };
+    Ok(atproto::AtprotoClient::new(client_config, Some(key))?)
 }
 
 /// A running server (zero-to-production style: tests start it on port 0).

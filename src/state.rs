@@ -1,10 +1,12 @@
 //! What every request handler shares. Built once in `lib.rs`; tests build their own.
 use std::sync::Arc;
 
-use crate::{config::Config, crypto::seal::Sealer, oidc::clients::SecretCache, oidc::keys::KeyRing, store::Store};
+use crate::{atproto::AtprotoClient, config::Config, crypto::seal::Sealer, oidc::clients::SecretCache, oidc::keys::KeyRing, store::Store};
 
 #[derive(Clone)]
 pub struct AppState {
+    /// Our ATProto OAuth client (holds the DPoP nonce cache).
+    pub atproto: AtprotoClient,
     pub config: Arc<Config>,
     pub store: Store,
     pub sealer: Sealer,

@@ -2,12 +2,18 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20261126_000001_provider_core;
+mod m20261126_000002_upstream;
+mod m20261126_000003_logout_deliveries;
 
 pub struct Migrator;
 
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261126_000001_provider_core::Migration)]
+        vec![
+            Box::new(m20261126_000001_provider_core::Migration),
+            Box::new(m20261126_000002_upstream::Migration),
+            Box::new(m20261126_000003_logout_deliveries::Migration),
+        ]
     }
 }

@@ -2,6 +2,9 @@
 //! session (`establish_session`), the session cookie, and CSRF tokens for our forms.
 //! The ATProto login calls `establish_session` after a verified upstream login; integration
 //! tests call it directly. There is no HTTP route that creates a session without a login.
+pub mod logout;
+pub mod upstream;
+
 use actix_web::{
     cookie::{time::Duration as CookieDuration, Cookie, SameSite},
     HttpRequest,
@@ -43,8 +46,17 @@ pub async fn establish_session(state: &AppState, profile: &UserProfile) -> Store
     Ok(EstablishedSession { cookie_value: format!("{sid}.{secret}"), sid, session })
 }
 
-/// The live session named by the request's cookie, if any.
+/// The live session named by the request's cookie, if any, whose upstream ATProto grant is
+/// still usable (refreshed here when it has expired; a dead grant means no session).
 pub async fn current_session(state: &AppState, req: &HttpRequest) -> StoreResult<Option<SsoSession>> {
+    let Some(session) = cookie_session(state, req).await? else {
+        return Ok(None);
+    };
+    Ok(upstream::upstream_usable(state, &session).await?.then_some(session))
+}
+
+/// The live session named by the cookie, without looking at the upstream grant (logout).
+pub async fn cookie_session(state: &AppState, req: &HttpRequest) -> StoreResult<Option<SsoSession>> {
     let Some(cookie) = req.cookie(SESSION_COOKIE) else {
         return Ok(None);
     };

@@ -3,8 +3,10 @@ pub mod clients;
 pub mod entities;
 pub mod grants;
 pub mod keys;
+pub mod logout;
 pub mod sessions;
 pub mod tokens;
+pub mod upstream;
 pub mod users;
 
 use std::time::Duration;
@@ -66,6 +68,7 @@ impl Store {
         removed += grants::sweep(&self.db, now).await?;
         removed += tokens::sweep(&self.db, now).await?;
         removed += sessions::sweep(&self.db, now).await?;
+        removed += upstream::sweep(&self.db, now).await?;
         Ok(removed)
     }
 }

@@ -32,6 +32,16 @@ impl Store {
             .filter(|s| s.ended_at.is_none() && s.expires_at > now))
     }
 
+    /// Records a fresh authentication in an existing session (prompt=login, max_age).
+    pub async fn touch_session_auth_time(&self, sid: &str, now: i64) -> StoreResult<()> {
+        sso_session::Entity::update_many()
+            .col_expr(sso_session::Column::AuthTime, Expr::value(now))
+            .filter(sso_session::Column::Sid.eq(sid))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
     /// Marks a session ended; returns false when it was already ended or unknown.
     pub async fn end_session(&self, sid: &str, now: i64) -> StoreResult<bool> {
         let result = sso_session::Entity::update_many()

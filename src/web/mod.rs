@@ -1,5 +1,7 @@
 //! HTTP glue: routes, extractors and responses. Handlers are thin: parse, call a plain
 //! function of the protocol modules, turn its outcome into a response.
+mod atproto;
+mod logout;
 mod oidc;
 mod pages;
 
@@ -25,6 +27,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/assets/style.css", web::get().to(stylesheet));
     oidc::configure(cfg);
     pages::configure(cfg);
+    atproto::configure(cfg);
+    logout::configure(cfg);
 }
 
 async fn healthz() -> HttpResponse {

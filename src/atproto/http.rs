@@ -1,0 +1,581 @@
+//! The one outbound HTTP client for hosts that a user named (handle, DID document, PDS,
+//! authorization server). SSRF-guarded:
+//!
+//! - `https` only (`http` only to loopback when `allow_insecure_loopback` is set);
+//! - IP literals are classified directly (the `url` crate normalizes decimal/octal/hex forms);
+//! - names are resolved by [`GuardedResolver`], which drops non-public addresses, so the address
+//!   that was checked is the address that is connected to;
+//! - no redirects, no proxies, 5 s total timeout, bodies capped at 64 KiB (streamed, stopped early).
+
+use std::error::Error as StdError;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use reqwest::header::{HeaderMap, HeaderValue};
+use reqwest::Method;
+use url::{Host, Url};
+
+use super::error::AtprotoError;
+
+/// Largest response body we read.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Total time allowed for one request, body included.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How an address is treated by the guard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddrClass {
+    /// Publicly routable: allowed.
+    Global,
+    /// Loopback: allowed only with `allow_insecure_loopback`.
+    Loopback,
+    /// Never allowed; the reason names the range.
+    Forbidden(&'static str),
+}
+
+/// Classify an IP address. IPv4-mapped / NAT64 / 6to4 IPv6 addresses are judged by the IPv4
+/// address they embed.
+pub fn classify_ip(ip: IpAddr) -> AddrClass {
+    match ip {
+        IpAddr::V4(v4) => classify_v4(v4),
+        IpAddr::V6(v6) => classify_v6(v6),
+    }
+}
+
+fn classify_v4(ip: Ipv4Addr) -> AddrClass {
+    let o = ip.octets();
+    match o {
+        [127, ..] => AddrClass::Loopback,
+        [0, ..] => AddrClass::Forbidden("unspecified/\"this network\" address"),
+        [10, ..] => AddrClass::Forbidden("private address"),
+        [172, b, ..] if (16..=31).contains(&b) => AddrClass::Forbidden("private address"),
+        [192, 168, ..] => AddrClass::Forbidden("private address"),
+        [169, 254, ..] => AddrClass::Forbidden("link-local address"),
+        [100, b, ..] if (64..=127).contains(&b) => AddrClass::Forbidden("shared (CGNAT) address"),
+        [192, 0, 0, _] => AddrClass::Forbidden("IETF protocol assignment address"),
+        [192, 0, 2, _] | [198, 51, 100, _] | [203, 0, 113, _] => {
+            AddrClass::Forbidden("documentation address")
+        }
+        [198, b, ..] if b == 18 || b == 19 => AddrClass::Forbidden("benchmarking address"),
+        [192, 88, 99, _] => AddrClass::Forbidden("6to4 relay anycast address"),
+        [a, ..] if (224..=239).contains(&a) => AddrClass::Forbidden("multicast address"),
+        [a, ..] if a >= 240 => AddrClass::Forbidden("reserved or broadcast address"),
+        _ => AddrClass::Global,
+    }
+}
+
+fn classify_v6(ip: Ipv6Addr) -> AddrClass {
+    if ip == Ipv6Addr::LOCALHOST {
+        return AddrClass::Loopback;
+    }
+    if ip == Ipv6Addr::UNSPECIFIED {
+        return AddrClass::Forbidden("unspecified address");
+    }
+    let s = ip.segments();
+    // ::ffff:a.b.c.d (IPv4-mapped)
+    if let Some(v4) = ip.to_ipv4_mapped() {
+        return match classify_v4(v4) {
+            AddrClass::Global => AddrClass::Global,
+            AddrClass::Loopback => AddrClass::Forbidden("IPv4-mapped loopback address"),
+            AddrClass::Forbidden(r) => AddrClass::Forbidden(r),
+        };
+    }
+    // ::a.b.c.d (deprecated IPv4-compatible)
+    if s[0..6].iter().all(|&x| x == 0) {
+        return AddrClass::Forbidden("IPv4-compatible IPv6 address");
+    }
+    // 64:ff9b::/96 NAT64 and 2002::/16 6to4 embed an IPv4 address.
+    let embedded = if s[0] == 0x64 && s[1] == 0xff9b && s[2..6].iter().all(|&x| x == 0) {
+        Some(Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8))
+    } else if s[0] == 0x2002 {
+        Some(Ipv4Addr::new((s[1] >> 8) as u8, s[1] as u8, (s[2] >> 8) as u8, s[2] as u8))
+    } else {
+        None
+    };
+    if let Some(v4) = embedded {
+        return match classify_v4(v4) {
+            AddrClass::Global => AddrClass::Global,
+            _ => AddrClass::Forbidden("IPv6 address embedding a non-public IPv4 address"),
+        };
+    }
+    match s[0] {
+        x if x & 0xfe00 == 0xfc00 => AddrClass::Forbidden("unique-local address"),
+        x if x & 0xffc0 == 0xfe80 => AddrClass::Forbidden("link-local address"),
+        x if x & 0xffc0 == 0xfec0 => AddrClass::Forbidden("site-local address"),
+        x if x & 0xff00 == 0xff00 => AddrClass::Forbidden("multicast address"),
+        0x2001 if s[1] == 0x0db8 => AddrClass::Forbidden("documentation address"),
+        0x2001 if s[1] == 0 => AddrClass::Forbidden("Teredo address"),
+        0x2001 if s[1] == 2 && s[2] == 0 => AddrClass::Forbidden("benchmarking address"),
+        0x3fff if s[1] < 0x1000 => AddrClass::Forbidden("documentation address"),
+        0x0100 if s[1..4].iter().all(|&x| x == 0) => AddrClass::Forbidden("discard-only address"),
+        _ => AddrClass::Global,
+    }
+}
+
+fn allowed(class: AddrClass, allow_loopback: bool) -> Result<(), String> {
+    match class {
+        AddrClass::Global => Ok(()),
+        AddrClass::Loopback if allow_loopback => Ok(()),
+        AddrClass::Loopback => Err("loopback address".to_string()),
+        AddrClass::Forbidden(reason) => Err(reason.to_string()),
+    }
+}
+
+/// The error the resolver returns when every address of a name is refused; found again in
+/// reqwest's error chain so the caller sees [`HttpError::Forbidden`].
+#[derive(Debug)]
+struct SsrfBlocked(String);
+
+impl std::fmt::Display for SsrfBlocked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl StdError for SsrfBlocked {}
+
+/// A reqwest DNS resolver that drops every address the guard refuses.
+#[derive(Debug, Clone)]
+pub struct GuardedResolver {
+    allow_loopback: bool,
+}
+
+impl GuardedResolver {
+    pub fn new(allow_loopback: bool) -> Self {
+        Self { allow_loopback }
+    }
+
+    /// Resolve `host` and keep only the allowed addresses (error if none is left).
+    pub async fn resolve_filtered(&self, host: &str) -> Result<Vec<SocketAddr>, String> {
+        let host = host.to_string();
+        let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+            .await
+            .map_err(|e| format!("cannot resolve {host}: {e}"))?
+            .collect();
+        let mut refused = None;
+        let kept: Vec<SocketAddr> = found
+            .into_iter()
+            .filter(|a| match allowed(classify_ip(a.ip()), self.allow_loopback) {
+                Ok(()) => true,
+                Err(r) => {
+                    refused = Some(r);
+                    false
+                }
+            })
+            .collect();
+        if kept.is_empty() {
+            return Err(match refused {
+                Some(r) => format!("{host} resolves to a refused address ({r})"),
+                None => format!("{host} has no addresses"),
+            });
+        }
+        Ok(kept)
+    }
+}
+
+impl Resolve for GuardedResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let this = self.clone();
+        let host = name.as_str().to_string();
+        Box::pin(async move {
+            match this.resolve_filtered(&host).await {
+                Ok(addrs) => Ok(Box::new(addrs.into_iter()) as Addrs),
+                Err(reason) => {
+                    Err(Box::new(SsrfBlocked(reason)) as Box<dyn StdError + Send + Sync>)
+                }
+            }
+        })
+    }
+}
+
+/// Transport-level failure of a guarded request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HttpError {
+    /// Refused by the SSRF guard (before or after DNS resolution).
+    Forbidden(String),
+    /// No answer within [`REQUEST_TIMEOUT`].
+    Timeout,
+    /// The body exceeded [`MAX_BODY_BYTES`].
+    TooLarge,
+    /// Connection, TLS or protocol failure.
+    Transport(String),
+}
+
+impl HttpError {
+    /// Turn into the module error; `Forbidden` stays `Forbidden`, other failures are given the
+    /// context of the step (`PdsUnreachable`, `DidResolution`, ...).
+    pub fn into_error(self, context: impl FnOnce(String) -> AtprotoError) -> AtprotoError {
+        match self {
+            HttpError::Forbidden(r) => AtprotoError::Forbidden(r),
+            HttpError::Timeout => context("timed out".into()),
+            HttpError::TooLarge => context("response too large".into()),
+            HttpError::Transport(e) => context(e),
+        }
+    }
+}
+
+/// A fully read (bounded) response.
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_slice(&self.body)
+    }
+
+    /// `(error, error_description)` of an OAuth / XRPC JSON error body, when present.
+    pub fn oauth_error(&self) -> Option<(String, Option<String>)> {
+        let v: serde_json::Value = self.json().ok()?;
+        let error = v.get("error")?.as_str()?.to_string();
+        let description = v
+            .get("error_description")
+            .or_else(|| v.get("message"))
+            .and_then(|d| d.as_str())
+            .map(|d| d.chars().take(300).collect());
+        Some((error, description))
+    }
+
+    /// Turn a non-2xx answer into `UpstreamError` (error code and description from the body).
+    pub fn upstream_error(&self) -> AtprotoError {
+        let (error, description) = self
+            .oauth_error()
+            .unwrap_or_else(|| ("http_error".to_string(), None));
+        AtprotoError::UpstreamError {
+            status: self.status,
+            error,
+            description,
+        }
+    }
+}
+
+/// The SSRF-guarded client.
+#[derive(Debug, Clone)]
+pub struct SafeHttp {
+    client: reqwest::Client,
+    allow_insecure_loopback: bool,
+}
+
+impl SafeHttp {
+    pub fn new(allow_insecure_loopback: bool) -> Result<Self, AtprotoError> {
+        let client = reqwest::Client::builder()
+            .dns_resolver(Arc::new(GuardedResolver::new(allow_insecure_loopback)))
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .timeout(REQUEST_TIMEOUT)
+            .connect_timeout(REQUEST_TIMEOUT)
+            .user_agent(concat!("atsso/", env!("CARGO_PKG_VERSION")))
+            .https_only(!allow_insecure_loopback)
+            .build()
+            .map_err(|e| AtprotoError::Config(format!("cannot build HTTP client: {e}")))?;
+        Ok(Self {
+            client,
+            allow_insecure_loopback,
+        })
+    }
+
+    pub fn allow_insecure_loopback(&self) -> bool {
+        self.allow_insecure_loopback
+    }
+
+    /// Check a URL before any network access (scheme, userinfo, literal IPs, loopback names).
+    pub fn check_url(&self, url: &Url) -> Result<(), HttpError> {
+        check_url(url, self.allow_insecure_loopback)
+    }
+
+    /// GET with extra headers.
+    pub async fn get(
+        &self,
+        url: &Url,
+        headers: &[(&str, String)],
+    ) -> Result<HttpResponse, HttpError> {
+        self.send(Method::GET, url, headers, None).await
+    }
+
+    /// POST an `application/x-www-form-urlencoded` body.
+    pub async fn post_form(
+        &self,
+        url: &Url,
+        headers: &[(&str, String)],
+        form: &[(&str, String)],
+    ) -> Result<HttpResponse, HttpError> {
+        self.send(Method::POST, url, headers, Some(form)).await
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        url: &Url,
+        headers: &[(&str, String)],
+        form: Option<&[(&str, String)]>,
+    ) -> Result<HttpResponse, HttpError> {
+        self.check_url(url)?;
+        let mut req = self
+            .client
+            .request(method, url.clone())
+            .header(reqwest::header::ACCEPT, "application/json");
+        for (name, value) in headers {
+            let value = HeaderValue::from_str(value)
+                .map_err(|_| HttpError::Transport(format!("invalid value for header {name}")))?;
+            req = req.header(*name, value);
+        }
+        if let Some(form) = form {
+            req = req.form(form);
+        }
+        let mut resp = req.send().await.map_err(map_reqwest_error)?;
+        if let Some(len) = resp.content_length() {
+            if len > MAX_BODY_BYTES as u64 {
+                return Err(HttpError::TooLarge);
+            }
+        }
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(map_reqwest_error)? {
+            if body.len() + chunk.len() > MAX_BODY_BYTES {
+                return Err(HttpError::TooLarge);
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(HttpResponse {
+            status,
+            headers,
+            body,
+        })
+    }
+}
+
+fn map_reqwest_error(e: reqwest::Error) -> HttpError {
+    let mut source: Option<&(dyn StdError + 'static)> = Some(&e);
+    while let Some(err) = source {
+        if let Some(blocked) = err.downcast_ref::<SsrfBlocked>() {
+            return HttpError::Forbidden(blocked.0.clone());
+        }
+        source = err.source();
+    }
+    if e.is_timeout() {
+        return HttpError::Timeout;
+    }
+    // Only the chain's text, never the URL's query (reqwest strips nothing sensitive we send:
+    // tokens travel in headers and bodies, not in URLs).
+    let mut chain = String::new();
+    let mut source = StdError::source(&e);
+    while let Some(err) = source {
+        chain.push_str(": ");
+        chain.push_str(&err.to_string());
+        source = err.source();
+    }
+    HttpError::Transport(format!("{}{chain}", e.without_url()))
+}
+
+fn is_loopback_name(host: &str) -> bool {
+    let h = host.trim_end_matches('.').to_ascii_lowercase();
+    h == "localhost" || h.ends_with(".localhost")
+}
+
+/// The pre-flight check used by [`SafeHttp`]; public for tests and for callers that want to
+/// refuse a URL before storing it.
+pub fn check_url(url: &Url, allow_insecure_loopback: bool) -> Result<(), HttpError> {
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(HttpError::Forbidden("URL with credentials".into()));
+    }
+    let host = url
+        .host()
+        .ok_or_else(|| HttpError::Forbidden("URL without host".into()))?;
+    let class = match &host {
+        Host::Ipv4(ip) => classify_ip(IpAddr::V4(*ip)),
+        Host::Ipv6(ip) => classify_ip(IpAddr::V6(*ip)),
+        Host::Domain(d) => {
+            if is_loopback_name(d) {
+                AddrClass::Loopback
+            } else if !d.contains('.') {
+                return Err(HttpError::Forbidden(format!("single-label host {d}")));
+            } else {
+                AddrClass::Global // checked again after DNS resolution
+            }
+        }
+    };
+    allowed(class, allow_insecure_loopback)
+        .map_err(|r| HttpError::Forbidden(format!("{host}: {r}")))?;
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if allow_insecure_loopback && class == AddrClass::Loopback => Ok(()),
+        "http" => Err(HttpError::Forbidden(format!(
+            "plain http to {host} (https required)"
+        ))),
+        other => Err(HttpError::Forbidden(format!("scheme {other} not allowed"))),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use std::str::FromStr;
+
+    fn refused(u: &str) -> bool {
+        matches!(check_url(&Url::parse(u).unwrap(), false), Err(HttpError::Forbidden(_)))
+    }
+
+    #[test]
+    fn public_https_allowed() {
+        assert!(check_url(&Url::parse("https://bsky.social/x").unwrap(), false).is_ok());
+        assert!(check_url(&Url::parse("https://8.8.8.8/").unwrap(), false).is_ok());
+        assert!(check_url(&Url::parse("https://[2606:4700::1111]/").unwrap(), false).is_ok());
+    }
+
+    #[test]
+    fn plain_http_refused() {
+        assert!(refused("http://bsky.social/"));
+        assert!(refused("ftp://bsky.social/"));
+        assert!(refused("file:///etc/passwd"));
+    }
+
+    #[test]
+    fn loopback_refused_by_default() {
+        assert!(refused("https://127.0.0.1/"));
+        assert!(refused("https://127.1.2.3/"));
+        assert!(refused("https://[::1]/"));
+        assert!(refused("https://localhost/"));
+        assert!(refused("https://foo.localhost/"));
+        assert!(refused("http://localhost:2583/"));
+    }
+
+    #[test]
+    fn obfuscated_ipv4_literals_refused() {
+        // The url crate normalizes these to dotted IPv4: make sure that happened and is refused.
+        for u in [
+            "https://2130706433/",
+            "https://0x7f.1/",
+            "https://0177.0.0.1/",
+            "https://0x7f000001/",
+            "https://017700000001/",
+            "https://127.1/",
+            "https://0/",
+            "http://2130706433/",
+        ] {
+            let parsed = Url::parse(u).unwrap();
+            assert!(
+                matches!(parsed.host(), Some(Host::Ipv4(_))),
+                "{u} not normalized to IPv4"
+            );
+            assert!(refused(u), "{u} must be refused");
+        }
+    }
+
+    #[test]
+    fn private_ranges_refused() {
+        for u in [
+            "https://10.0.0.1/",
+            "https://172.16.0.1/",
+            "https://172.31.255.255/",
+            "https://192.168.1.1/",
+            "https://169.254.169.254/latest/meta-data",
+            "https://100.64.0.1/",
+            "https://0.0.0.0/",
+            "https://192.0.2.1/",
+            "https://198.51.100.7/",
+            "https://203.0.113.9/",
+            "https://224.0.0.1/",
+            "https://255.255.255.255/",
+            "https://[fc00::1]/",
+            "https://[fd12:3456::1]/",
+            "https://[fe80::1]/",
+            "https://[::]/",
+            "https://[ff02::1]/",
+            "https://[2001:db8::1]/",
+        ] {
+            assert!(refused(u), "{u} must be refused");
+        }
+        // Not private: just outside the ranges.
+        assert!(!refused("https://172.32.0.1/"));
+        assert!(!refused("https://100.128.0.1/"));
+    }
+
+    #[test]
+    fn ipv4_mapped_and_embedded_ipv6_refused() {
+        assert!(refused("https://[::ffff:127.0.0.1]/"));
+        assert!(refused("https://[::ffff:7f00:1]/"));
+        assert!(refused("https://[::ffff:10.0.0.1]/"));
+        assert!(refused("https://[::ffff:169.254.169.254]/"));
+        assert!(refused("https://[::127.0.0.1]/"));
+        assert!(refused("https://[64:ff9b::a00:1]/"));
+        assert!(refused("https://[2002:7f00:1::]/"));
+        // the mapped loopback is refused even when loopback is allowed
+        assert!(check_url(&Url::parse("http://[::ffff:127.0.0.1]/").unwrap(), true).is_err());
+        assert_eq!(
+            classify_ip("::ffff:8.8.8.8".parse().unwrap()),
+            AddrClass::Global
+        );
+    }
+
+    #[test]
+    fn credentials_and_single_label_refused() {
+        assert!(refused("https://user:pw@bsky.social/"));
+        assert!(refused("https://intranet/"));
+    }
+
+    #[test]
+    fn insecure_loopback_allows_only_loopback() {
+        let ok = |u: &str| check_url(&Url::parse(u).unwrap(), true).is_ok();
+        assert!(ok("http://localhost:2583/"));
+        assert!(ok("http://127.0.0.1:2583/"));
+        assert!(ok("http://[::1]:2583/"));
+        assert!(ok("https://bsky.social/"));
+        assert!(!ok("http://bsky.social/"));
+        assert!(!ok("http://10.0.0.1/"));
+        assert!(!ok("https://192.168.0.1/"));
+        assert!(!ok("https://169.254.169.254/"));
+    }
+
+    #[tokio::test]
+    async fn resolver_filters_after_dns() {
+        // "localhost" resolves to loopback: dropped unless allowed.
+        let strict = GuardedResolver::new(false);
+        let err = strict.resolve_filtered("localhost").await.unwrap_err();
+        assert!(err.contains("refused"), "{err}");
+        let name = Name::from_str("localhost").unwrap();
+        assert!(Resolve::resolve(&strict, name).await.is_err());
+
+        let lax = GuardedResolver::new(true);
+        let addrs = lax.resolve_filtered("localhost").await.unwrap();
+        assert!(addrs.iter().all(|a| a.ip().is_loopback()));
+    }
+
+    #[tokio::test]
+    async fn dns_refusal_surfaces_as_forbidden() {
+        // Bypass the pre-flight check to prove the resolver itself refuses, and that the
+        // refusal is recognised in reqwest's error chain.
+        let http = SafeHttp::new(false).unwrap();
+        let err = http
+            .client
+            .get("https://localhost:9/")
+            .send()
+            .await
+            .map_err(map_reqwest_error)
+            .unwrap_err();
+        assert!(matches!(err, HttpError::Forbidden(_)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn forbidden_is_reported_from_request() {
+        let http = SafeHttp::new(false).unwrap();
+        let err = http
+            .get(&Url::parse("https://127.0.0.1:9/").unwrap(), &[])
+            .await
+            .unwrap_err();
+        assert!(matches!(err, HttpError::Forbidden(_)), "{err:?}");
+    }
+}

@@ -1,0 +1,139 @@
+//! OpenID Connect Back-Channel Logout 1.0: signed logout tokens POSTed to each client of an
+//! ended session. Deliveries run concurrently in the background, are time-bounded, retried with
+//! backoff and recorded; they never hold up the user's redirect.
+use std::time::Duration;
+
+use serde_json::{json, Map, Value};
+
+use crate::{
+    crypto::random_token,
+    state::{now, AppState},
+    store::{clients::Client, logout::LogoutDelivery},
+};
+
+pub const BACKCHANNEL_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
+const ATTEMPTS: i32 = 3;
+const TIMEOUT: Duration = Duration::from_secs(5);
+/// Logout tokens are short-lived: they only need to survive delivery.
+const LOGOUT_TOKEN_TTL_SECS: i64 = 120;
+
+/// The logout token for one client (no nonce, by the spec).
+pub fn logout_token(state: &AppState, client_id: &str, did: &str, sid: &str) -> Result<String, crate::crypto::signing::SigningError> {
+    let issued_at = now();
+    let mut claims = Map::new();
+    claims.insert("iss".into(), state.config.issuer().into());
+    claims.insert("aud".into(), client_id.into());
+    claims.insert("iat".into(), issued_at.into());
+    claims.insert("exp".into(), (issued_at + LOGOUT_TOKEN_TTL_SECS).into());
+    claims.insert("jti".into(), random_token(16).into());
+    claims.insert("sub".into(), did.into());
+    claims.insert("sid".into(), sid.into());
+    claims.insert("events".into(), json!({ BACKCHANNEL_EVENT: {} }));
+    state.keys.current().sign("logout+jwt", claims)
+}
+
+/// The client used for back-channel calls: admin-registered URLs, bounded time, no redirects.
+fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(TIMEOUT)
+        .connect_timeout(TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap_or_default()
+}
+
+/// Starts one background delivery per client with a back-channel URI; returns their handles
+/// (tests await them; the logout flow does not).
+pub async fn notify(state: &AppState, clients: &[Client], did: &str, sid: &str) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut handles = Vec::new();
+    let http = http_client();
+    for client in clients {
+        let Some(uri) = client.backchannel_logout_uri.clone() else {
+            continue;
+        };
+        let token = match logout_token(state, &client.client_id, did, sid) {
+            Ok(token) => token,
+            Err(error) => {
+                tracing::error!(%error, client_id = %client.client_id, "signing a logout token failed");
+                continue;
+            }
+        };
+        let delivery = LogoutDelivery {
+            id: random_token(12),
+            sid: sid.to_owned(),
+            client_id: client.client_id.clone(),
+            uri: uri.clone(),
+            status: "pending".into(),
+            attempts: 0,
+            last_error: None,
+            created_at: now(),
+            updated_at: now(),
+        };
+        if let Err(error) = state.store.insert_logout_delivery(&delivery).await {
+            tracing::error!(%error, "recording a logout delivery failed");
+        }
+        let state = state.clone();
+        let http = http.clone();
+        handles.push(tokio::spawn(async move {
+            deliver(&state, &http, &delivery, &uri, &token).await;
+        }));
+    }
+    handles
+}
+
+async fn deliver(state: &AppState, http: &reqwest::Client, delivery: &LogoutDelivery, uri: &str, token: &str) {
+    let mut last_error = None;
+    for attempt in 1..=ATTEMPTS {
+        let result = http
+            .post(uri)
+            .header("cache-control", "no-store")
+            .form(&[("logout_token", token)])
+            .send()
+            .await;
+        match result {
+            // The spec: 200 (or 204) means the RP logged the session out.
+            Ok(response) if response.status().is_success() => {
+                record(state, delivery, "delivered", attempt, None).await;
+                tracing::info!(client_id = %delivery.client_id, attempt, "back-channel logout delivered");
+                return;
+            }
+            Ok(response) => last_error = Some(format!("HTTP {}", response.status().as_u16())),
+            Err(error) => last_error = Some(if error.is_timeout() { "timed out".into() } else { "unreachable".into() }),
+        }
+        record(state, delivery, "pending", attempt, last_error.clone()).await;
+        if attempt < ATTEMPTS {
+            tokio::time::sleep(Duration::from_millis(250 * 4u64.pow(attempt as u32 - 1))).await;
+        }
+    }
+    tracing::warn!(client_id = %delivery.client_id, error = ?last_error, "back-channel logout failed after retries");
+    record(state, delivery, "failed", ATTEMPTS, last_error).await;
+}
+
+async fn record(state: &AppState, delivery: &LogoutDelivery, status: &str, attempts: i32, error: Option<String>) {
+    if let Err(e) = state.store.update_logout_delivery(&delivery.id, status, attempts, error, now()).await {
+        tracing::error!(error = %e, "updating a logout delivery failed");
+    }
+}
+
+/// Front-channel logout URLs (`iss` + `sid` appended) for the logged-out page's iframes.
+pub fn frontchannel_urls(state: &AppState, clients: &[Client], sid: &str) -> Vec<String> {
+    clients
+        .iter()
+        .filter_map(|c| c.frontchannel_logout_uri.as_deref())
+        .filter_map(|uri| url::Url::parse(uri).ok())
+        .map(|mut url| {
+            url.query_pairs_mut().append_pair("iss", &state.config.issuer()).append_pair("sid", sid);
+            url.to_string()
+        })
+        .collect()
+}
+
+/// Reads an `id_token_hint`: signed by one of our keys and issued by us. Expiry is ignored
+/// (RP-Initiated Logout §2: an expired hint is fine). Returns its claims.
+pub fn read_id_token_hint(state: &AppState, hint: &str) -> Option<Map<String, Value>> {
+    if hint.len() > 8192 {
+        return None;
+    }
+    let claims = state.keys.current().verify(hint, None).ok()?;
+    (claims.get("iss").and_then(Value::as_str) == Some(state.config.issuer().as_str())).then_some(claims)
+}

@@ -1,0 +1,102 @@
+//! Upstream (ATProto) rows: pending logins, sessions, our client key. Values arrive sealed.
+use sea_orm::{
+    sea_query::Expr, ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
+    QueryOrder,
+};
+
+use super::{
+    entities::{atproto_client_key, upstream_login, upstream_session},
+    Store, StoreResult,
+};
+
+pub use upstream_login::Model as UpstreamLoginRow;
+pub use upstream_session::Model as UpstreamSessionRow;
+
+impl Store {
+    pub async fn insert_upstream_login(&self, row: &UpstreamLoginRow) -> StoreResult<()> {
+        upstream_login::ActiveModel::from(row.clone()).insert(&self.db).await?;
+        Ok(())
+    }
+
+    /// Removes and returns a pending login: a state is usable once.
+    pub async fn take_upstream_login(&self, state: &str) -> StoreResult<Option<UpstreamLoginRow>> {
+        let Some(row) = upstream_login::Entity::find_by_id(state.to_owned()).one(&self.db).await? else {
+            return Ok(None);
+        };
+        let deleted = upstream_login::Entity::delete_by_id(state.to_owned()).exec(&self.db).await?;
+        Ok((deleted.rows_affected == 1).then_some(row))
+    }
+
+    pub async fn upsert_upstream_session(&self, row: &UpstreamSessionRow) -> StoreResult<()> {
+        upstream_session::Entity::delete_by_id(row.sid.clone()).exec(&self.db).await?;
+        upstream_session::ActiveModel::from(row.clone()).insert(&self.db).await?;
+        Ok(())
+    }
+
+    pub async fn upstream_session(&self, sid: &str) -> StoreResult<Option<UpstreamSessionRow>> {
+        Ok(upstream_session::Entity::find_by_id(sid.to_owned()).one(&self.db).await?)
+    }
+
+    /// Stores refreshed tokens if nobody else refreshed since `version` was read.
+    pub async fn swap_upstream_tokens(
+        &self,
+        sid: &str,
+        version: i64,
+        tokens_sealed: &str,
+        expires_at: Option<i64>,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let result = upstream_session::Entity::update_many()
+            .col_expr(upstream_session::Column::TokensSealed, Expr::value(tokens_sealed))
+            .col_expr(upstream_session::Column::ExpiresAt, Expr::value(expires_at))
+            .col_expr(upstream_session::Column::Version, Expr::value(version + 1))
+            .col_expr(upstream_session::Column::UpdatedAt, Expr::value(now))
+            .filter(upstream_session::Column::Sid.eq(sid))
+            .filter(upstream_session::Column::Version.eq(version))
+            .exec(&self.db)
+            .await?;
+        Ok(result.rows_affected == 1)
+    }
+
+    pub async fn mark_upstream_session_dead(&self, sid: &str, now: i64) -> StoreResult<()> {
+        upstream_session::Entity::update_many()
+            .col_expr(upstream_session::Column::Dead, Expr::value(true))
+            .col_expr(upstream_session::Column::UpdatedAt, Expr::value(now))
+            .filter(upstream_session::Column::Sid.eq(sid))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn delete_upstream_session(&self, sid: &str) -> StoreResult<()> {
+        upstream_session::Entity::delete_by_id(sid.to_owned()).exec(&self.db).await?;
+        Ok(())
+    }
+
+    /// Our ATProto client keys, newest first.
+    pub async fn atproto_client_keys(&self) -> StoreResult<Vec<atproto_client_key::Model>> {
+        Ok(atproto_client_key::Entity::find()
+            .order_by_desc(atproto_client_key::Column::CreatedAt)
+            .all(&self.db)
+            .await?)
+    }
+
+    pub async fn insert_atproto_client_key(&self, kid: &str, sealed_pem: &str, now: i64) -> StoreResult<()> {
+        atproto_client_key::ActiveModel {
+            kid: Set(kid.to_owned()),
+            private_key_sealed: Set(sealed_pem.to_owned()),
+            created_at: Set(now),
+        }
+        .insert(&self.db)
+        .await?;
+        Ok(())
+    }
+}
+
+pub(super) async fn sweep(db: &impl ConnectionTrait, now: i64) -> StoreResult<u64> {
+    let logins = upstream_login::Entity::delete_many()
+        .filter(upstream_login::Column::ExpiresAt.lte(now))
+        .exec(db)
+        .await?;
+    Ok(logins.rows_affected)
+}

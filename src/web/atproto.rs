@@ -1,0 +1,136 @@
+//! The ATProto side of our pages: the login form's submission, the PDS callback, and the
+//! documents the PDS fetches about us (client metadata, client JWKS).
+use actix_web::{http::header, web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+
+use super::{found, oidc::outcome_response, pages::render_login};
+use crate::{
+    atproto::{AtprotoError, CallbackParams},
+    error::{ErrorCode, PageError},
+    oidc::authorize,
+    sso::{
+        self,
+        upstream::{self, EstablishedSessionOrExisting, LoginError},
+    },
+    state::AppState,
+};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/login", web::post().to(login_submit))
+        .route("/atproto/callback", web::get().to(callback))
+        .route("/atproto/client-metadata.json", web::get().to(client_metadata))
+        .route("/atproto/jwks.json", web::get().to(client_jwks));
+}
+
+async fn client_metadata(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
+        .json(state.atproto.client_metadata_document())
+}
+
+async fn client_jwks(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
+        .json(state.atproto.client_jwks())
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    handle: Option<String>,
+    request_id: Option<String>,
+    csrf_token: Option<String>,
+}
+
+#[tracing::instrument(name = "login", skip_all)]
+async fn login_submit(state: web::Data<AppState>, req: HttpRequest, form: web::Form<LoginForm>) -> Result<HttpResponse, PageError> {
+    let request_id = form.request_id.as_deref().filter(|id| !id.is_empty());
+    let handle = form.handle.as_deref().map(str::trim).unwrap_or("");
+    if !sso::csrf_valid(&req, form.csrf_token.as_deref()) {
+        return render_login(&state, &req, request_id, Some("The form expired. Please try again."), Some(handle)).await;
+    }
+    if handle.is_empty() {
+        return render_login(&state, &req, request_id, Some("Enter your handle, for example alice.bsky.social."), None).await;
+    }
+    if handle.len() > 512 {
+        return render_login(&state, &req, request_id, Some(&AtprotoError::InvalidInput(String::new()).user_message()), None).await;
+    }
+    if let Some(id) = request_id {
+        if authorize::load_parked(&state, id).await?.is_none() {
+            return Err(PageError::bad_request(
+                "This sign-in request has expired",
+                "Go back to the app you came from and start signing in again.",
+            ));
+        }
+    }
+    // csrf_valid guarantees the cookie is present; it binds the login to this browser.
+    let csrf = req.cookie(sso::CSRF_COOKIE).map(|c| c.value().to_owned()).unwrap_or_default();
+    match upstream::begin_login(&state, handle, request_id, &csrf).await {
+        Ok(authorization_url) => Ok(found(&authorization_url)),
+        Err(error) => {
+            log_login_failure(&error);
+            render_login(&state, &req, request_id, Some(&error.user_message()), Some(handle)).await
+        }
+    }
+}
+
+fn log_login_failure(error: &LoginError) {
+    match error {
+        LoginError::Store(_) | LoginError::Seal(_) => tracing::error!(%error, "sign-in failed"),
+        _ => tracing::info!(%error, "sign-in refused"),
+    }
+}
+
+#[tracing::instrument(name = "atproto_callback", skip_all)]
+async fn callback(state: web::Data<AppState>, req: HttpRequest, query: web::Query<CallbackParams>) -> Result<HttpResponse, PageError> {
+    let params = query.into_inner();
+    let Some(login_state) = params.state.as_deref() else {
+        return Err(PageError::bad_request("Sign-in failed", "The response from your provider is incomplete. Please start again."));
+    };
+    let csrf = req.cookie(sso::CSRF_COOKIE).map(|c| c.value().to_owned());
+    let taken = match upstream::take_login(&state, login_state, csrf.as_deref()).await {
+        Ok(taken) => taken,
+        Err(error) => {
+            log_login_failure(&error);
+            return Err(PageError::bad_request("Sign-in failed", error.user_message()));
+        }
+    };
+    let request_id = taken.request_id.clone();
+
+    // The user said no at their PDS: the app learns `access_denied`.
+    if params.error.as_deref() == Some("access_denied") {
+        if let Some(id) = request_id.as_deref() {
+            if let Some((request, _)) = authorize::load_parked(&state, id).await? {
+                state.store.delete_authorization_request(id).await?;
+                let url = authorize::error_redirect(&state.config.issuer(), &request, ErrorCode::AccessDenied, "the user cancelled the sign-in");
+                return Ok(found(&url));
+            }
+        }
+        return render_login(&state, &req, None, Some("Sign-in was cancelled."), None).await;
+    }
+
+    let current = sso::cookie_session(&state, &req).await?;
+    let established = match upstream::finish_login(&state, &taken, &params, current).await {
+        Ok(established) => established,
+        Err(error) => {
+            log_login_failure(&error);
+            // The pending app request is kept, so the user can try again.
+            return render_login(&state, &req, request_id.as_deref(), Some(&error.user_message()), taken.pending.handle.as_deref()).await;
+        }
+    };
+    let session = established.session().clone();
+    let mut response = match request_id.as_deref() {
+        Some(id) => match authorize::load_parked(&state, id).await? {
+            Some((request, client)) => {
+                outcome_response(authorize::decide(&state, &request, &client, Some(&session), Some(id)).await)?
+            }
+            None => found("/"),
+        },
+        None => found("/"),
+    };
+    if let EstablishedSessionOrExisting::New(new) = &established {
+        response
+            .add_cookie(&sso::session_cookie(&state.config, &new.cookie_value))
+            .map_err(|e| PageError::internal(&e))?;
+    }
+    Ok(response)
+}

@@ -1,0 +1,113 @@
+//! Logout: the OIDC end-session endpoint and the user-facing /logout page.
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use tera::Context;
+
+use super::{found, pages::html};
+use crate::{
+    error::PageError,
+    oidc::{end_session::LogoutRequest, params::Params},
+    sso::{self, logout::end_session},
+    state::AppState,
+    templates,
+};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    for path in ["/oauth2/end_session", "/api/auth/oauth2/endsession"] {
+        cfg.route(path, web::get().to(end_session_get)).route(path, web::post().to(end_session_post));
+    }
+    cfg.route("/logout", web::get().to(logout_page)).route("/logout", web::post().to(logout_submit));
+}
+
+async fn end_session_get(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, PageError> {
+    end_session_with(&state, &req, req.query_string()).await
+}
+
+async fn end_session_post(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, PageError> {
+    let text = std::str::from_utf8(&body).map_err(|_| PageError::bad_request("Invalid request", "The request is not valid UTF-8."))?;
+    end_session_with(&state, &req, text).await
+}
+
+#[tracing::instrument(name = "end_session", skip_all)]
+async fn end_session_with(state: &AppState, req: &HttpRequest, encoded: &str) -> Result<HttpResponse, PageError> {
+    let params = Params::parse(encoded).map_err(|e| PageError::bad_request("Invalid sign-out request", e.to_string()))?;
+    let request = crate::oidc::end_session::validate(state, &params).await?;
+    // A valid hint proves the app asks for its own session's logout: no confirmation needed.
+    if let Some(sid) = request.hint_sid.clone() {
+        let browser_session = sso::cookie_session(state, req).await?;
+        let ended = end_session(state, &sid).await?;
+        let clears_cookie = browser_session.is_some_and(|s| s.sid == sid);
+        return Ok(logged_out(state, &request, ended.frontchannel_urls, clears_cookie));
+    }
+    confirmation_page(state, req, &request)
+}
+
+fn confirmation_page(state: &AppState, req: &HttpRequest, request: &LogoutRequest) -> Result<HttpResponse, PageError> {
+    let (csrf, cookie) = sso::csrf_token(&state.config, req);
+    let mut context = Context::new();
+    context.insert("csrf_token", &csrf);
+    let sealed = request.seal(state).ok_or_else(|| PageError::internal(&"sealing a logout request failed"))?;
+    context.insert("logout_request_id", &sealed);
+    if let Some(name) = &request.client_name {
+        context.insert("client_name", name);
+    }
+    Ok(html(templates::render("logout_confirm.html", &context), cookie.into_iter().collect()))
+}
+
+/// The end of every logout: a redirect to the app when it asked for one and no front-channel
+/// iframes must load, otherwise our logged-out page.
+fn logged_out(state: &AppState, request: &LogoutRequest, frontchannel_urls: Vec<String>, clear_cookie: bool) -> HttpResponse {
+    let mut response = match (request.redirect(), frontchannel_urls.is_empty()) {
+        (Some(url), true) => found(&url),
+        (redirect, _) => {
+            let mut context = Context::new();
+            context.insert("frontchannel_logout_urls", &frontchannel_urls);
+            if let Some(url) = redirect {
+                context.insert("post_logout_redirect_uri", &url);
+            }
+            html(templates::render("logged_out.html", &context), Vec::new())
+        }
+    };
+    if clear_cookie {
+        let _ = response.add_cookie(&sso::clear_session_cookie(&state.config));
+    }
+    response
+}
+
+async fn logout_page(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, PageError> {
+    if sso::cookie_session(&state, &req).await?.is_none() {
+        return Ok(logged_out(&state, &LogoutRequest::default(), Vec::new(), true));
+    }
+    confirmation_page(&state, &req, &LogoutRequest { expires_at: crate::state::now() + 900, ..Default::default() })
+}
+
+#[derive(Deserialize)]
+struct LogoutForm {
+    csrf_token: Option<String>,
+    logout_request_id: Option<String>,
+    decision: Option<String>,
+}
+
+#[tracing::instrument(name = "logout", skip_all)]
+async fn logout_submit(state: web::Data<AppState>, req: HttpRequest, form: web::Form<LogoutForm>) -> Result<HttpResponse, PageError> {
+    if !sso::csrf_valid(&req, form.csrf_token.as_deref()) {
+        return Err(PageError::bad_request("Please try again", "The form expired or was not sent from this site."));
+    }
+    let request = match form.logout_request_id.as_deref().filter(|s| !s.is_empty()) {
+        Some(sealed) => LogoutRequest::unseal(&state, sealed).ok_or_else(|| {
+            PageError::bad_request("This sign-out request has expired", "Go back to the app and sign out again.")
+        })?,
+        None => LogoutRequest::default(),
+    };
+    match form.decision.as_deref() {
+        Some("logout") => {
+            let frontchannel_urls = match sso::cookie_session(&state, &req).await? {
+                Some(session) => end_session(&state, &session.sid).await?.frontchannel_urls,
+                None => Vec::new(), // already logged out (replayed form): nothing more to do
+            };
+            Ok(logged_out(&state, &request, frontchannel_urls, true))
+        }
+        Some("cancel") => Ok(found("/")),
+        _ => Err(PageError::bad_request("Invalid choice", "Choose whether to sign out.")),
+    }
+}
