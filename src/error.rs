@@ -2,6 +2,7 @@
 //! - `OAuthError`: RFC 6749 JSON errors (token, revocation, introspection), with protocol headers;
 //! - `BearerError`: RFC 6750 errors for the userinfo endpoint;
 //! - `PageError`: a readable HTML page for people.
+//!
 //! Internal causes are logged with an error id; only the id reaches the client.
 use actix_web::{
     http::{header, StatusCode},

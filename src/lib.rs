@@ -1,6 +1,7 @@
 //! atsso: a central SSO server that lets people sign in with their ATProto identity and gives
 //! tenant apps standard OpenID Connect.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod atproto;
 pub mod config;
@@ -172,7 +173,7 @@ fn spawn_background_tasks(state: AppState) {
             if let Err(error) = state.keys.reload(&state.store, &state.sealer, &state.config).await {
                 tracing::error!(%error, "reloading signing keys failed");
             }
-            if minutes % 10 == 0 {
+            if minutes.is_multiple_of(10) {
                 match state.store.sweep_expired(state::now()).await {
                     Ok(removed) if removed > 0 => tracing::info!(removed, "swept expired rows"),
                     Ok(_) => {}
