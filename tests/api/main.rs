@@ -1,7 +1,10 @@
 //! Integration tests: the real server on a random port, driven over HTTP.
+mod atproto_login;
 mod authorize_errors;
 mod helpers;
 mod pages;
 mod provider_flow;
 mod rp;
 mod token_errors;
+#[path = "../support/mock_pds.rs"]
+mod mock_pds;

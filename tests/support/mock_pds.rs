@@ -101,6 +101,13 @@ pub struct MockState {
     seen_jti: Mutex<HashSet<String>>,
 }
 
+impl MockState {
+    /// The user revokes every grant at the PDS: refresh tokens stop working.
+    pub fn refresh_tokens_clear(&self) {
+        self.refresh.lock().unwrap().clear();
+    }
+}
+
 pub struct MockPds {
     pub state: Arc<MockState>,
     pub base: String,
