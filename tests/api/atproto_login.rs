@@ -242,3 +242,24 @@ async fn client_metadata_and_jwks_documents() {
 fn refresh_count(mock: &MockPds) -> usize {
     mock.log_for("/oauth/token").iter().filter(|r| r.status == 200 && r.form.get("grant_type").map(String::as_str) == Some("refresh_token")).count()
 }
+
+#[tokio::test]
+async fn logout_revokes_the_upstream_grant() {
+    let (app, mock) = app_with_mock().await;
+    let client = app.register("app", false, true).await;
+    let rp = Rp::discover(&app, &client).await;
+    let browser = Browser::new();
+    let pending = rp.start(&[]);
+    let login_path = location(&browser.get(&pending.url).await);
+    let callback = approve_at_pds(&location(&submit_login(&app, &browser, &login_path, ALICE_HANDLE).await)).await;
+    let back = location(&browser.get(&callback).await);
+    let tokens = rp.exchange(&query_param(&back, "code").unwrap(), pending.verifier).await.unwrap();
+    let sid = rp.verify_id_token(&tokens, None)["sid"].as_str().unwrap().to_owned();
+    assert!(mock.revoked().is_empty());
+
+    let id_token = openidconnect::TokenResponse::id_token(&tokens).unwrap().to_string();
+    let response = browser.get(&format!("{}?id_token_hint={id_token}", app.url("/api/auth/oauth2/endsession"))).await;
+    assert_eq!(response.status(), 200);
+    assert!(!mock.revoked().is_empty(), "the upstream grant is revoked at the PDS");
+    assert!(app.state.store.upstream_session(&sid).await.unwrap().is_none(), "and forgotten here");
+}
