@@ -4,6 +4,8 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod atproto;
+#[cfg(feature = "bench-seam")]
+pub mod bench_seam;
 pub mod config;
 pub mod crypto;
 pub mod error;

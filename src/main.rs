@@ -40,6 +40,20 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// (bench build) Register a client and open a session; prints the benchmark target JSON.
+    #[cfg(feature = "bench-seam")]
+    BenchSetup {
+        #[arg(long, default_value = "http://127.0.0.1:9/bench/callback")]
+        redirect_uri: String,
+    },
+    /// (bench build) Seed users and refresh tokens for the growth benchmark.
+    #[cfg(feature = "bench-seam")]
+    BenchSeed {
+        #[arg(long, default_value_t = 100_000)]
+        users: usize,
+        #[arg(long, default_value_t = 1_000_000)]
+        refresh_tokens: usize,
+    },
 }
 
 #[derive(Subcommand)]
@@ -120,6 +134,19 @@ async fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::Clients { command } => clients_command(config, command).await,
+        #[cfg(feature = "bench-seam")]
+        Command::BenchSetup { redirect_uri } => {
+            let state = atsso::build_state(config).await.map_err(|e| e.to_string())?;
+            println!("PEER_READY {}", atsso::bench_seam::setup(&state, &redirect_uri).await?);
+            Ok(())
+        }
+        #[cfg(feature = "bench-seam")]
+        Command::BenchSeed { users, refresh_tokens } => {
+            let state = atsso::build_state(config).await.map_err(|e| e.to_string())?;
+            atsso::bench_seam::seed(&state, users, refresh_tokens).await?;
+            println!("seeded {users} users and {refresh_tokens} refresh tokens");
+            Ok(())
+        }
         Command::Keys { command: KeysCommand::Rotate } => {
             let (store, sealer) = open_store(&config).await.map_err(|e| e.to_string())?;
             let kid = keys::rotate(&store, &sealer).await.map_err(|e| e.to_string())?;

@@ -128,3 +128,39 @@ pub(super) async fn sweep(db: &impl ConnectionTrait, now: i64) -> StoreResult<u6
         .await?;
     Ok(refresh.rows_affected + access.rows_affected)
 }
+
+#[cfg(feature = "bench-seam")]
+impl Store {
+    /// Bulk rows for the growth benchmark (users and refresh tokens), in one transaction.
+    pub async fn insert_seed_batch(
+        &self,
+        users: Vec<crate::store::users::UserProfile>,
+        refresh: Vec<RefreshTokenRecord>,
+        now: i64,
+    ) -> StoreResult<()> {
+        use super::entities::user;
+        use sea_orm::ActiveValue::Set;
+        let txn = self.db.begin().await?;
+        if !users.is_empty() {
+            user::Entity::insert_many(users.into_iter().map(|u| user::ActiveModel {
+                did: Set(u.did),
+                handle: Set(u.handle),
+                display_name: Set(u.display_name),
+                avatar: Set(u.avatar),
+                email: Set(u.email),
+                email_verified: Set(u.email_verified),
+                created_at: Set(now),
+                updated_at: Set(now),
+            }))
+            .exec(&txn)
+            .await?;
+        }
+        if !refresh.is_empty() {
+            refresh_token::Entity::insert_many(refresh.into_iter().map(refresh_token::ActiveModel::from))
+                .exec(&txn)
+                .await?;
+        }
+        txn.commit().await?;
+        Ok(())
+    }
+}

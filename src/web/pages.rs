@@ -30,7 +30,7 @@ pub(crate) fn html(body: String, cookies: Vec<Cookie<'static>>) -> HttpResponse 
         .content_type("text/html; charset=utf-8")
         .insert_header(("Cache-Control", "no-store"))
         .insert_header(("X-Frame-Options", "DENY"))
-        .insert_header(("Content-Security-Policy", "default-src 'self'; img-src 'self' data: https:; frame-ancestors 'none'; form-action 'self' https: http:"));
+        .insert_header(("Content-Security-Policy", "default-src 'self'; img-src 'self' data: https:; frame-src https: http:; frame-ancestors 'none'; form-action 'self' https: http:"));
     for cookie in cookies {
         response.cookie(cookie);
     }

@@ -286,3 +286,37 @@ async fn logout_page_for_people_and_admin_end_all_sessions() {
     assert_eq!(ended, 1);
     assert!(two.rp.userinfo(two.tokens.access_token()).await.is_err());
 }
+
+#[tokio::test]
+async fn front_channel_logout_renders_iframes_with_iss_and_sid() {
+    let app = spawn_app().await;
+    let (client, secret) = atsso::oidc::clients::register(
+        &app.state.store,
+        atsso::oidc::clients::NewClient {
+            name: "framed".into(),
+            redirect_uris: vec!["http://127.0.0.1:9/framed/callback".into()],
+            post_logout_redirect_uris: vec!["http://127.0.0.1:9/framed/bye".into()],
+            frontchannel_logout_uri: Some("https://framed.example/fc-logout".into()),
+            first_party: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let registered = RegisteredClient { client, secret, redirect_uri: "http://127.0.0.1:9/framed/callback".into() };
+    let browser = app.browser_with_session(ALICE, "alice.test").await;
+    let session = log_in(&app, &browser, &registered).await;
+    let response = browser
+        .get(&format!(
+            "{}?id_token_hint={}&post_logout_redirect_uri={}&state=z",
+            app.url("/oauth2/end_session"),
+            session.id_token,
+            urlenc("http://127.0.0.1:9/framed/bye")
+        ))
+        .await;
+    assert_eq!(response.status(), 200, "a page, so the iframes can load");
+    let html = response.text().await.unwrap().replace("&#x2F;", "/").replace("&amp;", "&");
+    let iframe = format!("https://framed.example/fc-logout?iss={}&sid={}", urlenc(&app.base), session.sid);
+    assert!(html.contains(&format!(r#"<iframe src="{iframe}""#)), "{html}");
+    assert!(html.contains("http://127.0.0.1:9/framed/bye?state=z"), "return link to the app");
+}

@@ -2,6 +2,7 @@
 mod atproto_login;
 mod authorize_errors;
 mod helpers;
+mod hygiene;
 mod logout;
 mod pages;
 mod provider_flow;

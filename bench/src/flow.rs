@@ -1,0 +1,450 @@
+//! The OIDC flows the scenarios are made of: discovery, authorize (with an
+//! existing SSO session and remembered consent), code exchange, refresh,
+//! userinfo and introspection. Provider-agnostic: everything comes from the
+//! target file and the provider's discovery document.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use rand::RngCore;
+use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
+use reqwest::{Client, StatusCode};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use url::Url;
+
+/// The target contract: what a provider's set-up prints after `PEER_READY `.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Target {
+    /// Display name (e.g. "atsso", "oidc-provider", "better-auth").
+    pub name: String,
+    /// Issuer; discovery is read from `{issuer}/.well-known/openid-configuration`.
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: String,
+    pub redirect_uri: String,
+    #[serde(default = "default_scope")]
+    pub scope: String,
+    /// `Cookie` header value of a logged-in browser session whose consent for
+    /// this client (and `scope`) is remembered.
+    pub cookie: String,
+    /// Extra authorize query parameters (e.g. `{"prompt": "consent"}`).
+    #[serde(default)]
+    pub authorize_extra: BTreeMap<String, String>,
+    /// Optional override of the discovery URL (defaults to the issuer's).
+    #[serde(default)]
+    pub discovery_url: Option<String>,
+    /// Free-form facts the set-up wants in the report (versions, storage...).
+    #[serde(default)]
+    pub notes: Option<String>,
+    /// PID of the server process, for peak-RSS sampling (optional).
+    #[serde(default)]
+    pub pid: Option<u32>,
+}
+
+fn default_scope() -> String {
+    "openid profile offline_access".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Discovery {
+    pub authorization_endpoint: String,
+    pub token_endpoint: String,
+    pub jwks_uri: String,
+    #[serde(default)]
+    pub userinfo_endpoint: Option<String>,
+    #[serde(default)]
+    pub introspection_endpoint: Option<String>,
+}
+
+/// Everything a worker needs, resolved once.
+#[derive(Debug, Clone)]
+pub struct Env {
+    pub target: Target,
+    pub discovery_url: String,
+    pub disco: Discovery,
+    pub basic_auth: HeaderValue,
+    pub issuer_origin: url::Origin,
+    pub redirect: Url,
+    pub timeout: Duration,
+}
+
+impl Env {
+    pub async fn resolve(target: Target, timeout: Duration) -> Result<Env, String> {
+        let discovery_url = target.discovery_url.clone().unwrap_or_else(|| {
+            format!("{}/.well-known/openid-configuration", target.issuer.trim_end_matches('/'))
+        });
+        let client = new_client(timeout)?;
+        let resp = client
+            .get(&discovery_url)
+            .send()
+            .await
+            .map_err(|e| format!("GET {discovery_url}: {}", err_chain(&e)))?;
+        let status = resp.status();
+        let body = resp.text().await.map_err(|e| e.to_string())?;
+        if !status.is_success() {
+            return Err(format!("GET {discovery_url}: HTTP {status}: {}", snippet(&body)));
+        }
+        let disco: Discovery = serde_json::from_str(&body)
+            .map_err(|e| format!("discovery document: {e}: {}", snippet(&body)))?;
+        let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+        let basic = format!(
+            "Basic {}",
+            STANDARD.encode(format!("{}:{}", enc(&target.client_id), enc(&target.client_secret)))
+        );
+        let issuer_origin = Url::parse(&disco.authorization_endpoint)
+            .map_err(|e| format!("authorization_endpoint: {e}"))?
+            .origin();
+        let redirect = Url::parse(&target.redirect_uri).map_err(|e| format!("redirect_uri: {e}"))?;
+        Ok(Env {
+            basic_auth: HeaderValue::from_str(&basic).map_err(|e| e.to_string())?,
+            target,
+            discovery_url,
+            disco,
+            issuer_origin,
+            redirect,
+            timeout,
+        })
+    }
+}
+
+/// One HTTP/1.1 keep-alive connection's worth of client: each worker owns one.
+pub fn new_client(timeout: Duration) -> Result<Client, String> {
+    Client::builder()
+        .http1_only()
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_max_idle_per_host(1)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .tcp_nodelay(true)
+        .no_proxy()
+        .timeout(timeout)
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+pub fn err_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+pub fn snippet(body: &str) -> String {
+    let t: String = body.chars().take(300).collect();
+    t.replace('\n', " ")
+}
+
+fn rand_b64(n: usize) -> String {
+    let mut b = vec![0u8; n];
+    rand::thread_rng().fill_bytes(&mut b);
+    URL_SAFE_NO_PAD.encode(b)
+}
+
+/// A code from a completed authorize, with the PKCE verifier that goes with it.
+pub struct Code {
+    pub code: String,
+    pub verifier: String,
+    /// HTTP requests the authorize took (1 = direct 302 to the redirect_uri).
+    pub hops: u32,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Tokens {
+    pub access_token: String,
+    pub refresh_token: Option<String>,
+    pub expires_at: Option<Instant>,
+    /// RS256 signatures this response carried (id_token, JWT access/refresh
+    /// tokens): what the signing limit is divided by.
+    pub rs256: u32,
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    #[serde(default)]
+    refresh_token: Option<String>,
+    #[serde(default)]
+    expires_in: Option<serde_json::Value>,
+    #[serde(default)]
+    id_token: Option<String>,
+}
+
+/// Whether a token is a JWS signed with RS256 (header `alg`).
+fn is_rs256(tok: &str) -> bool {
+    let mut parts = tok.split('.');
+    let (Some(h), Some(_), Some(_), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    URL_SAFE_NO_PAD
+        .decode(h.trim_end_matches('='))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v.get("alg").and_then(|a| a.as_str()).map(|a| a == "RS256"))
+        .unwrap_or(false)
+}
+
+fn parse_tokens(body: &str, sent_at: Instant) -> Result<Tokens, String> {
+    let t: TokenResponse =
+        serde_json::from_str(body).map_err(|e| format!("token response: {e}: {}", snippet(body)))?;
+    let exp = t.expires_in.and_then(|v| match v {
+        serde_json::Value::Number(n) => n.as_f64(),
+        serde_json::Value::String(s) => s.parse().ok(),
+        _ => None,
+    });
+    let rs256 = [Some(&t.access_token), t.refresh_token.as_ref(), t.id_token.as_ref()]
+        .into_iter()
+        .flatten()
+        .filter(|x| is_rs256(x))
+        .count() as u32;
+    Ok(Tokens {
+        rs256,
+        access_token: t.access_token,
+        refresh_token: t.refresh_token,
+        expires_at: exp.map(|s| sent_at + Duration::from_secs_f64(s.max(0.0))),
+    })
+}
+
+/// A minimal cookie jar for one authorize: starts from the target's Cookie
+/// header and applies `Set-Cookie` seen on the provider's own hops.
+struct Jar(Vec<(String, String)>);
+
+impl Jar {
+    fn from_header(h: &str) -> Jar {
+        Jar(h
+            .split(';')
+            .filter_map(|p| {
+                let p = p.trim();
+                let (n, v) = p.split_once('=')?;
+                Some((n.trim().to_string(), v.trim().to_string()))
+            })
+            .collect())
+    }
+    fn apply(&mut self, headers: &HeaderMap) {
+        for sc in headers.get_all(SET_COOKIE) {
+            let Ok(sc) = sc.to_str() else { continue };
+            let mut parts = sc.split(';');
+            let Some((name, value)) = parts.next().and_then(|nv| nv.split_once('=')) else {
+                continue;
+            };
+            let (name, value) = (name.trim(), value.trim());
+            let expired = parts.any(|a| {
+                let a = a.trim().to_ascii_lowercase();
+                a == "max-age=0" || a.starts_with("max-age=-") || a.contains("1970")
+            });
+            self.0.retain(|(n, _)| n != name);
+            if !expired && !value.is_empty() {
+                self.0.push((name.to_string(), value.to_string()));
+            }
+        }
+    }
+    fn header(&self) -> String {
+        self.0.iter().map(|(n, v)| format!("{n}={v}")).collect::<Vec<_>>().join("; ")
+    }
+}
+
+const MAX_HOPS: u32 = 10;
+
+/// GET the authorization endpoint with the session cookie; follow redirects on
+/// the provider's own origin (carrying cookies set on the way) until a
+/// Location on the redirect_uri carries `code=`.
+pub async fn authorize(c: &Client, env: &Env) -> Result<Code, String> {
+    let verifier = rand_b64(32);
+    let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+    let state = rand_b64(12);
+    let nonce = rand_b64(12);
+    let t = &env.target;
+    let mut url = Url::parse(&env.disco.authorization_endpoint).map_err(|e| e.to_string())?;
+    {
+        let mut q = url.query_pairs_mut();
+        q.append_pair("response_type", "code")
+            .append_pair("client_id", &t.client_id)
+            .append_pair("redirect_uri", &t.redirect_uri)
+            .append_pair("scope", &t.scope)
+            .append_pair("state", &state)
+            .append_pair("nonce", &nonce)
+            .append_pair("code_challenge", &challenge)
+            .append_pair("code_challenge_method", "S256");
+        for (k, v) in &t.authorize_extra {
+            q.append_pair(k, v);
+        }
+    }
+    let mut jar = Jar::from_header(&t.cookie);
+    let mut hops = 0u32;
+    loop {
+        hops += 1;
+        let resp = c
+            .get(url.clone())
+            .header(COOKIE, jar.header())
+            .send()
+            .await
+            .map_err(|e| format!("authorize hop {hops}: {}", err_chain(&e)))?;
+        let status = resp.status();
+        if !status.is_redirection() {
+            let body = resp.text().await.unwrap_or_default();
+            return Err(format!(
+                "authorize hop {hops} ({}): HTTP {status} instead of a redirect (no session/consent?): {}",
+                url.path(),
+                snippet(&body)
+            ));
+        }
+        jar.apply(resp.headers());
+        let loc = resp
+            .headers()
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| format!("authorize hop {hops}: HTTP {status} without Location"))?
+            .to_string();
+        // Drain the (usually empty) body so the connection is reused.
+        let _ = resp.bytes().await;
+        let next = url.join(&loc).map_err(|e| format!("bad Location {loc:?}: {e}"))?;
+        if next.origin() == env.redirect.origin() && next.path() == env.redirect.path() {
+            let mut code = None;
+            let mut got_state = None;
+            let mut error = None;
+            for (k, v) in next.query_pairs() {
+                match &*k {
+                    "code" => code = Some(v.into_owned()),
+                    "state" => got_state = Some(v.into_owned()),
+                    "error" => error = Some(next.query().unwrap_or_default().to_string()),
+                    _ => {}
+                }
+            }
+            if let Some(e) = error {
+                return Err(format!("authorize error at redirect_uri: {e}"));
+            }
+            let code = code.ok_or_else(|| format!("redirect_uri without code: {next}"))?;
+            if got_state.as_deref() != Some(state.as_str()) {
+                return Err(format!("state mismatch at redirect_uri: {next}"));
+            }
+            return Ok(Code { code, verifier, hops });
+        }
+        if next.origin() != env.issuer_origin {
+            return Err(format!("authorize hop {hops}: redirect off the provider: {next}"));
+        }
+        if hops >= MAX_HOPS {
+            return Err(format!("authorize: more than {MAX_HOPS} hops, last {next}"));
+        }
+        url = next;
+    }
+}
+
+async fn token_request(c: &Client, env: &Env, form: &[(&str, &str)]) -> Result<Tokens, String> {
+    let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish();
+    let sent = Instant::now();
+    let resp = c
+        .post(&env.disco.token_endpoint)
+        .header(AUTHORIZATION, env.basic_auth.clone())
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| format!("token: {}", err_chain(&e)))?;
+    let status = resp.status();
+    let text = resp.text().await.map_err(|e| format!("token body: {e}"))?;
+    if status != StatusCode::OK {
+        return Err(format!("token: HTTP {status}: {}", snippet(&text)));
+    }
+    parse_tokens(&text, sent)
+}
+
+/// Code → token exchange: confidential client, client_secret_basic, PKCE.
+pub async fn exchange(c: &Client, env: &Env, code: &Code) -> Result<Tokens, String> {
+    token_request(
+        c,
+        env,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code.code),
+            ("redirect_uri", &env.target.redirect_uri),
+            ("code_verifier", &code.verifier),
+        ],
+    )
+    .await
+}
+
+pub async fn refresh(c: &Client, env: &Env, refresh_token: &str) -> Result<Tokens, String> {
+    token_request(c, env, &[("grant_type", "refresh_token"), ("refresh_token", refresh_token)]).await
+}
+
+/// authorize + exchange, untimed: a worker's own token set.
+pub async fn bootstrap(c: &Client, env: &Env) -> Result<Tokens, String> {
+    let code = authorize(c, env).await?;
+    exchange(c, env, &code).await
+}
+
+/// Outcome of a bearer-token call: `Unauthorized` means "renew and retry".
+pub enum Bearer {
+    Ok,
+    Unauthorized(String),
+}
+
+pub async fn get_ok(c: &Client, url: &str) -> Result<(), String> {
+    let resp = c.get(url).send().await.map_err(|e| format!("GET: {}", err_chain(&e)))?;
+    let status = resp.status();
+    let body = resp.bytes().await.map_err(|e| format!("GET body: {e}"))?;
+    if !status.is_success() {
+        return Err(format!("GET {url}: HTTP {status}: {}", snippet(&String::from_utf8_lossy(&body))));
+    }
+    if body.is_empty() {
+        return Err(format!("GET {url}: empty body"));
+    }
+    Ok(())
+}
+
+pub async fn userinfo(c: &Client, env: &Env, access_token: &str) -> Result<Bearer, String> {
+    let ep = env.disco.userinfo_endpoint.as_deref().ok_or("no userinfo_endpoint")?;
+    let resp = c
+        .get(ep)
+        .bearer_auth(access_token)
+        .send()
+        .await
+        .map_err(|e| format!("userinfo: {}", err_chain(&e)))?;
+    let status = resp.status();
+    let text = resp.text().await.map_err(|e| format!("userinfo body: {e}"))?;
+    if status == StatusCode::UNAUTHORIZED {
+        return Ok(Bearer::Unauthorized(snippet(&text)));
+    }
+    if status != StatusCode::OK {
+        return Err(format!("userinfo: HTTP {status}: {}", snippet(&text)));
+    }
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("userinfo json: {e}: {}", snippet(&text)))?;
+    if v.get("sub").and_then(|s| s.as_str()).is_none() {
+        return Err(format!("userinfo without sub: {}", snippet(&text)));
+    }
+    Ok(Bearer::Ok)
+}
+
+pub async fn introspect(c: &Client, env: &Env, access_token: &str) -> Result<Bearer, String> {
+    let ep = env.disco.introspection_endpoint.as_deref().ok_or("no introspection_endpoint")?;
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("token", access_token)
+        .append_pair("token_type_hint", "access_token")
+        .finish();
+    let resp = c
+        .post(ep)
+        .header(AUTHORIZATION, env.basic_auth.clone())
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| format!("introspect: {}", err_chain(&e)))?;
+    let status = resp.status();
+    let text = resp.text().await.map_err(|e| format!("introspect body: {e}"))?;
+    if status != StatusCode::OK {
+        return Err(format!("introspect: HTTP {status}: {}", snippet(&text)));
+    }
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("introspect json: {e}: {}", snippet(&text)))?;
+    match v.get("active").and_then(|a| a.as_bool()) {
+        Some(true) => Ok(Bearer::Ok),
+        Some(false) => Ok(Bearer::Unauthorized(format!("active=false: {}", snippet(&text)))),
+        None => Err(format!("introspect without active: {}", snippet(&text))),
+    }
+}

@@ -1,0 +1,77 @@
+//! Benchmark seam (feature `bench-seam`, used by scripts/bench.sh only): a first-party client and
+//! an SSO session created through the same library seam the integration tests use, and bulk
+//! seeding for the growth benchmark. Nothing here is reachable over HTTP.
+use serde_json::json;
+
+use crate::{
+    crypto::{random_token, sha256_b64},
+    oidc::clients::{self, NewClient},
+    state::{now, AppState},
+    store::{tokens::RefreshTokenRecord, users::UserProfile},
+};
+
+/// Registers a client, opens a session with remembered consent, and returns the driver's target
+/// description (issuer, client credentials, redirect URI, session cookie).
+pub async fn setup(state: &AppState, redirect_uri: &str) -> Result<serde_json::Value, String> {
+    let (client, secret) = clients::register(
+        &state.store,
+        NewClient {
+            name: format!("bench-{}", random_token(4)),
+            redirect_uris: vec![redirect_uri.to_owned()],
+            first_party: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let profile = UserProfile {
+        did: "did:plc:benchuser00000000000000".into(),
+        handle: Some("bench.test".into()),
+        display_name: Some("Bench User".into()),
+        avatar: None,
+        email: Some("bench@example.test".into()),
+        email_verified: Some(true),
+    };
+    let session = crate::sso::establish_session(state, &profile).await.map_err(|e| e.to_string())?;
+    Ok(json!({
+        "name": "atsso",
+        "issuer": state.config.issuer(),
+        "client_id": client.client_id,
+        "client_secret": secret,
+        "redirect_uri": redirect_uri,
+        "scope": "openid profile email offline_access",
+        "cookie": format!("{}={}", crate::sso::SESSION_COOKIE, session.cookie_value),
+    }))
+}
+
+/// Adds `users` users and `refresh_tokens` live refresh tokens (spread over those users).
+pub async fn seed(state: &AppState, users: usize, refresh_tokens: usize) -> Result<(), String> {
+    const BATCH: usize = 2000;
+    let now = now();
+    let did = |i: usize| format!("did:plc:seed{i:020}");
+    for start in (0..users).step_by(BATCH) {
+        let batch = (start..(start + BATCH).min(users))
+            .map(|i| UserProfile { did: did(i), handle: Some(format!("seed{i}.test")), ..Default::default() })
+            .collect();
+        state.store.insert_seed_batch(batch, Vec::new(), now).await.map_err(|e| e.to_string())?;
+    }
+    for start in (0..refresh_tokens).step_by(BATCH) {
+        let batch = (start..(start + BATCH).min(refresh_tokens))
+            .map(|i| RefreshTokenRecord {
+                token_hash: sha256_b64(&format!("seed-token-{i}")),
+                family_id: format!("seedfam{i}"),
+                client_id: "seed-client".into(),
+                did: did(i % users.max(1)),
+                sid: format!("seedsid{}", i % users.max(1)),
+                scope: "openid profile".into(),
+                auth_time: now,
+                created_at: now,
+                expires_at: now + 30 * 86400,
+                rotated_at: None,
+                revoked_at: None,
+            })
+            .collect();
+        state.store.insert_seed_batch(Vec::new(), batch, now).await.map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
