@@ -68,7 +68,6 @@ pub struct Env {
     pub basic_auth: HeaderValue,
     pub issuer_origin: url::Origin,
     pub redirect: Url,
-    pub timeout: Duration,
 }
 
 impl Env {
@@ -105,7 +104,6 @@ impl Env {
             disco,
             issuer_origin,
             redirect,
-            timeout,
         })
     }
 }

@@ -569,8 +569,7 @@ async fn run_exchange_rounds(env: Arc<Env>, cfg: RunConfig) -> ScenarioResult {
             let mut round = 0usize;
             let mut measured = false;
             let mut measured_rounds: Vec<usize> = Vec::new();
-            let mut measured_time = Duration::ZERO;
-            loop {
+            let measured_time = loop {
                 let mut codes = Vec::with_capacity(BATCH);
                 for _ in 0..BATCH {
                     match flow::authorize(&c, &env).await {
@@ -627,17 +626,16 @@ async fn run_exchange_rounds(env: Arc<Env>, cfg: RunConfig) -> ScenarioResult {
                     let sum: Duration = measured_rounds.iter().map(|r| span(&s[*r])).sum();
                     (s[round].1, sum)
                 };
-                measured_time = sum;
                 let Some(round_end) = round_end else {
                     // Nobody exchanged anything: authorize is failing.
-                    break;
+                    break sum;
                 };
-                if measured_time >= cfg.duration || round_end >= hard_stop {
-                    break;
+                if sum >= cfg.duration || round_end >= hard_stop {
+                    break sum;
                 }
                 measured = round_end >= started + cfg.warmup;
                 round += 1;
-            }
+            };
             (t, measured_time)
         }));
     }

@@ -306,6 +306,7 @@ impl AtprotoClient {
             ResolverConfig {
                 plc_directory_url: config.plc_directory_url.clone(),
                 handle_resolver_url: config.handle_resolver_url.clone(),
+                dns_server: None,
             },
         );
         let metadata = MetadataFetcher::new(http.clone(), config.scope.clone());
