@@ -54,6 +54,7 @@ pub struct FileConfig {
     pub handle_resolver_url: Option<String>,
     pub allow_insecure_loopback_upstream: Option<bool>,
     pub upstream_scope: Option<String>,
+    pub access_token_alg: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -74,6 +75,8 @@ pub struct Config {
     pub handle_resolver_url: Option<Url>,
     pub allow_insecure_loopback_upstream: bool,
     pub upstream_scope: String,
+    /// ES256 (default: cheaper to sign) or RS256 access tokens. ID tokens are always RS256.
+    pub access_token_alg: crate::crypto::signing::Alg,
 }
 
 /// Authorization codes live at most this long (seconds).
@@ -159,7 +162,12 @@ impl Config {
             return Err(invalid("ATSSO_UPSTREAM_SCOPE", "must contain `atproto`"));
         }
 
+        let alg_text = env("ATSSO_ACCESS_TOKEN_ALG").or(file.access_token_alg).unwrap_or_else(|| "ES256".into());
+        let access_token_alg = crate::crypto::signing::Alg::parse(&alg_text)
+            .ok_or_else(|| invalid("ATSSO_ACCESS_TOKEN_ALG", format!("`{alg_text}` is not ES256 or RS256")))?;
+
         Ok(Self {
+            access_token_alg,
             public_url,
             bind,
             database_url,
@@ -248,6 +256,8 @@ mod tests {
         assert_eq!(err.setting, "ATSSO_DATABASE_URL");
         let err = load(&[("ATSSO_ACCESS_TOKEN_TTL_SECS", "-1")]).unwrap_err();
         assert_eq!(err.setting, "ATSSO_ACCESS_TOKEN_TTL_SECS");
+        let err = load(&[("ATSSO_ACCESS_TOKEN_ALG", "HS256")]).unwrap_err();
+        assert_eq!(err.setting, "ATSSO_ACCESS_TOKEN_ALG");
         let err = load(&[("ATSSO_UPSTREAM_SCOPE", "transition:email")]).unwrap_err();
         assert_eq!(err.setting, "ATSSO_UPSTREAM_SCOPE");
     }

@@ -30,6 +30,12 @@ pub struct Target {
     /// `Cookie` header value of a logged-in browser session whose consent for
     /// this client (and `scope`) is remembered.
     pub cookie: String,
+    /// Optional: one such session per worker (worker i uses `cookies[i % len]`),
+    /// for providers that rotate the session cookie on every authorize
+    /// (oidc-provider after an interaction), where workers sharing one
+    /// session would log each other out.
+    #[serde(default)]
+    pub cookies: Vec<String>,
     /// Extra authorize query parameters (e.g. `{"prompt": "consent"}`).
     #[serde(default)]
     pub authorize_extra: BTreeMap<String, String>,
@@ -71,6 +77,15 @@ pub struct Env {
 }
 
 impl Env {
+    /// Worker `i`'s browser session as the target gave it.
+    pub fn jar_for(&self, i: usize) -> Jar {
+        if self.target.cookies.is_empty() {
+            Jar::from_header(&self.target.cookie)
+        } else {
+            Jar::from_header(&self.target.cookies[i % self.target.cookies.len()])
+        }
+    }
+
     pub async fn resolve(target: Target, timeout: Duration) -> Result<Env, String> {
         let discovery_url = target.discovery_url.clone().unwrap_or_else(|| {
             format!("{}/.well-known/openid-configuration", target.issuer.trim_end_matches('/'))
@@ -208,18 +223,21 @@ fn parse_tokens(body: &str, sent_at: Instant) -> Result<Tokens, String> {
     })
 }
 
-/// A minimal cookie jar for one authorize: starts from the target's Cookie
-/// header and applies `Set-Cookie` seen on the provider's own hops.
-struct Jar(Vec<(String, String)>);
+/// A minimal per-worker cookie jar, as a browser keeps one: it starts from the
+/// target's session cookie and applies `Set-Cookie` seen on the provider's
+/// own hops (a rotated session cookie is kept for the next authorize).
+/// Cookies are path-scoped; after each authorize only `Path=/` cookies are
+/// kept (the others belong to that one flow).
+pub struct Jar(Vec<(String, String, String)>); // (name, path, value)
 
 impl Jar {
-    fn from_header(h: &str) -> Jar {
+    pub fn from_header(h: &str) -> Jar {
         Jar(h
             .split(';')
             .filter_map(|p| {
                 let p = p.trim();
                 let (n, v) = p.split_once('=')?;
-                Some((n.trim().to_string(), v.trim().to_string()))
+                Some((n.trim().to_string(), "/".to_string(), v.trim().to_string()))
             })
             .collect())
     }
@@ -231,18 +249,37 @@ impl Jar {
                 continue;
             };
             let (name, value) = (name.trim(), value.trim());
-            let expired = parts.any(|a| {
-                let a = a.trim().to_ascii_lowercase();
-                a == "max-age=0" || a.starts_with("max-age=-") || a.contains("1970")
-            });
-            self.0.retain(|(n, _)| n != name);
+            let mut path = "/".to_string();
+            let mut expired = false;
+            for a in parts {
+                let a = a.trim();
+                let lower = a.to_ascii_lowercase();
+                if let Some(p) = lower.strip_prefix("path=") {
+                    path = a[a.len() - p.len()..].to_string();
+                } else if lower == "max-age=0" || lower.starts_with("max-age=-") || (lower.starts_with("expires=") && lower.contains("1970")) {
+                    expired = true;
+                }
+            }
+            self.0.retain(|(n, p, _)| !(n == name && *p == path));
             if !expired && !value.is_empty() {
-                self.0.push((name.to_string(), value.to_string()));
+                self.0.push((name.to_string(), path, value.to_string()));
             }
         }
     }
-    fn header(&self) -> String {
-        self.0.iter().map(|(n, v)| format!("{n}={v}")).collect::<Vec<_>>().join("; ")
+    fn header_for(&self, req_path: &str) -> String {
+        self.0
+            .iter()
+            .filter(|(_, p, _)| {
+                req_path == p
+                    || (req_path.starts_with(p.as_str())
+                        && (p.ends_with('/') || req_path.as_bytes().get(p.len()) == Some(&b'/')))
+            })
+            .map(|(n, _, v)| format!("{n}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+    fn end_flow(&mut self) {
+        self.0.retain(|(_, p, _)| p == "/");
     }
 }
 
@@ -251,7 +288,13 @@ const MAX_HOPS: u32 = 10;
 /// GET the authorization endpoint with the session cookie; follow redirects on
 /// the provider's own origin (carrying cookies set on the way) until a
 /// Location on the redirect_uri carries `code=`.
-pub async fn authorize(c: &Client, env: &Env) -> Result<Code, String> {
+pub async fn authorize(c: &Client, env: &Env, jar: &mut Jar) -> Result<Code, String> {
+    let r = authorize_inner(c, env, jar).await;
+    jar.end_flow();
+    r
+}
+
+async fn authorize_inner(c: &Client, env: &Env, jar: &mut Jar) -> Result<Code, String> {
     let verifier = rand_b64(32);
     let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
     let state = rand_b64(12);
@@ -272,13 +315,12 @@ pub async fn authorize(c: &Client, env: &Env) -> Result<Code, String> {
             q.append_pair(k, v);
         }
     }
-    let mut jar = Jar::from_header(&t.cookie);
     let mut hops = 0u32;
     loop {
         hops += 1;
         let resp = c
             .get(url.clone())
-            .header(COOKIE, jar.header())
+            .header(COOKIE, jar.header_for(url.path()))
             .send()
             .await
             .map_err(|e| format!("authorize hop {hops}: {}", err_chain(&e)))?;
@@ -371,8 +413,8 @@ pub async fn refresh(c: &Client, env: &Env, refresh_token: &str) -> Result<Token
 }
 
 /// authorize + exchange, untimed: a worker's own token set.
-pub async fn bootstrap(c: &Client, env: &Env) -> Result<Tokens, String> {
-    let code = authorize(c, env).await?;
+pub async fn bootstrap(c: &Client, env: &Env, jar: &mut Jar) -> Result<Tokens, String> {
+    let code = authorize(c, env, jar).await?;
     exchange(c, env, &code).await
 }
 

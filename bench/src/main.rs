@@ -92,6 +92,8 @@ enum Cmd {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// Print a free TCP port on 127.0.0.1.
+    FreePort,
     /// Print the peak RSS (VmHWM) and current RSS of a process, in KiB.
     PeakRss {
         #[arg(long)]
@@ -127,6 +129,16 @@ fn main() {
             Some(Cmd::Report { results, rsa, rss, growth, growth_label, commands, md, json }) => {
                 report::main(report::ReportArgs { results, rsa, rss, growth, growth_label, commands, md, json })
             }
+            Some(Cmd::FreePort) => match std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()) {
+                Ok(a) => {
+                    println!("{}", a.port());
+                    0
+                }
+                Err(e) => {
+                    eprintln!("free-port: {e}");
+                    1
+                }
+            },
             Some(Cmd::PeakRss { pid }) => match read_rss(pid) {
                 Ok((hwm, rss)) => {
                     println!("VmHWM_kB={hwm} VmRSS_kB={rss}");

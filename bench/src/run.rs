@@ -10,7 +10,7 @@ use reqwest::Client;
 use serde::Serialize;
 use tokio::sync::Barrier;
 
-use crate::flow::{self, Bearer, Env, Target, Tokens};
+use crate::flow::{self, Bearer, Env, Jar, Target, Tokens};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scenario {
@@ -128,6 +128,18 @@ pub struct RunResult {
     pub scenarios: Vec<ScenarioResult>,
 }
 
+/// Worker i's browser cookie jar, kept across scenarios (a session cookie
+/// rotated in one scenario is the one the next scenario must send).
+type Jars = Arc<Vec<Mutex<Option<Jar>>>>;
+
+fn take_jar(jars: &Jars, i: usize) -> Jar {
+    jars[i].lock().unwrap().take().expect("jar in use")
+}
+
+fn put_jar(jars: &Jars, i: usize, jar: Jar) {
+    *jars[i].lock().unwrap() = Some(jar);
+}
+
 /// One worker's tally.
 struct Tally {
     hist: Histogram<u64>,
@@ -196,10 +208,11 @@ pub async fn run_all(
         "target {} ({}): concurrency {}, warm-up {:?}, measured {:?} per scenario",
         env.target.name, env.target.issuer, cfg.concurrency, cfg.warmup, cfg.duration
     );
+    let jars: Jars = Arc::new((0..cfg.concurrency).map(|i| Mutex::new(Some(env.jar_for(i)))).collect());
     let mut results = Vec::new();
     for sc in scenarios {
         eprintln!("-- {} ...", sc.key());
-        let r = run_scenario(sc, env.clone(), cfg).await;
+        let r = run_scenario(sc, env.clone(), cfg, jars.clone()).await;
         eprintln!("   {}", one_line(&r));
         results.push(r);
     }
@@ -330,7 +343,7 @@ fn skipped(sc: Scenario, why: String) -> ScenarioResult {
     }
 }
 
-async fn run_scenario(sc: Scenario, env: Arc<Env>, cfg: RunConfig) -> ScenarioResult {
+async fn run_scenario(sc: Scenario, env: Arc<Env>, cfg: RunConfig, jars: Jars) -> ScenarioResult {
     match sc {
         Scenario::Userinfo if env.disco.userinfo_endpoint.is_none() => {
             return skipped(sc, "provider publishes no userinfo_endpoint".into())
@@ -338,21 +351,23 @@ async fn run_scenario(sc: Scenario, env: Arc<Env>, cfg: RunConfig) -> ScenarioRe
         Scenario::Introspect if env.disco.introspection_endpoint.is_none() => {
             return skipped(sc, "provider publishes no introspection_endpoint".into())
         }
-        Scenario::Token => return run_exchange_rounds(env, cfg).await,
+        Scenario::Token => return run_exchange_rounds(env, cfg, jars).await,
         _ => {}
     }
     // Per-worker set-up (untimed): a connection each and, where needed, tokens.
     let needs_tokens = matches!(sc, Scenario::Refresh | Scenario::Userinfo | Scenario::Introspect);
     let mut setups = Vec::new();
-    for _ in 0..cfg.concurrency {
+    for i in 0..cfg.concurrency {
         let env = env.clone();
+        let jars = jars.clone();
         setups.push(tokio::spawn(async move {
             let c = flow::new_client(cfg.timeout)?;
+            let mut jar = take_jar(&jars, i);
             let mut tokens = Tokens::default();
             if needs_tokens {
                 let mut last = String::new();
                 for _ in 0..3 {
-                    match flow::bootstrap(&c, &env).await {
+                    match flow::bootstrap(&c, &env, &mut jar).await {
                         Ok(t) => {
                             tokens = t;
                             last.clear();
@@ -362,13 +377,15 @@ async fn run_scenario(sc: Scenario, env: Arc<Env>, cfg: RunConfig) -> ScenarioRe
                     }
                 }
                 if !last.is_empty() {
+                    put_jar(&jars, i, jar);
                     return Err(format!("worker set-up (authorize + exchange): {last}"));
                 }
                 if sc == Scenario::Refresh && tokens.refresh_token.is_none() {
+                    put_jar(&jars, i, jar);
                     return Err("no refresh_token issued (offline_access / consent?)".to_string());
                 }
             }
-            Ok::<_, String>((c, tokens))
+            Ok::<_, String>((i, c, jar, tokens))
         }));
     }
     let mut workers = Vec::new();
@@ -381,6 +398,9 @@ async fn run_scenario(sc: Scenario, env: Arc<Env>, cfg: RunConfig) -> ScenarioRe
         }
     }
     if let Some(e) = setup_err {
+        for (i, _, jar, _) in workers {
+            put_jar(&jars, i, jar);
+        }
         return skipped(sc, e);
     }
 
@@ -388,9 +408,14 @@ async fn run_scenario(sc: Scenario, env: Arc<Env>, cfg: RunConfig) -> ScenarioRe
     let ws = start + cfg.warmup;
     let we = ws + cfg.duration;
     let mut handles = Vec::new();
-    for (c, tokens) in workers {
+    for (i, c, jar, tokens) in workers {
         let env = env.clone();
-        handles.push(tokio::spawn(async move { worker(sc, c, tokens, env, ws, we).await }));
+        let jars = jars.clone();
+        handles.push(tokio::spawn(async move {
+            let (t, jar) = worker(sc, c, jar, tokens, env, ws, we).await;
+            put_jar(&jars, i, jar);
+            t
+        }));
     }
     let mut total = Tally::new();
     for h in handles {
@@ -404,7 +429,7 @@ async fn run_scenario(sc: Scenario, env: Arc<Env>, cfg: RunConfig) -> ScenarioRe
 
 /// Renew a worker's tokens without timing: refresh if possible, else a new
 /// authorize + exchange.
-async fn renew(c: &Client, env: &Env, tokens: &mut Tokens) -> Result<(), String> {
+async fn renew(c: &Client, env: &Env, jar: &mut Jar, tokens: &mut Tokens) -> Result<(), String> {
     if let Some(rt) = tokens.refresh_token.clone() {
         if let Ok(t) = flow::refresh(c, env, &rt).await {
             let rt_new = t.refresh_token.clone().or(Some(rt));
@@ -412,18 +437,19 @@ async fn renew(c: &Client, env: &Env, tokens: &mut Tokens) -> Result<(), String>
             return Ok(());
         }
     }
-    *tokens = flow::bootstrap(c, env).await?;
+    *tokens = flow::bootstrap(c, env, jar).await?;
     Ok(())
 }
 
 async fn worker(
     sc: Scenario,
     c: Client,
+    mut jar: Jar,
     mut tokens: Tokens,
     env: Arc<Env>,
     ws: Instant,
     we: Instant,
-) -> Tally {
+) -> (Tally, Jar) {
     let mut t = Tally::new();
     let jwks = env.disco.jwks_uri.clone();
     let disco = env.discovery_url.clone();
@@ -437,7 +463,7 @@ async fn worker(
             let expiring = tokens.expires_at.is_some_and(|e| e <= now + Duration::from_secs(2));
             if expiring {
                 t.renewals += 1;
-                if let Err(e) = renew(&c, &env, &mut tokens).await {
+                if let Err(e) = renew(&c, &env, &mut jar, &mut tokens).await {
                     t.error(format!("renewing tokens: {e}"), Instant::now() >= ws);
                     continue;
                 }
@@ -448,8 +474,8 @@ async fn worker(
         let res: Result<(Option<u32>, Option<u32>), String> = match sc {
             Scenario::Discovery => flow::get_ok(&c, &disco).await.map(|_| (None, None)),
             Scenario::Jwks => flow::get_ok(&c, &jwks).await.map(|_| (None, None)),
-            Scenario::Authorize => flow::authorize(&c, &env).await.map(|code| (Some(code.hops), None)),
-            Scenario::Cycle => match flow::authorize(&c, &env).await {
+            Scenario::Authorize => flow::authorize(&c, &env, &mut jar).await.map(|code| (Some(code.hops), None)),
+            Scenario::Cycle => match flow::authorize(&c, &env, &mut jar).await {
                 Ok(code) => flow::exchange(&c, &env, &code)
                     .await
                     .map(|tk| (Some(code.hops), Some(tk.rs256))),
@@ -479,7 +505,7 @@ async fn worker(
                     }
                     Err(e) => {
                         // The chain is broken: start a new one (untimed).
-                        if let Ok(fresh) = flow::bootstrap(&c, &env).await {
+                        if let Ok(fresh) = flow::bootstrap(&c, &env, &mut jar).await {
                             tokens = fresh;
                         }
                         Err(e)
@@ -496,7 +522,7 @@ async fn worker(
                     Ok(Bearer::Ok) => Ok((None, None)),
                     Ok(Bearer::Unauthorized(why)) => {
                         t.renewals += 1;
-                        if let Err(e) = renew(&c, &env, &mut tokens).await {
+                        if let Err(e) = renew(&c, &env, &mut jar, &mut tokens).await {
                             t.error(format!("renewing after {why}: {e}"), Instant::now() >= ws);
                         }
                         continue;
@@ -536,14 +562,14 @@ async fn worker(
             }
         }
     }
-    t
+    (t, jar)
 }
 
 /// Code-exchange throughput in isolation: rounds of (every worker authorizes
 /// `BATCH` codes, untimed) → barrier → (every worker exchanges its codes,
 /// timed) → barrier. req/s = exchanges / summed wall time of the exchange
 /// phases; rounds that start before the warm-up has elapsed are not measured.
-async fn run_exchange_rounds(env: Arc<Env>, cfg: RunConfig) -> ScenarioResult {
+async fn run_exchange_rounds(env: Arc<Env>, cfg: RunConfig, jars: Jars) -> ScenarioResult {
     const BATCH: usize = 8;
     let n = cfg.concurrency;
     let barrier = Arc::new(Barrier::new(n));
@@ -553,14 +579,16 @@ async fn run_exchange_rounds(env: Arc<Env>, cfg: RunConfig) -> ScenarioResult {
     // Safety stop: never run longer than warm-up + 6 × duration in total.
     let hard_stop = started + cfg.warmup + cfg.duration * 6;
     let mut clients = Vec::new();
-    for _ in 0..n {
+    for i in 0..n {
         match flow::new_client(cfg.timeout) {
-            Ok(c) => clients.push(c),
+            Ok(c) => clients.push((i, c)),
             Err(e) => return skipped(Scenario::Token, e),
         }
     }
     let mut handles = Vec::new();
-    for c in clients {
+    for (i, c) in clients {
+        let mut jar = take_jar(&jars, i);
+        let jars = jars.clone();
         let env = env.clone();
         let barrier = barrier.clone();
         let spans = spans.clone();
@@ -572,7 +600,7 @@ async fn run_exchange_rounds(env: Arc<Env>, cfg: RunConfig) -> ScenarioResult {
             let measured_time = loop {
                 let mut codes = Vec::with_capacity(BATCH);
                 for _ in 0..BATCH {
-                    match flow::authorize(&c, &env).await {
+                    match flow::authorize(&c, &env, &mut jar).await {
                         Ok(code) => codes.push(code),
                         Err(e) => t.error(format!("authorize (untimed): {e}"), measured),
                     }
@@ -636,6 +664,7 @@ async fn run_exchange_rounds(env: Arc<Env>, cfg: RunConfig) -> ScenarioResult {
                 measured = round_end >= started + cfg.warmup;
                 round += 1;
             };
+            put_jar(&jars, i, jar);
             (t, measured_time)
         }));
     }

@@ -105,6 +105,8 @@ enum RefreshTokens {
 enum AccessTokens {
     Table,
     Jti,
+    TokenHash,
+    IssuedAt,
     FamilyId,
     ClientId,
     Did,
@@ -118,6 +120,7 @@ enum AccessTokens {
 enum SigningKeys {
     Table,
     Kid,
+    Alg,
     PrivateKeySealed,
     CreatedAt,
     RetiredAt,
@@ -285,6 +288,8 @@ impl MigrationTrait for Migration {
                 Table::create()
                     .table(AccessTokens::Table)
                     .col(ColumnDef::new(AccessTokens::Jti).string().not_null().primary_key())
+                    .col(ColumnDef::new(AccessTokens::TokenHash).string().not_null().unique_key())
+                    .col(ColumnDef::new(AccessTokens::IssuedAt).big_integer().not_null())
                     .col(ColumnDef::new(AccessTokens::FamilyId).string().not_null())
                     .col(ColumnDef::new(AccessTokens::ClientId).string().not_null())
                     .col(ColumnDef::new(AccessTokens::Did).string().not_null())
@@ -310,6 +315,7 @@ impl MigrationTrait for Migration {
                 Table::create()
                     .table(SigningKeys::Table)
                     .col(ColumnDef::new(SigningKeys::Kid).string().not_null().primary_key())
+                    .col(ColumnDef::new(SigningKeys::Alg).string().not_null())
                     .col(ColumnDef::new(SigningKeys::PrivateKeySealed).text().not_null())
                     .col(ColumnDef::new(SigningKeys::CreatedAt).big_integer().not_null())
                     .col(ColumnDef::new(SigningKeys::RetiredAt).big_integer())

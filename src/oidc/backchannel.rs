@@ -29,7 +29,7 @@ pub fn logout_token(state: &AppState, client_id: &str, did: &str, sid: &str) -> 
     claims.insert("sub".into(), did.into());
     claims.insert("sid".into(), sid.into());
     claims.insert("events".into(), json!({ BACKCHANNEL_EVENT: {} }));
-    state.keys.current().sign("logout+jwt", claims)
+    state.keys.current().sign(crate::crypto::signing::Alg::Rs256, "logout+jwt", claims)
 }
 
 /// The client used for back-channel calls: admin-registered URLs, bounded time, no redirects.

@@ -4,7 +4,7 @@ use serde_json::{Map, Value};
 
 use super::claims::user_claims;
 use crate::{
-    crypto::{at_hash, random_token, sha256_b64},
+    crypto::{at_hash, random_token, sha256_b64, signing::Alg},
     error::OAuthError,
     state::{now, AppState},
     store::{
@@ -73,11 +73,12 @@ pub async fn issue_tokens(state: &AppState, grant: Grant<'_>) -> Result<TokenRes
     }
 
     let keys = state.keys.current();
+    let access_alg = config.access_token_alg;
     // RSA signing is CPU-bound: keep it off the async executor threads.
     let (access_token, id_token) = tokio::task::spawn_blocking(move || {
-        let access_token = keys.sign("at+jwt", access_claims)?;
+        let access_token = keys.sign(access_alg, "at+jwt", access_claims)?;
         id_claims.insert("at_hash".into(), at_hash(&access_token).into());
-        let id_token = keys.sign("JWT", id_claims)?;
+        let id_token = keys.sign(Alg::Rs256, "JWT", id_claims)?;
         Ok::<_, crate::crypto::signing::SigningError>((access_token, id_token))
     })
     .await
@@ -100,6 +101,8 @@ pub async fn issue_tokens(state: &AppState, grant: Grant<'_>) -> Result<TokenRes
     };
     let access = AccessTokenRecord {
         jti,
+        token_hash: sha256_b64(&access_token),
+        issued_at,
         family_id: grant.family_id.to_owned(),
         client_id: grant.client_id.to_owned(),
         did: grant.did.to_owned(),

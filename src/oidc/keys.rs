@@ -6,7 +6,7 @@ use crate::{
     config::Config,
     crypto::{
         seal::Sealer,
-        signing::{generate_key, KeySet, SigningError, StoredKey},
+        signing::{generate_key, Alg, KeySet, SigningError, StoredKey},
     },
     state::now,
     store::{Store, StoreError},
@@ -50,20 +50,27 @@ impl KeyRing {
     }
 }
 
-/// Makes a new active key; the old one stays published for the longest token lifetime.
+/// Makes new active keys (RS256 and ES256); the old ones stay published for the longest token
+/// lifetime. Returns the new RS256 `kid`.
 pub async fn rotate(store: &Store, sealer: &Sealer) -> Result<String, KeyRingError> {
-    let key = tokio::task::spawn_blocking(generate_key)
+    let keys = tokio::task::spawn_blocking(|| Ok::<_, SigningError>((generate_key(Alg::Rs256)?, generate_key(Alg::Es256)?)))
         .await
         .map_err(|e| SigningError::Key(e.to_string()))??;
-    let sealed = sealer.seal_str(&key.private_pem).map_err(|e| SigningError::Key(e.to_string()))?;
-    store.rotate_signing_key(&key.kid, &sealed, now()).await?;
-    Ok(key.kid)
+    let (rsa, ec) = keys;
+    let mut rows = Vec::new();
+    for key in [&rsa, &ec] {
+        let sealed = sealer.seal_str(&key.private_pem).map_err(|e| SigningError::Key(e.to_string()))?;
+        rows.push((key.kid.clone(), key.alg.as_str().to_owned(), sealed));
+    }
+    store.rotate_signing_keys(&rows, now()).await?;
+    Ok(rsa.kid)
 }
 
 async fn load_key_set(store: &Store, sealer: &Sealer, config: &Config) -> Result<KeySet, KeyRingError> {
     let overlap = config.max_signed_token_ttl_secs() + 60;
     let mut rows = store.published_signing_keys(now(), overlap).await?;
-    if !rows.iter().any(|r| r.retired_at.is_none()) {
+    let active = |alg: &str| rows.iter().any(|r| r.retired_at.is_none() && r.alg == alg);
+    if !active("RS256") || !active("ES256") {
         rotate(store, sealer).await?;
         rows = store.published_signing_keys(now(), overlap).await?;
     }
@@ -71,7 +78,8 @@ async fn load_key_set(store: &Store, sealer: &Sealer, config: &Config) -> Result
         .into_iter()
         .map(|row| {
             let private_pem = sealer.open_str(&row.private_key_sealed).map_err(|_| KeyRingError::Unseal)?;
-            Ok(StoredKey { kid: row.kid, private_pem, created_at: row.created_at, retired_at: row.retired_at })
+            let alg = Alg::parse(&row.alg).ok_or_else(|| SigningError::Key(format!("unknown algorithm {}", row.alg)))?;
+            Ok(StoredKey { kid: row.kid, alg, private_pem, created_at: row.created_at, retired_at: row.retired_at })
         })
         .collect::<Result<Vec<_>, KeyRingError>>()?;
     Ok(KeySet::new(keys)?)

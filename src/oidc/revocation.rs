@@ -15,9 +15,9 @@ pub async fn revoke(state: &AppState, client: &Client, params: &Params) -> Resul
     let now = now();
     let hint = params.get("token_type_hint");
     if hint != Some("refresh_token") {
-        if let Some(valid) = validate_access_token(state, token).await? {
-            if valid.record.client_id == client.client_id {
-                state.store.revoke_access_token(&valid.record.jti, now).await?;
+        if let Some(record) = validate_access_token(state, token).await? {
+            if record.client_id == client.client_id {
+                state.store.revoke_access_token(&record.jti, now).await?;
             }
             return Ok(());
         }
@@ -37,20 +37,23 @@ pub async fn introspect(state: &AppState, client: &Client, params: &Params) -> R
     let now = now();
     let inactive = json!({ "active": false });
     if params.get("token_type_hint") != Some("refresh_token") {
-        if let Some(valid) = validate_access_token(state, token).await? {
-            if valid.record.client_id != client.client_id {
+        if let Some(record) = validate_access_token(state, token).await? {
+            if record.client_id != client.client_id {
                 return Ok(inactive);
             }
-            let mut response = json!({
+            let response = json!({
                 "active": true,
                 "token_type": "Bearer",
                 "iss": state.config.issuer(),
+                "scope": record.scope,
+                "client_id": record.client_id,
+                "sub": record.did,
+                "aud": record.client_id,
+                "exp": record.expires_at,
+                "iat": record.issued_at,
+                "jti": record.jti,
+                "sid": record.sid,
             });
-            for key in ["scope", "client_id", "sub", "aud", "exp", "iat", "jti", "sid", "auth_time"] {
-                if let Some(value) = valid.claims.get(key) {
-                    response[key] = value.clone();
-                }
-            }
             return Ok(response);
         }
     }

@@ -9,19 +9,19 @@ use crate::{
 };
 
 pub async fn userinfo(state: &AppState, token: &str) -> Result<Map<String, Value>, BearerError> {
-    let Some(valid) = validate_access_token(state, token).await? else {
+    let Some(record) = validate_access_token(state, token).await? else {
         return Err(BearerError::invalid_token("the access token is invalid, expired or revoked"));
     };
-    let scopes: Vec<String> = valid.record.scope.split(' ').map(String::from).collect();
+    let scopes: Vec<String> = record.scope.split(' ').map(String::from).collect();
     if !scopes.iter().any(|s| s == "openid") {
         return Err(BearerError { code: ErrorCode::InsufficientScope, description: "the token lacks the openid scope".into() });
     }
     let user = state
         .store
-        .user(&valid.record.did)
+        .user(&record.did)
         .await?
-        .unwrap_or_else(|| UserProfile { did: valid.record.did.clone(), ..Default::default() });
+        .unwrap_or_else(|| UserProfile { did: record.did.clone(), ..Default::default() });
     let mut claims = user_claims(&scopes, &user);
-    claims.insert("sub".into(), valid.record.did.clone().into());
+    claims.insert("sub".into(), record.did.clone().into());
     Ok(claims)
 }

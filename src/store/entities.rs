@@ -179,6 +179,10 @@ pub mod access_token {
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
         pub jti: String,
+        /// SHA-256 of the whole token: our endpoints recognise our tokens by this, without
+        /// verifying a signature.
+        pub token_hash: String,
+        pub issued_at: i64,
         pub family_id: String,
         pub client_id: String,
         pub did: String,
@@ -202,6 +206,8 @@ pub mod signing_key {
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
         pub kid: String,
+        /// RS256 (ID and logout tokens) or ES256 (access tokens).
+        pub alg: String,
         /// PKCS#8 PEM sealed with the master key.
         pub private_key_sealed: String,
         pub created_at: i64,

@@ -18,8 +18,8 @@ impl Store {
             .await?)
     }
 
-    /// Retires every active key and stores the new one, in one transaction.
-    pub async fn rotate_signing_key(&self, kid: &str, sealed_pem: &str, now: i64) -> StoreResult<()> {
+    /// Retires every active key and stores the new ones (one per algorithm), in one transaction.
+    pub async fn rotate_signing_keys(&self, new_keys: &[(String, String, String)], now: i64) -> StoreResult<()> {
         use sea_orm::TransactionTrait;
         let txn = self.db.begin().await?;
         signing_key::Entity::update_many()
@@ -27,14 +27,17 @@ impl Store {
             .filter(signing_key::Column::RetiredAt.is_null())
             .exec(&txn)
             .await?;
-        signing_key::ActiveModel {
-            kid: Set(kid.to_owned()),
-            private_key_sealed: Set(sealed_pem.to_owned()),
-            created_at: Set(now),
-            retired_at: Set(None),
+        for (kid, alg, sealed_pem) in new_keys {
+            signing_key::ActiveModel {
+                kid: Set(kid.clone()),
+                alg: Set(alg.clone()),
+                private_key_sealed: Set(sealed_pem.clone()),
+                created_at: Set(now),
+                retired_at: Set(None),
+            }
+            .insert(&txn)
+            .await?;
         }
-        .insert(&txn)
-        .await?;
         txn.commit().await?;
         Ok(())
     }

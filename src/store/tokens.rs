@@ -63,8 +63,12 @@ impl Store {
         Ok(refresh_token::Entity::find_by_id(token_hash.to_owned()).one(&self.db).await?)
     }
 
-    pub async fn access_token_record(&self, jti: &str) -> StoreResult<Option<AccessTokenRecord>> {
-        Ok(access_token::Entity::find_by_id(jti.to_owned()).one(&self.db).await?)
+    /// The record of an access token we issued, found by the hash of the whole token.
+    pub async fn access_token_by_hash(&self, token_hash: &str) -> StoreResult<Option<AccessTokenRecord>> {
+        Ok(access_token::Entity::find()
+            .filter(access_token::Column::TokenHash.eq(token_hash))
+            .one(&self.db)
+            .await?)
     }
 
     /// Revokes every refresh and access token of a grant family (code replay, refresh reuse,

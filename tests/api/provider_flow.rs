@@ -40,7 +40,9 @@ async fn full_flow(public: bool) {
     )
     .unwrap();
     assert_eq!(header["typ"], "at+jwt");
-    assert_eq!(header["alg"], "RS256");
+    assert_eq!(header["alg"], "ES256", "access tokens are ES256 by default (ATSSO_ACCESS_TOKEN_ALG)");
+    let jwks: Value = reqwest::get(app.url("/.well-known/jwks.json")).await.unwrap().json().await.unwrap();
+    assert!(jwks["keys"].as_array().unwrap().iter().any(|k| k["kid"] == header["kid"] && k["alg"] == "ES256"), "published for offline verification");
 
     // userinfo
     let info = rp.userinfo(tokens.access_token()).await.expect("userinfo");
@@ -209,11 +211,11 @@ async fn key_rotation_keeps_old_tokens_verifiable() {
     let pending = rp.start(&[]);
     let code = rp.authorize(&app, &browser, &pending).await;
     let tokens = rp.exchange(&code, pending.verifier).await.unwrap();
-    let old_kid = app.state.keys.current().active_kid().to_owned();
+    let old_kid = app.state.keys.current().active_kid(atsso::crypto::signing::Alg::Rs256).unwrap().to_owned();
 
     atsso::oidc::keys::rotate(&app.state.store, &app.state.sealer).await.unwrap();
     app.state.keys.reload(&app.state.store, &app.state.sealer, &app.state.config).await.unwrap();
-    let new_kid = app.state.keys.current().active_kid().to_owned();
+    let new_kid = app.state.keys.current().active_kid(atsso::crypto::signing::Alg::Rs256).unwrap().to_owned();
     assert_ne!(old_kid, new_kid);
 
     let jwks: Value = reqwest::get(app.url("/.well-known/jwks.json")).await.unwrap().json().await.unwrap();

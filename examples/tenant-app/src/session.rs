@@ -73,17 +73,6 @@ impl SessionStore {
         self.lock().get(id).filter(|s| s.created.elapsed() < SESSION_TTL).cloned()
     }
 
-    /// Changes a session in place; false when it no longer exists.
-    pub fn update(&self, id: &str, change: impl FnOnce(&mut Session)) -> bool {
-        match self.lock().get_mut(id) {
-            Some(session) => {
-                change(session);
-                true
-            }
-            None => false,
-        }
-    }
-
     pub fn remove(&self, id: &str) -> Option<Session> {
         self.lock().remove(id)
     }
@@ -103,5 +92,59 @@ impl SessionStore {
             !(sid_matches && sub_matches)
         });
         before - sessions.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A parsed (unverified) ID token; only its presence matters here.
+    const ID_TOKEN: &str = "eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJodHRwOi8veCIsImF1ZCI6ImMiLCJleHAiOjIsImlhdCI6MSwic3ViIjoiZGlkOnBsYzphIn0.c2ln";
+
+    fn login(sub: &str, sid: &str) -> Login {
+        Login {
+            claims: Claims {
+                sub: sub.into(),
+                preferred_username: None,
+                name: None,
+                picture: None,
+                email: None,
+                email_verified: None,
+                sid: Some(sid.into()),
+                auth_time: None,
+                expires_at: 0,
+            },
+            id_token: ID_TOKEN.parse().unwrap(),
+            access_token: AccessToken::new("at".into()),
+        }
+    }
+
+    #[test]
+    fn sessions_have_distinct_random_ids() {
+        let store = SessionStore::default();
+        let a = store.create(|_| {});
+        let b = store.create(|_| {});
+        assert_ne!(a, b);
+        assert!(a.len() >= 43);
+        assert!(store.get(&a).is_some());
+        assert!(store.remove(&a).is_some() && store.get(&a).is_none());
+    }
+
+    #[test]
+    fn backchannel_removes_only_sessions_of_that_sid_and_sub() {
+        let store = SessionStore::default();
+        let one = store.create(|s| s.login = Some(login("did:plc:a", "sid-1")));
+        let two = store.create(|s| s.login = Some(login("did:plc:a", "sid-1")));
+        let other_sid = store.create(|s| s.login = Some(login("did:plc:a", "sid-2")));
+        let other_user = store.create(|s| s.login = Some(login("did:plc:b", "sid-1")));
+        let anonymous = store.create(|_| {});
+        assert_eq!(store.remove_signed_in(None, None), 0);
+        assert_eq!(store.remove_signed_in(Some("sid-1"), Some("did:plc:a")), 2);
+        assert!(store.get(&one).is_none() && store.get(&two).is_none());
+        assert!(store.get(&other_sid).is_some() && store.get(&other_user).is_some() && store.get(&anonymous).is_some());
+        // sub only: every session of that user.
+        assert_eq!(store.remove_signed_in(None, Some("did:plc:a")), 1);
+        assert!(store.get(&other_sid).is_none());
     }
 }

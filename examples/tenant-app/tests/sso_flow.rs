@@ -243,7 +243,7 @@ fn logout_token(atsso: &Atsso, aud: &str, typ: &str, change: impl FnOnce(&mut Ma
     .unwrap()
     .clone();
     change(&mut claims);
-    atsso.state.keys.current().sign(typ, claims).unwrap()
+    atsso.state.keys.current().sign(atsso::crypto::signing::Alg::Rs256, typ, claims).unwrap()
 }
 
 #[tokio::test]
