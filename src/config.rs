@@ -55,6 +55,8 @@ pub struct FileConfig {
     pub allow_insecure_loopback_upstream: Option<bool>,
     pub upstream_scope: Option<String>,
     pub access_token_alg: Option<String>,
+    pub admin_dids: Option<Vec<String>>,
+    pub dynamic_registration: Option<bool>,
 }
 
 #[derive(Debug, Clone)]
@@ -77,6 +79,10 @@ pub struct Config {
     pub upstream_scope: String,
     /// ES256 (default: cheaper to sign) or RS256 access tokens. ID tokens are always RS256.
     pub access_token_alg: crate::crypto::signing::Alg,
+    /// DIDs allowed into the admin UI (`ATSSO_ADMIN_DIDS`, comma-separated).
+    pub admin_dids: Vec<String>,
+    /// RFC 7591 dynamic client registration at `/oauth2/register` (initial access token required).
+    pub dynamic_registration: bool,
 }
 
 /// Authorization codes live at most this long (seconds).
@@ -165,6 +171,18 @@ impl Config {
         let alg_text = env("ATSSO_ACCESS_TOKEN_ALG").or(file.access_token_alg).unwrap_or_else(|| "ES256".into());
         let access_token_alg = crate::crypto::signing::Alg::parse(&alg_text)
             .ok_or_else(|| invalid("ATSSO_ACCESS_TOKEN_ALG", format!("`{alg_text}` is not ES256 or RS256")))?;
+        let admin_dids: Vec<String> = match env("ATSSO_ADMIN_DIDS") {
+            Some(text) => text.split(',').map(str::trim).filter(|d| !d.is_empty()).map(String::from).collect(),
+            None => file.admin_dids.unwrap_or_default(),
+        };
+        for did in &admin_dids {
+            crate::atproto::syntax::validate_did(did)
+                .map_err(|e| invalid("ATSSO_ADMIN_DIDS", format!("`{did}` is not a DID: {e}")))?;
+        }
+        let dynamic_registration = match env("ATSSO_DYNAMIC_REGISTRATION") {
+            Some(text) => parse_bool("ATSSO_DYNAMIC_REGISTRATION", &text)?,
+            None => file.dynamic_registration.unwrap_or(false),
+        };
 
         Ok(Self {
             access_token_alg,
@@ -182,6 +200,8 @@ impl Config {
             handle_resolver_url,
             allow_insecure_loopback_upstream,
             upstream_scope,
+            admin_dids,
+            dynamic_registration,
         })
     }
 
@@ -244,6 +264,19 @@ mod tests {
         assert!(config.database_url.starts_with("sqlite://./data/atsso.db"));
         assert!(!config.allow_insecure_loopback_upstream);
         assert!(!config.secure_cookies());
+        assert!(config.admin_dids.is_empty());
+        assert!(!config.dynamic_registration);
+    }
+
+    #[test]
+    fn admin_dids_are_a_comma_separated_list() {
+        let config = load(&[
+            ("ATSSO_ADMIN_DIDS", " did:plc:aaaaaaaaaaaaaaaaaaaaaaaa , did:web:admin.example.com,"),
+            ("ATSSO_DYNAMIC_REGISTRATION", "true"),
+        ])
+        .unwrap();
+        assert_eq!(config.admin_dids, ["did:plc:aaaaaaaaaaaaaaaaaaaaaaaa", "did:web:admin.example.com"]);
+        assert!(config.dynamic_registration);
     }
 
     #[test]
@@ -260,6 +293,11 @@ mod tests {
         assert_eq!(err.setting, "ATSSO_ACCESS_TOKEN_ALG");
         let err = load(&[("ATSSO_UPSTREAM_SCOPE", "transition:email")]).unwrap_err();
         assert_eq!(err.setting, "ATSSO_UPSTREAM_SCOPE");
+        let err = load(&[("ATSSO_ADMIN_DIDS", "did:plc:aaaaaaaaaaaaaaaaaaaaaaaa, alice.bsky.social")]).unwrap_err();
+        assert_eq!(err.setting, "ATSSO_ADMIN_DIDS");
+        assert!(err.problem.contains("alice.bsky.social"));
+        let err = load(&[("ATSSO_DYNAMIC_REGISTRATION", "maybe")]).unwrap_err();
+        assert_eq!(err.setting, "ATSSO_DYNAMIC_REGISTRATION");
     }
 
     #[test]

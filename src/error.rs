@@ -223,3 +223,53 @@ impl ResponseError for PageError {
             .body(templates::render("error.html", &context))
     }
 }
+
+/// A JSON error of the admin REST API: `{"error": "...", "fields": {"redirect_uris": "..."}}`.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{status}: {message}")]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+    pub fields: std::collections::BTreeMap<String, String>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self { status, message: message.into(), fields: Default::default() }
+    }
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, message)
+    }
+    pub fn internal(cause: &dyn std::fmt::Display) -> Self {
+        let error_id = log_internal(cause);
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, format!("internal error (reference {error_id})"))
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(err: crate::store::StoreError) -> Self {
+        Self::internal(&err)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status);
+        response.insert_header((header::CACHE_CONTROL, "no-store"));
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"atsso-admin\""));
+        }
+        let mut body = json!({ "error": self.message });
+        if !self.fields.is_empty() {
+            body["fields"] = json!(self.fields);
+        }
+        response.json(body)
+    }
+}

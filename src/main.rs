@@ -4,6 +4,10 @@
 use std::{path::PathBuf, process::ExitCode};
 
 use atsso::{
+    admin::{
+        audit::{self, Actor, CLI_ACTOR},
+        auth::{self as admin_auth, TokenKind},
+    },
     config::Config,
     oidc::{
         clients::{self, NewClient},
@@ -54,6 +58,27 @@ enum Command {
         #[arg(long, default_value_t = 1_000_000)]
         refresh_tokens: usize,
     },
+    /// Manage admin API tokens (for /api/admin and dynamic registration).
+    AdminTokens {
+        #[command(subcommand)]
+        command: AdminTokensCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminTokensCommand {
+    /// Create a token; it is printed once (only its hash is stored).
+    Create {
+        #[arg(long)]
+        name: String,
+        /// An RFC 7591 initial access token: may register clients at /oauth2/register, nothing else.
+        #[arg(long)]
+        registration: bool,
+    },
+    /// List tokens (names and dates; never the tokens).
+    List,
+    /// Revoke a token by name: it stops working at once.
+    Revoke { name: String },
 }
 
 #[derive(Subcommand)]
@@ -147,9 +172,11 @@ async fn run(cli: Cli) -> Result<(), String> {
             println!("seeded {users} users and {refresh_tokens} refresh tokens");
             Ok(())
         }
+        Command::AdminTokens { command } => admin_tokens_command(config, command).await,
         Command::Keys { command: KeysCommand::Rotate } => {
             let (store, sealer) = open_store(&config).await.map_err(|e| e.to_string())?;
             let kid = keys::rotate(&store, &sealer).await.map_err(|e| e.to_string())?;
+            audit::record(&store, &cli_actor(), "keys.rotate", Some(&kid), None).await;
             println!("new signing key {kid} is active; older keys stay published until their tokens expire");
             Ok(())
         }
@@ -163,6 +190,43 @@ async fn serve(config: Config) -> Result<(), String> {
     tracing::info!("discovery: {issuer}/.well-known/openid-configuration");
     tracing::info!("login page: {issuer}/login");
     app.run_until_stopped().await.map_err(|e| e.to_string())
+}
+
+fn cli_actor() -> Actor {
+    Actor::new(CLI_ACTOR, None)
+}
+
+async fn admin_tokens_command(config: Config, command: AdminTokensCommand) -> Result<(), String> {
+    let (store, _) = open_store(&config).await.map_err(|e| e.to_string())?;
+    match command {
+        AdminTokensCommand::Create { name, registration } => {
+            let kind = if registration { TokenKind::Registration } else { TokenKind::Admin };
+            let token = admin_auth::create_token(&store, &name, kind).await.map_err(|e| e.to_string())?;
+            audit::record(&store, &cli_actor(), "admin_token.create", Some(&name), Some(format!("kind={}", kind.as_str()))).await;
+            println!("{token}");
+            eprintln!("(shown once: store it now; send it as `Authorization: Bearer <token>`)");
+            Ok(())
+        }
+        AdminTokensCommand::List => {
+            for row in store.list_admin_tokens().await.map_err(|e| e.to_string())? {
+                let status = match row.revoked_at {
+                    Some(at) => format!("revoked at {at}"),
+                    None => "active".to_string(),
+                };
+                let used = row.last_used_at.map(|t| t.to_string()).unwrap_or_else(|| "never".into());
+                println!("{}\t{}\tcreated {}\tlast used {}\t{}", row.name, row.kind, row.created_at, used, status);
+            }
+            Ok(())
+        }
+        AdminTokensCommand::Revoke { name } => {
+            if !store.revoke_admin_token(&name, atsso::state::now()).await.map_err(|e| e.to_string())? {
+                return Err(format!("no active admin token named `{name}`"));
+            }
+            audit::record(&store, &cli_actor(), "admin_token.revoke", Some(&name), None).await;
+            println!("admin token {name} revoked");
+            Ok(())
+        }
+    }
 }
 
 async fn clients_command(config: Config, command: ClientsCommand) -> Result<(), String> {
@@ -190,6 +254,7 @@ async fn clients_command(config: Config, command: ClientsCommand) -> Result<(), 
                 scopes: (!scopes.is_empty()).then_some(scopes),
             };
             let (client, secret) = clients::register(&store, new).await.map_err(|e| e.to_string())?;
+            audit::record(&store, &cli_actor(), "client.create", Some(&client.client_id), Some(format!("name={}", client.name))).await;
             if json {
                 println!("{}", serde_json::json!({ "client_id": client.client_id, "client_secret": secret }));
             } else {
@@ -232,6 +297,7 @@ async fn clients_command(config: Config, command: ClientsCommand) -> Result<(), 
         }
         ClientsCommand::RotateSecret { client_id, json } => {
             let secret = clients::rotate_secret(&store, None, &client_id).await.map_err(|e| e.to_string())?;
+            audit::record(&store, &cli_actor(), "client.rotate_secret", Some(&client_id), None).await;
             if json {
                 println!("{}", serde_json::json!({ "client_id": client_id, "client_secret": secret }));
             } else {
@@ -241,11 +307,13 @@ async fn clients_command(config: Config, command: ClientsCommand) -> Result<(), 
         }
         ClientsCommand::Disable { client_id } => {
             clients::set_enabled(&store, None, &client_id, false).await.map_err(|e| e.to_string())?;
+            audit::record(&store, &cli_actor(), "client.disable", Some(&client_id), None).await;
             println!("client {client_id} disabled");
             Ok(())
         }
         ClientsCommand::Enable { client_id } => {
             clients::set_enabled(&store, None, &client_id, true).await.map_err(|e| e.to_string())?;
+            audit::record(&store, &cli_actor(), "client.enable", Some(&client_id), None).await;
             println!("client {client_id} enabled");
             Ok(())
         }

@@ -11,9 +11,24 @@ const PAGES: &[(&str, &str)] = &[
     ("logout_confirm.html", include_str!("../templates/logout_confirm.html")),
     ("logged_out.html", include_str!("../templates/logged_out.html")),
     ("signed_in.html", include_str!("../templates/signed_in.html")),
+    ("admin/layout.html", include_str!("../templates/admin/layout.html")),
+    ("admin/signin.html", include_str!("../templates/admin/signin.html")),
+    ("admin/pager.html", include_str!("../templates/admin/pager.html")),
+    ("admin/client_fields.html", include_str!("../templates/admin/client_fields.html")),
+    ("admin/clients.html", include_str!("../templates/admin/clients.html")),
+    ("admin/client_new.html", include_str!("../templates/admin/client_new.html")),
+    ("admin/client.html", include_str!("../templates/admin/client.html")),
+    ("admin/secret.html", include_str!("../templates/admin/secret.html")),
+    ("admin/confirm.html", include_str!("../templates/admin/confirm.html")),
+    ("admin/users.html", include_str!("../templates/admin/users.html")),
+    ("admin/user.html", include_str!("../templates/admin/user.html")),
+    ("admin/keys.html", include_str!("../templates/admin/keys.html")),
+    ("admin/audit.html", include_str!("../templates/admin/audit.html")),
 ];
 
 pub const STYLESHEET: &str = include_str!("../templates/assets/style.css");
+pub const ADMIN_STYLESHEET: &str = include_str!("../templates/assets/admin.css");
+pub const ADMIN_SCRIPT: &str = include_str!("../templates/assets/admin.js");
 
 static TERA: LazyLock<Result<Tera, String>> = LazyLock::new(|| {
     let mut tera = Tera::default();

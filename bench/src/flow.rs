@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use rand::RngCore;
-use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
+use reqwest::header::{
+    HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE,
+};
 use reqwest::{Client, StatusCode};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -88,7 +90,10 @@ impl Env {
 
     pub async fn resolve(target: Target, timeout: Duration) -> Result<Env, String> {
         let discovery_url = target.discovery_url.clone().unwrap_or_else(|| {
-            format!("{}/.well-known/openid-configuration", target.issuer.trim_end_matches('/'))
+            format!(
+                "{}/.well-known/openid-configuration",
+                target.issuer.trim_end_matches('/')
+            )
         });
         let client = new_client(timeout)?;
         let resp = client
@@ -99,19 +104,27 @@ impl Env {
         let status = resp.status();
         let body = resp.text().await.map_err(|e| e.to_string())?;
         if !status.is_success() {
-            return Err(format!("GET {discovery_url}: HTTP {status}: {}", snippet(&body)));
+            return Err(format!(
+                "GET {discovery_url}: HTTP {status}: {}",
+                snippet(&body)
+            ));
         }
         let disco: Discovery = serde_json::from_str(&body)
             .map_err(|e| format!("discovery document: {e}: {}", snippet(&body)))?;
         let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
         let basic = format!(
             "Basic {}",
-            STANDARD.encode(format!("{}:{}", enc(&target.client_id), enc(&target.client_secret)))
+            STANDARD.encode(format!(
+                "{}:{}",
+                enc(&target.client_id),
+                enc(&target.client_secret)
+            ))
         );
         let issuer_origin = Url::parse(&disco.authorization_endpoint)
             .map_err(|e| format!("authorization_endpoint: {e}"))?
             .origin();
-        let redirect = Url::parse(&target.redirect_uri).map_err(|e| format!("redirect_uri: {e}"))?;
+        let redirect =
+            Url::parse(&target.redirect_uri).map_err(|e| format!("redirect_uri: {e}"))?;
         Ok(Env {
             basic_auth: HeaderValue::from_str(&basic).map_err(|e| e.to_string())?,
             target,
@@ -175,6 +188,9 @@ pub struct Tokens {
     /// RS256 signatures this response carried (id_token, JWT access/refresh
     /// tokens): what the signing limit is divided by.
     pub rs256: u32,
+    /// Which tokens of the response are JWS and with which alg, e.g.
+    /// "access_token ES256, id_token RS256".
+    pub signed: String,
 }
 
 #[derive(Deserialize)]
@@ -188,35 +204,46 @@ struct TokenResponse {
     id_token: Option<String>,
 }
 
-/// Whether a token is a JWS signed with RS256 (header `alg`).
-fn is_rs256(tok: &str) -> bool {
+/// The `alg` of a compact JWS (None for opaque tokens).
+fn jws_alg(tok: &str) -> Option<String> {
     let mut parts = tok.split('.');
-    let (Some(h), Some(_), Some(_), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
-        return false;
+    let (Some(h), Some(_), Some(_), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return None;
     };
     URL_SAFE_NO_PAD
         .decode(h.trim_end_matches('='))
         .ok()
         .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .and_then(|v| v.get("alg").and_then(|a| a.as_str()).map(|a| a == "RS256"))
-        .unwrap_or(false)
+        .and_then(|v| v.get("alg").and_then(|a| a.as_str()).map(String::from))
 }
 
 fn parse_tokens(body: &str, sent_at: Instant) -> Result<Tokens, String> {
-    let t: TokenResponse =
-        serde_json::from_str(body).map_err(|e| format!("token response: {e}: {}", snippet(body)))?;
+    let t: TokenResponse = serde_json::from_str(body)
+        .map_err(|e| format!("token response: {e}: {}", snippet(body)))?;
     let exp = t.expires_in.and_then(|v| match v {
         serde_json::Value::Number(n) => n.as_f64(),
         serde_json::Value::String(s) => s.parse().ok(),
         _ => None,
     });
-    let rs256 = [Some(&t.access_token), t.refresh_token.as_ref(), t.id_token.as_ref()]
-        .into_iter()
-        .flatten()
-        .filter(|x| is_rs256(x))
-        .count() as u32;
+    let mut rs256 = 0;
+    let mut signed = Vec::new();
+    for (name, tok) in [
+        ("access_token", Some(&t.access_token)),
+        ("refresh_token", t.refresh_token.as_ref()),
+        ("id_token", t.id_token.as_ref()),
+    ] {
+        if let Some(alg) = tok.and_then(|x| jws_alg(x)) {
+            if alg == "RS256" {
+                rs256 += 1;
+            }
+            signed.push(format!("{name} {alg}"));
+        }
+    }
     Ok(Tokens {
         rs256,
+        signed: signed.join(", "),
         access_token: t.access_token,
         refresh_token: t.refresh_token,
         expires_at: exp.map(|s| sent_at + Duration::from_secs_f64(s.max(0.0))),
@@ -256,7 +283,10 @@ impl Jar {
                 let lower = a.to_ascii_lowercase();
                 if let Some(p) = lower.strip_prefix("path=") {
                     path = a[a.len() - p.len()..].to_string();
-                } else if lower == "max-age=0" || lower.starts_with("max-age=-") || (lower.starts_with("expires=") && lower.contains("1970")) {
+                } else if lower == "max-age=0"
+                    || lower.starts_with("max-age=-")
+                    || (lower.starts_with("expires=") && lower.contains("1970"))
+                {
                     expired = true;
                 }
             }
@@ -342,7 +372,9 @@ async fn authorize_inner(c: &Client, env: &Env, jar: &mut Jar) -> Result<Code, S
             .to_string();
         // Drain the (usually empty) body so the connection is reused.
         let _ = resp.bytes().await;
-        let next = url.join(&loc).map_err(|e| format!("bad Location {loc:?}: {e}"))?;
+        let next = url
+            .join(&loc)
+            .map_err(|e| format!("bad Location {loc:?}: {e}"))?;
         if next.origin() == env.redirect.origin() && next.path() == env.redirect.path() {
             let mut code = None;
             let mut got_state = None;
@@ -362,10 +394,16 @@ async fn authorize_inner(c: &Client, env: &Env, jar: &mut Jar) -> Result<Code, S
             if got_state.as_deref() != Some(state.as_str()) {
                 return Err(format!("state mismatch at redirect_uri: {next}"));
             }
-            return Ok(Code { code, verifier, hops });
+            return Ok(Code {
+                code,
+                verifier,
+                hops,
+            });
         }
         if next.origin() != env.issuer_origin {
-            return Err(format!("authorize hop {hops}: redirect off the provider: {next}"));
+            return Err(format!(
+                "authorize hop {hops}: redirect off the provider: {next}"
+            ));
         }
         if hops >= MAX_HOPS {
             return Err(format!("authorize: more than {MAX_HOPS} hops, last {next}"));
@@ -375,7 +413,9 @@ async fn authorize_inner(c: &Client, env: &Env, jar: &mut Jar) -> Result<Code, S
 }
 
 async fn token_request(c: &Client, env: &Env, form: &[(&str, &str)]) -> Result<Tokens, String> {
-    let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish();
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(form)
+        .finish();
     let sent = Instant::now();
     let resp = c
         .post(&env.disco.token_endpoint)
@@ -409,7 +449,15 @@ pub async fn exchange(c: &Client, env: &Env, code: &Code) -> Result<Tokens, Stri
 }
 
 pub async fn refresh(c: &Client, env: &Env, refresh_token: &str) -> Result<Tokens, String> {
-    token_request(c, env, &[("grant_type", "refresh_token"), ("refresh_token", refresh_token)]).await
+    token_request(
+        c,
+        env,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token),
+        ],
+    )
+    .await
 }
 
 /// authorize + exchange, untimed: a worker's own token set.
@@ -425,11 +473,18 @@ pub enum Bearer {
 }
 
 pub async fn get_ok(c: &Client, url: &str) -> Result<(), String> {
-    let resp = c.get(url).send().await.map_err(|e| format!("GET: {}", err_chain(&e)))?;
+    let resp = c
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| format!("GET: {}", err_chain(&e)))?;
     let status = resp.status();
     let body = resp.bytes().await.map_err(|e| format!("GET body: {e}"))?;
     if !status.is_success() {
-        return Err(format!("GET {url}: HTTP {status}: {}", snippet(&String::from_utf8_lossy(&body))));
+        return Err(format!(
+            "GET {url}: HTTP {status}: {}",
+            snippet(&String::from_utf8_lossy(&body))
+        ));
     }
     if body.is_empty() {
         return Err(format!("GET {url}: empty body"));
@@ -438,7 +493,11 @@ pub async fn get_ok(c: &Client, url: &str) -> Result<(), String> {
 }
 
 pub async fn userinfo(c: &Client, env: &Env, access_token: &str) -> Result<Bearer, String> {
-    let ep = env.disco.userinfo_endpoint.as_deref().ok_or("no userinfo_endpoint")?;
+    let ep = env
+        .disco
+        .userinfo_endpoint
+        .as_deref()
+        .ok_or("no userinfo_endpoint")?;
     let resp = c
         .get(ep)
         .bearer_auth(access_token)
@@ -446,15 +505,18 @@ pub async fn userinfo(c: &Client, env: &Env, access_token: &str) -> Result<Beare
         .await
         .map_err(|e| format!("userinfo: {}", err_chain(&e)))?;
     let status = resp.status();
-    let text = resp.text().await.map_err(|e| format!("userinfo body: {e}"))?;
+    let text = resp
+        .text()
+        .await
+        .map_err(|e| format!("userinfo body: {e}"))?;
     if status == StatusCode::UNAUTHORIZED {
         return Ok(Bearer::Unauthorized(snippet(&text)));
     }
     if status != StatusCode::OK {
         return Err(format!("userinfo: HTTP {status}: {}", snippet(&text)));
     }
-    let v: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| format!("userinfo json: {e}: {}", snippet(&text)))?;
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| format!("userinfo json: {e}: {}", snippet(&text)))?;
     if v.get("sub").and_then(|s| s.as_str()).is_none() {
         return Err(format!("userinfo without sub: {}", snippet(&text)));
     }
@@ -462,7 +524,11 @@ pub async fn userinfo(c: &Client, env: &Env, access_token: &str) -> Result<Beare
 }
 
 pub async fn introspect(c: &Client, env: &Env, access_token: &str) -> Result<Bearer, String> {
-    let ep = env.disco.introspection_endpoint.as_deref().ok_or("no introspection_endpoint")?;
+    let ep = env
+        .disco
+        .introspection_endpoint
+        .as_deref()
+        .ok_or("no introspection_endpoint")?;
     let body = url::form_urlencoded::Serializer::new(String::new())
         .append_pair("token", access_token)
         .append_pair("token_type_hint", "access_token")
@@ -476,15 +542,21 @@ pub async fn introspect(c: &Client, env: &Env, access_token: &str) -> Result<Bea
         .await
         .map_err(|e| format!("introspect: {}", err_chain(&e)))?;
     let status = resp.status();
-    let text = resp.text().await.map_err(|e| format!("introspect body: {e}"))?;
+    let text = resp
+        .text()
+        .await
+        .map_err(|e| format!("introspect body: {e}"))?;
     if status != StatusCode::OK {
         return Err(format!("introspect: HTTP {status}: {}", snippet(&text)));
     }
-    let v: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| format!("introspect json: {e}: {}", snippet(&text)))?;
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| format!("introspect json: {e}: {}", snippet(&text)))?;
     match v.get("active").and_then(|a| a.as_bool()) {
         Some(true) => Ok(Bearer::Ok),
-        Some(false) => Ok(Bearer::Unauthorized(format!("active=false: {}", snippet(&text)))),
+        Some(false) => Ok(Bearer::Unauthorized(format!(
+            "active=false: {}",
+            snippet(&text)
+        ))),
         None => Err(format!("introspect without active: {}", snippet(&text))),
     }
 }

@@ -125,20 +125,42 @@ fn main() {
         .expect("tokio runtime");
     let code = rt.block_on(async move {
         match cli.cmd {
-            Some(Cmd::Rsa { multi, seconds, json }) => rsa::main(multi, seconds, json),
-            Some(Cmd::Report { results, rsa, rss, growth, growth_label, commands, md, json }) => {
-                report::main(report::ReportArgs { results, rsa, rss, growth, growth_label, commands, md, json })
+            Some(Cmd::Rsa {
+                multi,
+                seconds,
+                json,
+            }) => rsa::main(multi, seconds, json),
+            Some(Cmd::Report {
+                results,
+                rsa,
+                rss,
+                growth,
+                growth_label,
+                commands,
+                md,
+                json,
+            }) => report::main(report::ReportArgs {
+                results,
+                rsa,
+                rss,
+                growth,
+                growth_label,
+                commands,
+                md,
+                json,
+            }),
+            Some(Cmd::FreePort) => {
+                match std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()) {
+                    Ok(a) => {
+                        println!("{}", a.port());
+                        0
+                    }
+                    Err(e) => {
+                        eprintln!("free-port: {e}");
+                        1
+                    }
+                }
             }
-            Some(Cmd::FreePort) => match std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()) {
-                Ok(a) => {
-                    println!("{}", a.port());
-                    0
-                }
-                Err(e) => {
-                    eprintln!("free-port: {e}");
-                    1
-                }
-            },
             Some(Cmd::PeakRss { pid }) => match read_rss(pid) {
                 Ok((hwm, rss)) => {
                     println!("VmHWM_kB={hwm} VmRSS_kB={rss}");

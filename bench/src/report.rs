@@ -24,7 +24,10 @@ fn load(p: &PathBuf) -> Result<Value, String> {
 }
 
 fn scen<'a>(run: &'a Value, key: &str) -> Option<&'a Value> {
-    run["scenarios"].as_array()?.iter().find(|s| s["scenario"] == key)
+    run["scenarios"]
+        .as_array()?
+        .iter()
+        .find(|s| s["scenario"] == key)
 }
 
 fn ok(s: &Value) -> bool {
@@ -51,7 +54,9 @@ fn machine() -> Value {
         .and_then(|l| l.split_once(':'))
         .map(|(_, v)| v.trim().to_string())
         .unwrap_or_else(|| "unknown".into());
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
     let mem_kb = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|m| {
@@ -87,16 +92,29 @@ fn run(a: ReportArgs) -> Result<(), String> {
     let growth = a.growth.as_ref().map(load).transpose()?;
     let mut rss: BTreeMap<String, u64> = BTreeMap::new();
     for r in &a.rss {
-        let (n, v) = r.split_once('=').ok_or_else(|| format!("--rss NAME=KB, got {r:?}"))?;
-        rss.insert(n.to_string(), v.parse().map_err(|_| format!("--rss {r:?}: not a number"))?);
+        let (n, v) = r
+            .split_once('=')
+            .ok_or_else(|| format!("--rss NAME=KB, got {r:?}"))?;
+        rss.insert(
+            n.to_string(),
+            v.parse()
+                .map_err(|_| format!("--rss {r:?}: not a number"))?,
+        );
     }
     let m = machine();
-    let names: Vec<String> = runs.iter().map(|r| r["name"].as_str().unwrap_or("?").to_string()).collect();
+    let names: Vec<String> = runs
+        .iter()
+        .map(|r| r["name"].as_str().unwrap_or("?").to_string())
+        .collect();
     let reference = &runs[0];
     let refname = &names[0];
     let scenarios: Vec<String> = reference["scenarios"]
         .as_array()
-        .map(|v| v.iter().filter_map(|s| s["scenario"].as_str().map(String::from)).collect())
+        .map(|v| {
+            v.iter()
+                .filter_map(|s| s["scenario"].as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default();
 
     let mut md = String::new();
@@ -124,13 +142,19 @@ fn run(a: ReportArgs) -> Result<(), String> {
     let _ = writeln!(w);
     let mut ratios = serde_json::Map::new();
     for key in &scenarios {
-        let label = scen(reference, key).and_then(|s| s["label"].as_str()).unwrap_or(key);
+        let label = scen(reference, key)
+            .and_then(|s| s["label"].as_str())
+            .unwrap_or(key);
         let _ = write!(w, "| {label} |");
         for r in &runs {
             match scen(r, key) {
                 Some(s) if ok(s) => {
                     let errs = s["errors"].as_u64().unwrap_or(0);
-                    let mark = if errs > 0 { format!(" ({errs} err)") } else { String::new() };
+                    let mark = if errs > 0 {
+                        format!(" ({errs} err)")
+                    } else {
+                        String::new()
+                    };
                     let _ = write!(w, " {}{mark} |", fmt_rps(f(&s["rps"])));
                 }
                 Some(s) if !s["skipped"].is_null() => {
@@ -175,7 +199,13 @@ fn run(a: ReportArgs) -> Result<(), String> {
         for r in &runs {
             match scen(r, key) {
                 Some(s) if ok(s) => {
-                    let _ = write!(w, " {:.1} / {:.1} / {:.1} |", f(&s["p50_ms"]), f(&s["p90_ms"]), f(&s["p99_ms"]));
+                    let _ = write!(
+                        w,
+                        " {:.1} / {:.1} / {:.1} |",
+                        f(&s["p50_ms"]),
+                        f(&s["p90_ms"]),
+                        f(&s["p99_ms"])
+                    );
                 }
                 _ => {
                     let _ = write!(w, " – |");
@@ -217,7 +247,10 @@ fn run(a: ReportArgs) -> Result<(), String> {
                         let sigs = f(&s["rs256_per_request"]);
                         let limit = sign / sigs;
                         let frac = f(&s["rps"]) / limit;
-                        row.insert(names[i].clone(), json!({"sigs_per_request": sigs, "limit_rps": limit, "fraction": frac}));
+                        row.insert(
+                            names[i].clone(),
+                            json!({"sigs_per_request": sigs, "limit_rps": limit, "fraction": frac}),
+                        );
                         let _ = write!(w, " {sigs:.1} → {limit:.0}/s → {:.0}% |", frac * 100.0);
                     }
                     Some(_) => {
@@ -249,8 +282,16 @@ fn run(a: ReportArgs) -> Result<(), String> {
             a.growth_label,
             g["name"].as_str().unwrap_or("?")
         );
-        for key in g["scenarios"].as_array().into_iter().flatten().filter_map(|s| s["scenario"].as_str()) {
-            let (Some(e), Some(s)) = (scen(reference, key).filter(|x| ok(x)), scen(g, key).filter(|x| ok(x))) else {
+        for key in g["scenarios"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s["scenario"].as_str())
+        {
+            let (Some(e), Some(s)) = (
+                scen(reference, key).filter(|x| ok(x)),
+                scen(g, key).filter(|x| ok(x)),
+            ) else {
                 continue;
             };
             let _ = writeln!(
@@ -320,7 +361,8 @@ fn run(a: ReportArgs) -> Result<(), String> {
             "growth": growth,
             "commands": a.commands,
         });
-        std::fs::write(p, serde_json::to_string_pretty(&out).unwrap()).map_err(|e| format!("{}: {e}", p.display()))?;
+        std::fs::write(p, serde_json::to_string_pretty(&out).unwrap())
+            .map_err(|e| format!("{}: {e}", p.display()))?;
     }
     Ok(())
 }

@@ -17,7 +17,9 @@ struct RsaResult {
 
 pub fn main(multi: usize, seconds: u32, json: Option<PathBuf>) -> i32 {
     let procs = if multi == 0 {
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
     } else {
         multi
     };
@@ -65,13 +67,20 @@ fn measure(procs: usize, seconds: u32) -> Result<RsaResult, String> {
             String::from_utf8_lossy(&out.stderr)
         ));
     }
-    let (sign, verify) = parse(&text).ok_or_else(|| format!("cannot parse output of {command}:\n{text}"))?;
+    let (sign, verify) =
+        parse(&text).ok_or_else(|| format!("cannot parse output of {command}:\n{text}"))?;
     let version = Command::new("openssl")
         .arg("version")
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default();
-    Ok(RsaResult { command, openssl_version: version, processes: procs, sign_per_s: sign, verify_per_s: verify })
+    Ok(RsaResult {
+        command,
+        openssl_version: version,
+        processes: procs,
+        sign_per_s: sign,
+        verify_per_s: verify,
+    })
 }
 
 /// `rsa 2048 bits 0.002831s 0.000067s    353.2  14880.5` (OpenSSL 3; 1.1 also

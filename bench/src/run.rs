@@ -152,6 +152,7 @@ struct Tally {
     renewals: u64,
     sigs: u64,
     sig_samples: u64,
+    signed: Option<String>,
 }
 
 impl Tally {
@@ -167,6 +168,7 @@ impl Tally {
             renewals: 0,
             sigs: 0,
             sig_samples: 0,
+            signed: None,
         }
     }
     fn record(&mut self, d: Duration) {
@@ -194,6 +196,9 @@ impl Tally {
         self.renewals += o.renewals;
         self.sigs += o.sigs;
         self.sig_samples += o.sig_samples;
+        if self.signed.is_none() {
+            self.signed = o.signed;
+        }
     }
 }
 
@@ -208,7 +213,11 @@ pub async fn run_all(
         "target {} ({}): concurrency {}, warm-up {:?}, measured {:?} per scenario",
         env.target.name, env.target.issuer, cfg.concurrency, cfg.warmup, cfg.duration
     );
-    let jars: Jars = Arc::new((0..cfg.concurrency).map(|i| Mutex::new(Some(env.jar_for(i)))).collect());
+    let jars: Jars = Arc::new(
+        (0..cfg.concurrency)
+            .map(|i| Mutex::new(Some(env.jar_for(i))))
+            .collect(),
+    );
     let mut results = Vec::new();
     for sc in scenarios {
         eprintln!("-- {} ...", sc.key());
@@ -244,7 +253,10 @@ fn one_line(r: &ScenarioResult) -> String {
         r.p90_ms,
         r.p99_ms,
         r.errors,
-        r.first_error.as_deref().map(|e| format!(" (first: {e})")).unwrap_or_default()
+        r.first_error
+            .as_deref()
+            .map(|e| format!(" (first: {e})"))
+            .unwrap_or_default()
     )
 }
 
@@ -299,6 +311,12 @@ fn finish(sc: Scenario, t: Tally, measured: Duration, note: Option<String>) -> S
             t.rotated + t.not_rotated
         ));
     }
+    if let Some(sg) = &t.signed {
+        notes.push(format!(
+            "signed tokens per response: {}",
+            if sg.is_empty() { "none" } else { sg }
+        ));
+    }
     if t.renewals > 0 {
         notes.push(format!("{} untimed token renewals", t.renewals));
     }
@@ -307,9 +325,21 @@ fn finish(sc: Scenario, t: Tally, measured: Duration, note: Option<String>) -> S
         label: sc.label().into(),
         rps: count as f64 / secs,
         count,
-        p50_ms: if count > 0 { ms(h.value_at_quantile(0.50)) } else { 0.0 },
-        p90_ms: if count > 0 { ms(h.value_at_quantile(0.90)) } else { 0.0 },
-        p99_ms: if count > 0 { ms(h.value_at_quantile(0.99)) } else { 0.0 },
+        p50_ms: if count > 0 {
+            ms(h.value_at_quantile(0.50))
+        } else {
+            0.0
+        },
+        p90_ms: if count > 0 {
+            ms(h.value_at_quantile(0.90))
+        } else {
+            0.0
+        },
+        p99_ms: if count > 0 {
+            ms(h.value_at_quantile(0.99))
+        } else {
+            0.0
+        },
         mean_ms: if count > 0 { h.mean() / 1000.0 } else { 0.0 },
         max_ms: if count > 0 { ms(h.max()) } else { 0.0 },
         errors: t.errors,
@@ -317,7 +347,11 @@ fn finish(sc: Scenario, t: Tally, measured: Duration, note: Option<String>) -> S
         avg_hops: (t.hop_samples > 0).then(|| t.hops as f64 / t.hop_samples as f64),
         rs256_per_request: (t.sig_samples > 0).then(|| t.sigs as f64 / t.sig_samples as f64),
         measured_s: secs,
-        note: if notes.is_empty() { None } else { Some(notes.join("; ")) },
+        note: if notes.is_empty() {
+            None
+        } else {
+            Some(notes.join("; "))
+        },
         skipped: None,
     }
 }
@@ -355,7 +389,10 @@ async fn run_scenario(sc: Scenario, env: Arc<Env>, cfg: RunConfig, jars: Jars) -
         _ => {}
     }
     // Per-worker set-up (untimed): a connection each and, where needed, tokens.
-    let needs_tokens = matches!(sc, Scenario::Refresh | Scenario::Userinfo | Scenario::Introspect);
+    let needs_tokens = matches!(
+        sc,
+        Scenario::Refresh | Scenario::Userinfo | Scenario::Introspect
+    );
     let mut setups = Vec::new();
     for i in 0..cfg.concurrency {
         let env = env.clone();
@@ -433,7 +470,10 @@ async fn renew(c: &Client, env: &Env, jar: &mut Jar, tokens: &mut Tokens) -> Res
     if let Some(rt) = tokens.refresh_token.clone() {
         if let Ok(t) = flow::refresh(c, env, &rt).await {
             let rt_new = t.refresh_token.clone().or(Some(rt));
-            *tokens = Tokens { refresh_token: rt_new, ..t };
+            *tokens = Tokens {
+                refresh_token: rt_new,
+                ..t
+            };
             return Ok(());
         }
     }
@@ -460,7 +500,9 @@ async fn worker(
         }
         // Token upkeep happens outside the timed part.
         if matches!(sc, Scenario::Userinfo | Scenario::Introspect) {
-            let expiring = tokens.expires_at.is_some_and(|e| e <= now + Duration::from_secs(2));
+            let expiring = tokens
+                .expires_at
+                .is_some_and(|e| e <= now + Duration::from_secs(2));
             if expiring {
                 t.renewals += 1;
                 if let Err(e) = renew(&c, &env, &mut jar, &mut tokens).await {
@@ -474,11 +516,14 @@ async fn worker(
         let res: Result<(Option<u32>, Option<u32>), String> = match sc {
             Scenario::Discovery => flow::get_ok(&c, &disco).await.map(|_| (None, None)),
             Scenario::Jwks => flow::get_ok(&c, &jwks).await.map(|_| (None, None)),
-            Scenario::Authorize => flow::authorize(&c, &env, &mut jar).await.map(|code| (Some(code.hops), None)),
+            Scenario::Authorize => flow::authorize(&c, &env, &mut jar)
+                .await
+                .map(|code| (Some(code.hops), None)),
             Scenario::Cycle => match flow::authorize(&c, &env, &mut jar).await {
-                Ok(code) => flow::exchange(&c, &env, &code)
-                    .await
-                    .map(|tk| (Some(code.hops), Some(tk.rs256))),
+                Ok(code) => flow::exchange(&c, &env, &code).await.map(|tk| {
+                    t.signed.get_or_insert(tk.signed);
+                    (Some(code.hops), Some(tk.rs256))
+                }),
                 Err(e) => Err(e),
             },
             Scenario::Refresh => {
@@ -499,8 +544,12 @@ async fn worker(
                             }
                         }
                         let sigs = new.rs256;
+                        t.signed.get_or_insert_with(|| new.signed.clone());
                         let rt_new = new.refresh_token.clone().or(Some(rt));
-                        tokens = Tokens { refresh_token: rt_new, ..new };
+                        tokens = Tokens {
+                            refresh_token: rt_new,
+                            ..new
+                        };
                         Ok((None, Some(sigs)))
                     }
                     Err(e) => {
@@ -574,7 +623,8 @@ async fn run_exchange_rounds(env: Arc<Env>, cfg: RunConfig, jars: Jars) -> Scena
     let n = cfg.concurrency;
     let barrier = Arc::new(Barrier::new(n));
     // Per round: (earliest exchange start, latest exchange end).
-    let spans: Arc<Mutex<Vec<(Option<Instant>, Option<Instant>)>>> = Arc::new(Mutex::new(Vec::new()));
+    let spans: Arc<Mutex<Vec<(Option<Instant>, Option<Instant>)>>> =
+        Arc::new(Mutex::new(Vec::new()));
     let started = Instant::now();
     // Safety stop: never run longer than warm-up + 6 × duration in total.
     let hard_stop = started + cfg.warmup + cfg.duration * 6;
@@ -618,6 +668,7 @@ async fn run_exchange_rounds(env: Arc<Env>, cfg: RunConfig, jars: Jars) -> Scena
                         Ok(tk) if measured => {
                             t.record(end - t0);
                             t.sigs += tk.rs256 as u64;
+                            t.signed.get_or_insert(tk.signed);
                             t.sig_samples += 1;
                         }
                         Ok(_) => {}

@@ -4,6 +4,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261126_000001_provider_core;
 mod m20261126_000002_upstream;
 mod m20261126_000003_logout_deliveries;
+mod m20261126_000004_admin;
 
 pub struct Migrator;
 
@@ -14,6 +15,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000001_provider_core::Migration),
             Box::new(m20261126_000002_upstream::Migration),
             Box::new(m20261126_000003_logout_deliveries::Migration),
+            Box::new(m20261126_000004_admin::Migration),
         ]
     }
 }

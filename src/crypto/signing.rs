@@ -89,8 +89,10 @@ fn key_error(e: impl std::fmt::Display) -> SigningError {
     SigningError::Key(e.to_string())
 }
 
-/// Public JWK, verifier and signer for one stored key.
-fn load(key: &StoredKey) -> Result<(Jwk, Box<dyn JwsVerifier>, Box<dyn JwsSigner>), SigningError> {
+/// Public JWK, verifier and signer of one stored key.
+type LoadedKey = (Jwk, Box<dyn JwsVerifier>, Box<dyn JwsSigner>);
+
+fn load(key: &StoredKey) -> Result<LoadedKey, SigningError> {
     let mut jwk = match key.alg {
         Alg::Rs256 => RS256.key_pair_from_pem(&key.private_pem).map_err(key_error)?.to_jwk_public_key(),
         Alg::Es256 => ES256.key_pair_from_pem(&key.private_pem).map_err(key_error)?.to_jwk_public_key(),

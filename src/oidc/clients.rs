@@ -149,10 +149,41 @@ pub struct NewClient {
     pub scopes: Option<Vec<String>>,
 }
 
+/// Problems with submitted client settings, by field (every field is checked, not just the first).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FieldErrors(pub std::collections::BTreeMap<&'static str, String>);
+
+impl FieldErrors {
+    fn add(&mut self, field: &'static str, problem: impl Into<String>) {
+        self.0.entry(field).or_insert_with(|| problem.into());
+    }
+    fn check(&mut self, result: Result<(), RegistrationError>) {
+        if let Err(RegistrationError::Invalid(errors)) = result {
+            for (field, problem) in errors.0 {
+                self.add(field, problem);
+            }
+        }
+    }
+    fn into_result(self) -> Result<(), RegistrationError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(RegistrationError::Invalid(self))
+        }
+    }
+}
+
+impl std::fmt::Display for FieldErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<String> = self.0.iter().map(|(field, problem)| format!("{field}: {problem}")).collect();
+        f.write_str(&parts.join("; "))
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RegistrationError {
-    #[error("{field}: {problem}")]
-    Invalid { field: &'static str, problem: String },
+    #[error("{0}")]
+    Invalid(FieldErrors),
     #[error("a client with this name already exists")]
     DuplicateName,
     #[error("no client with this id")]
@@ -173,7 +204,9 @@ impl From<StoreError> for RegistrationError {
 }
 
 fn invalid(field: &'static str, problem: impl Into<String>) -> RegistrationError {
-    RegistrationError::Invalid { field, problem: problem.into() }
+    let mut errors = FieldErrors::default();
+    errors.add(field, problem);
+    RegistrationError::Invalid(errors)
 }
 
 /// Redirect URIs: absolute, no fragment, no wildcard; https unless loopback or a native scheme.
@@ -196,53 +229,58 @@ pub fn validate_redirect_uri(field: &'static str, uri: &str, public: bool) -> Re
     }
 }
 
-/// Registers a client; returns it and, for confidential clients, the secret (shown once).
-pub async fn register(store: &Store, new: NewClient) -> Result<(Client, Option<String>), RegistrationError> {
-    let name = new.name.trim().to_owned();
-    if name.is_empty() || name.len() > 100 {
-        return Err(invalid("name", "must be 1 to 100 characters"));
+/// Checks every setting of a client (registration and updates) and normalises the lists.
+/// Returns the allowed scopes (the supported ones when none were given).
+fn validate_settings(new: &mut NewClient) -> Result<Vec<String>, RegistrationError> {
+    let mut errors = FieldErrors::default();
+    new.name = new.name.trim().to_owned();
+    if new.name.is_empty() || new.name.chars().count() > 100 {
+        errors.add("name", "must be 1 to 100 characters");
     }
+    new.redirect_uris = dedup(std::mem::take(&mut new.redirect_uris));
+    new.post_logout_redirect_uris = dedup(std::mem::take(&mut new.post_logout_redirect_uris));
     if new.redirect_uris.is_empty() {
-        return Err(invalid("redirect_uris", "at least one redirect URI is required"));
+        errors.add("redirect_uris", "at least one redirect URI is required");
+    }
+    if new.redirect_uris.len() > 20 || new.post_logout_redirect_uris.len() > 20 {
+        errors.add(if new.redirect_uris.len() > 20 { "redirect_uris" } else { "post_logout_redirect_uris" }, "at most 20 URIs");
     }
     for uri in &new.redirect_uris {
-        validate_redirect_uri("redirect_uris", uri, new.public)?;
+        errors.check(validate_redirect_uri("redirect_uris", uri, new.public));
     }
     for uri in &new.post_logout_redirect_uris {
-        validate_redirect_uri("post_logout_redirect_uris", uri, new.public)?;
+        errors.check(validate_redirect_uri("post_logout_redirect_uris", uri, new.public));
     }
     if let Some(uri) = &new.backchannel_logout_uri {
-        validate_redirect_uri("backchannel_logout_uri", uri, false)?;
+        errors.check(validate_redirect_uri("backchannel_logout_uri", uri, false));
     }
     if let Some(uri) = &new.frontchannel_logout_uri {
-        validate_redirect_uri("frontchannel_logout_uri", uri, false)?;
+        errors.check(validate_redirect_uri("frontchannel_logout_uri", uri, false));
     }
-    let scopes = new.scopes.unwrap_or_else(|| SUPPORTED_SCOPES.iter().map(|s| s.to_string()).collect());
+    let scopes = dedup(new.scopes.clone().unwrap_or_else(|| SUPPORTED_SCOPES.iter().map(|s| s.to_string()).collect()));
     if let Some(bad) = scopes.iter().find(|s| !SUPPORTED_SCOPES.contains(&s.as_str())) {
-        return Err(invalid("scopes", format!("`{bad}` is not a supported scope")));
+        errors.add("scopes", format!("`{bad}` is not a supported scope"));
+    } else if !scopes.iter().any(|s| s == "openid") {
+        errors.add("scopes", "must include openid");
     }
-    if !scopes.iter().any(|s| s == "openid") {
-        return Err(invalid("scopes", "must include openid"));
-    }
+    errors.into_result()?;
+    Ok(scopes)
+}
+
+/// Registers a client; returns it and, for confidential clients, the secret (shown once).
+pub async fn register(store: &Store, mut new: NewClient) -> Result<(Client, Option<String>), RegistrationError> {
+    let scopes = validate_settings(&mut new)?;
     let secret = (!new.public).then(|| random_token(32));
     let secret_hash = match &secret {
-        Some(secret) => {
-            let secret = secret.clone();
-            Some(
-                tokio::task::spawn_blocking(move || password::hash_secret(&secret))
-                    .await
-                    .map_err(|_| RegistrationError::Hash)?
-                    .map_err(|_| RegistrationError::Hash)?,
-            )
-        }
+        Some(secret) => Some(hash(secret.clone()).await?),
         None => None,
     };
     let client = Client {
         client_id: random_token(16),
-        name,
+        name: new.name,
         secret_hash,
-        redirect_uris: dedup(new.redirect_uris),
-        post_logout_redirect_uris: dedup(new.post_logout_redirect_uris),
+        redirect_uris: new.redirect_uris,
+        post_logout_redirect_uris: new.post_logout_redirect_uris,
         backchannel_logout_uri: new.backchannel_logout_uri,
         frontchannel_logout_uri: new.frontchannel_logout_uri,
         first_party: new.first_party,
@@ -252,6 +290,65 @@ pub async fn register(store: &Store, new: NewClient) -> Result<(Client, Option<S
     };
     store.insert_client(&client, client.created_at).await?;
     Ok((client, secret))
+}
+
+async fn hash(secret: String) -> Result<String, RegistrationError> {
+    tokio::task::spawn_blocking(move || password::hash_secret(&secret))
+        .await
+        .map_err(|_| RegistrationError::Hash)?
+        .map_err(|_| RegistrationError::Hash)
+}
+
+/// A change to a registered client: `None` leaves a setting as it is. Whether the client is
+/// public cannot change (that would invalidate its secret or its redirect URIs).
+#[derive(Debug, Clone, Default)]
+pub struct ClientUpdate {
+    pub name: Option<String>,
+    pub redirect_uris: Option<Vec<String>>,
+    pub post_logout_redirect_uris: Option<Vec<String>>,
+    /// `Some(None)` removes the URI.
+    pub backchannel_logout_uri: Option<Option<String>>,
+    pub frontchannel_logout_uri: Option<Option<String>>,
+    pub first_party: Option<bool>,
+    pub scopes: Option<Vec<String>>,
+}
+
+/// Applies an update after checking the resulting settings with the registration rules.
+pub async fn update(store: &Store, client_id: &str, change: ClientUpdate) -> Result<Client, RegistrationError> {
+    let mut client = store.client(client_id).await?.ok_or(RegistrationError::UnknownClient)?;
+    let mut settings = NewClient {
+        name: change.name.unwrap_or_else(|| client.name.clone()),
+        redirect_uris: change.redirect_uris.unwrap_or_else(|| client.redirect_uris.clone()),
+        post_logout_redirect_uris: change.post_logout_redirect_uris.unwrap_or_else(|| client.post_logout_redirect_uris.clone()),
+        backchannel_logout_uri: change.backchannel_logout_uri.unwrap_or_else(|| client.backchannel_logout_uri.clone()),
+        frontchannel_logout_uri: change.frontchannel_logout_uri.unwrap_or_else(|| client.frontchannel_logout_uri.clone()),
+        public: client.is_public(),
+        first_party: change.first_party.unwrap_or(client.first_party),
+        scopes: Some(change.scopes.unwrap_or_else(|| client.allowed_scopes.clone())),
+    };
+    let scopes = validate_settings(&mut settings)?;
+    client.name = settings.name;
+    client.redirect_uris = settings.redirect_uris;
+    client.post_logout_redirect_uris = settings.post_logout_redirect_uris;
+    client.backchannel_logout_uri = settings.backchannel_logout_uri;
+    client.frontchannel_logout_uri = settings.frontchannel_logout_uri;
+    client.first_party = settings.first_party;
+    client.allowed_scopes = scopes;
+    if !store.update_client(&client, now()).await? {
+        return Err(RegistrationError::UnknownClient);
+    }
+    Ok(client)
+}
+
+/// Deletes a client: its tokens are revoked and its consents forgotten first.
+pub async fn delete(store: &Store, cache: Option<&SecretCache>, client_id: &str) -> Result<(), RegistrationError> {
+    if !store.delete_client(client_id, now()).await? {
+        return Err(RegistrationError::UnknownClient);
+    }
+    if let Some(cache) = cache {
+        cache.forget(client_id);
+    }
+    Ok(())
 }
 
 fn dedup(mut items: Vec<String>) -> Vec<String> {
@@ -268,11 +365,7 @@ pub async fn rotate_secret(store: &Store, cache: Option<&SecretCache>, client_id
         return Err(invalid("client_id", "public clients have no secret"));
     }
     let secret = random_token(32);
-    let to_hash = secret.clone();
-    let hash = tokio::task::spawn_blocking(move || password::hash_secret(&to_hash))
-        .await
-        .map_err(|_| RegistrationError::Hash)?
-        .map_err(|_| RegistrationError::Hash)?;
+    let hash = hash(secret.clone()).await?;
     store.set_client_secret_hash(client_id, &hash, now()).await?;
     if let Some(cache) = cache {
         cache.forget(client_id);
@@ -306,6 +399,20 @@ mod tests {
         assert!(validate_redirect_uri("r", "com.example.app:/cb", true).is_ok());
         assert!(validate_redirect_uri("r", "com.example.app:/cb", false).is_err());
         assert!(validate_redirect_uri("r", "javascript:alert(1)", true).is_err());
+    }
+
+    #[test]
+    fn every_bad_field_is_reported() {
+        let mut new = NewClient {
+            name: " ".into(),
+            redirect_uris: vec!["http://app.example/cb".into()],
+            post_logout_redirect_uris: vec!["https://app.example/#x".into()],
+            scopes: Some(vec!["profile".into()]),
+            ..Default::default()
+        };
+        let Err(RegistrationError::Invalid(errors)) = validate_settings(&mut new) else { panic!("must fail") };
+        let fields: Vec<_> = errors.0.keys().copied().collect();
+        assert_eq!(fields, ["name", "post_logout_redirect_uris", "redirect_uris", "scopes"]);
     }
 
     #[test]

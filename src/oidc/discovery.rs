@@ -5,7 +5,7 @@ use super::claims::{SUPPORTED_CLAIMS, SUPPORTED_SCOPES};
 use crate::config::Config;
 
 pub fn document(config: &Config) -> String {
-    json!({
+    let mut document = json!({
         "issuer": config.issuer(),
         "authorization_endpoint": config.endpoint("/oauth2/authorize"),
         "token_endpoint": config.endpoint("/oauth2/token"),
@@ -37,6 +37,9 @@ pub fn document(config: &Config) -> String {
         "frontchannel_logout_supported": true,
         "frontchannel_logout_session_supported": true,
         "ui_locales_supported": ["en"],
-    })
-    .to_string()
+    });
+    if config.dynamic_registration {
+        document["registration_endpoint"] = json!(config.endpoint("/oauth2/register"));
+    }
+    document.to_string()
 }

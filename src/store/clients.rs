@@ -1,5 +1,8 @@
 //! Tenant clients (relying parties).
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait, QueryOrder};
+use sea_orm::{
+    sea_query::Expr, ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, TransactionTrait,
+};
 
 use super::{conflict_or, entities::client, from_json_list, to_json_list, Store, StoreError, StoreResult};
 
@@ -102,5 +105,63 @@ impl Store {
         active.updated_at = Set(now);
         active.update(&self.db).await?;
         Ok(true)
+    }
+
+    /// One page of clients (oldest first) and the total count.
+    pub async fn list_clients_page(&self, limit: u64, offset: u64) -> StoreResult<(Vec<Client>, u64)> {
+        let total = client::Entity::find().count(&self.db).await?;
+        let rows = client::Entity::find()
+            .order_by_asc(client::Column::CreatedAt)
+            .order_by_asc(client::Column::ClientId)
+            .limit(limit)
+            .offset(offset)
+            .all(&self.db)
+            .await?;
+        Ok((rows.into_iter().map(Client::try_from).collect::<StoreResult<_>>()?, total))
+    }
+
+    /// Saves a client's settings (not its secret or enabled flag). Returns false when it is gone.
+    pub async fn update_client(&self, c: &Client, now: i64) -> StoreResult<bool> {
+        let Some(row) = client::Entity::find_by_id(c.client_id.clone()).one(&self.db).await? else {
+            return Ok(false);
+        };
+        let mut active: client::ActiveModel = row.into();
+        active.name = Set(c.name.clone());
+        active.redirect_uris = Set(to_json_list(&c.redirect_uris));
+        active.post_logout_redirect_uris = Set(to_json_list(&c.post_logout_redirect_uris));
+        active.backchannel_logout_uri = Set(c.backchannel_logout_uri.clone());
+        active.frontchannel_logout_uri = Set(c.frontchannel_logout_uri.clone());
+        active.first_party = Set(c.first_party);
+        active.allowed_scopes = Set(c.allowed_scopes.join(" "));
+        active.updated_at = Set(now);
+        active.update(&self.db).await.map_err(conflict_or)?;
+        Ok(true)
+    }
+
+    /// Deletes a client after revoking its tokens and forgetting its consents and pending
+    /// requests, in one transaction. Returns false when no such client exists.
+    pub async fn delete_client(&self, client_id: &str, now: i64) -> StoreResult<bool> {
+        use super::entities::{access_token, authorization_request, consent, refresh_token};
+        let txn = self.db.begin().await?;
+        refresh_token::Entity::update_many()
+            .col_expr(refresh_token::Column::RevokedAt, Expr::value(now))
+            .filter(refresh_token::Column::ClientId.eq(client_id))
+            .filter(refresh_token::Column::RevokedAt.is_null())
+            .exec(&txn)
+            .await?;
+        access_token::Entity::update_many()
+            .col_expr(access_token::Column::RevokedAt, Expr::value(now))
+            .filter(access_token::Column::ClientId.eq(client_id))
+            .filter(access_token::Column::RevokedAt.is_null())
+            .exec(&txn)
+            .await?;
+        consent::Entity::delete_many().filter(consent::Column::ClientId.eq(client_id)).exec(&txn).await?;
+        authorization_request::Entity::delete_many()
+            .filter(authorization_request::Column::ClientId.eq(client_id))
+            .exec(&txn)
+            .await?;
+        let deleted = client::Entity::delete_by_id(client_id.to_owned()).exec(&txn).await?;
+        txn.commit().await?;
+        Ok(deleted.rows_affected == 1)
     }
 }

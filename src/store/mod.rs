@@ -1,4 +1,5 @@
 //! The only module that speaks SQL (through sea-orm). SQLite by default, Postgres for several nodes.
+pub mod admin;
 pub mod clients;
 pub mod entities;
 pub mod grants;

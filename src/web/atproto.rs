@@ -118,6 +118,8 @@ async fn callback(state: web::Data<AppState>, req: HttpRequest, query: web::Quer
         }
     };
     let session = established.session().clone();
+    let remote_addr = req.connection_info().realip_remote_addr().map(str::to_owned);
+    crate::admin::audit::login(&state.store, &session.did, remote_addr).await;
     let mut response = match request_id.as_deref() {
         Some(id) => match authorize::load_parked(&state, id).await? {
             Some((request, client)) => {

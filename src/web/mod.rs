@@ -29,6 +29,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     pages::configure(cfg);
     atproto::configure(cfg);
     logout::configure(cfg);
+    crate::admin::api::configure(cfg);
+    crate::admin::ui::configure(cfg);
 }
 
 async fn healthz() -> HttpResponse {

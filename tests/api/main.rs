@@ -1,4 +1,6 @@
 //! Integration tests: the real server on a random port, driven over HTTP.
+mod admin;
+mod admin_browser;
 mod atproto_login;
 mod authorize_errors;
 mod helpers;

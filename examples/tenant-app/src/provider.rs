@@ -101,7 +101,7 @@ impl Provider {
         let issuer = IssuerUrl::new(settings.issuer.clone()).map_err(|e| format!("ISSUER: {e}"))?;
         let metadata = ProviderMetadataWithLogout::discover_async(issuer.clone(), &http)
             .await
-            .map_err(|e| format!("OpenID Connect discovery at {} failed: {e}", settings.issuer))?;
+            .map_err(|e| format!("OpenID Connect discovery at {} failed: {}", settings.issuer, chain(&e)))?;
         let redirect = RedirectUrl::new(settings.redirect_uri()).map_err(|e| format!("APP_URL: {e}"))?;
         let client_id = ClientId::new(settings.client_id.clone());
         let client = OidcClient::from_provider_metadata(
@@ -174,7 +174,7 @@ impl Provider {
             .map_err(|e| e.to_string())?
             .request_async(&self.http)
             .await
-            .map_err(|e| format!("userinfo failed: {e}"))?;
+            .map_err(|e| format!("userinfo failed: {}", chain(&e)))?;
         serde_json::to_value(&claims).map_err(|e| e.to_string())
     }
 
@@ -223,7 +223,7 @@ impl Provider {
                 true
             }
             Err(error) => {
-                tracing::warn!(%error, "re-fetching atsso's JWKS failed");
+                tracing::warn!(error = %chain(&error), "re-fetching atsso's JWKS failed");
                 false
             }
         }
@@ -269,8 +269,22 @@ fn describe_token_error<RE: std::error::Error>(
 ) -> String {
     match error {
         RequestTokenError::ServerResponse(response) => format!("atsso refused the code: {response}"),
-        RequestTokenError::Request(e) => format!("could not reach atsso's token endpoint: {e}"),
+        RequestTokenError::Request(e) => format!("could not reach atsso's token endpoint: {}", chain(e)),
         RequestTokenError::Parse(..) => "atsso's token response could not be read".into(),
         RequestTokenError::Other(e) => e.clone(),
     }
+}
+
+/// An error with its causes ("Request failed: error sending request: connection refused").
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.ends_with(&cause_text) {
+            text = format!("{text}: {cause_text}");
+        }
+        source = cause.source();
+    }
+    text
 }

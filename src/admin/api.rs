@@ -1,0 +1,361 @@
+//! The admin REST API under `/api/admin/`: JSON in and out, `Authorization: Bearer <admin token>`
+//! only (session cookies are not accepted here, so the API needs no CSRF defence), errors as
+//! `{"error": "...", "fields": {...}}`, listings as `{"items": [...], "total": N}` with
+//! `?limit=&offset=`. Also RFC 7591 dynamic registration at `/oauth2/register`.
+use actix_web::{
+    body::MessageBody,
+    dev::{ServiceRequest, ServiceResponse},
+    error::JsonPayloadError,
+    http::{header, StatusCode},
+    middleware::{from_fn, Next},
+    web, HttpMessage, HttpRequest, HttpResponse,
+};
+use serde::{Deserialize, Deserializer};
+use serde_json::{json, Value};
+
+use super::{
+    auth::{self, TokenError, TokenKind},
+    registration, Actor, AdminError, ClientView, Page,
+};
+use crate::{
+    error::ApiError,
+    oidc::clients::{ClientUpdate, FieldErrors, NewClient},
+    state::AppState,
+    store::admin::AuditFilter,
+};
+
+/// Largest JSON body the API reads.
+pub const MAX_JSON_BYTES: usize = 64 * 1024;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/api/admin")
+            .app_data(web::JsonConfig::default().limit(MAX_JSON_BYTES).error_handler(json_error))
+            .app_data(web::QueryConfig::default().error_handler(|err, _| ApiError::bad_request(format!("invalid query: {err}")).into()))
+            .wrap(from_fn(require_admin_token))
+            .route("/clients", web::get().to(list_clients))
+            .route("/clients", web::post().to(create_client))
+            .route("/clients/{client_id}", web::get().to(get_client))
+            .route("/clients/{client_id}", web::patch().to(update_client))
+            .route("/clients/{client_id}", web::delete().to(delete_client))
+            .route("/clients/{client_id}/rotate-secret", web::post().to(rotate_secret))
+            .route("/clients/{client_id}/disable", web::post().to(disable_client))
+            .route("/clients/{client_id}/enable", web::post().to(enable_client))
+            .route("/users", web::get().to(list_users))
+            .route("/users/{did}", web::get().to(get_user))
+            .route("/users/{did}/end-sessions", web::post().to(end_sessions))
+            .route("/keys", web::get().to(list_keys))
+            .route("/keys/rotate", web::post().to(rotate_keys))
+            .route("/audit", web::get().to(list_audit))
+            .default_service(web::to(|| async { Err::<HttpResponse, _>(ApiError::not_found("no such admin API endpoint")) })),
+    );
+    cfg.route("/oauth2/register", web::post().to(dynamic_register));
+}
+
+fn json_error(err: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
+    let api = match &err {
+        JsonPayloadError::OverflowKnownLength { .. } | JsonPayloadError::Overflow { .. } => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the request body is too large (at most {MAX_JSON_BYTES} bytes)"),
+        ),
+        JsonPayloadError::ContentType => {
+            ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "send a JSON body with Content-Type: application/json")
+        }
+        JsonPayloadError::Deserialize(e) => ApiError::bad_request(format!("invalid JSON: {e}")),
+        other => ApiError::bad_request(format!("the request body could not be read: {other}")),
+    };
+    api.into()
+}
+
+pub(crate) fn remote_addr(req: &HttpRequest) -> Option<String> {
+    req.connection_info().realip_remote_addr().map(str::to_owned)
+}
+
+fn bearer(req: &HttpRequest) -> Option<String> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned())
+}
+
+impl From<TokenError> for ApiError {
+    fn from(err: TokenError) -> Self {
+        match err {
+            TokenError::Missing | TokenError::Invalid => ApiError::new(StatusCode::UNAUTHORIZED, err.to_string()),
+            TokenError::WrongKind => ApiError::new(StatusCode::FORBIDDEN, "this token may only register clients, not use the admin API"),
+            TokenError::Store(e) => ApiError::internal(&e),
+            other => ApiError::internal(&other),
+        }
+    }
+}
+
+/// Authenticates every `/api/admin` request before its body is read; the handler gets an `Actor`.
+async fn require_admin_token(req: ServiceRequest, next: Next<impl MessageBody>) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let state = req
+        .app_data::<web::Data<AppState>>()
+        .cloned()
+        .ok_or_else(|| ApiError::internal(&"application state is missing"))?;
+    let presented = bearer(req.request()).ok_or_else(|| ApiError::from(TokenError::Missing))?;
+    let token = auth::verify_token(&state.store, &presented, &[TokenKind::Admin]).await.map_err(ApiError::from)?;
+    let actor = Actor::new(token.actor_name(), remote_addr(req.request()));
+    req.extensions_mut().insert(actor);
+    next.call(req).await
+}
+
+impl From<AdminError> for ApiError {
+    fn from(err: AdminError) -> Self {
+        match err {
+            AdminError::Invalid(fields) => invalid_fields(fields),
+            AdminError::DuplicateName => {
+                let mut api = ApiError::new(StatusCode::CONFLICT, "a client with this name already exists");
+                api.fields.insert("name".into(), "is already used by another client".into());
+                api
+            }
+            AdminError::NotFound(what) => ApiError::not_found(format!("no such {what}")),
+            AdminError::Refused(message) => ApiError::bad_request(message),
+            AdminError::Store(e) => ApiError::internal(&e),
+            AdminError::Internal(e) => ApiError::internal(&e),
+        }
+    }
+}
+
+fn invalid_fields(fields: FieldErrors) -> ApiError {
+    let mut api = ApiError::bad_request("invalid input");
+    api.fields = fields.0.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+    api
+}
+
+fn ok_json(status: StatusCode, body: Value) -> HttpResponse {
+    HttpResponse::build(status).insert_header((header::CACHE_CONTROL, "no-store")).json(body)
+}
+
+fn listing<T: serde::Serialize>(items: &[T], total: u64) -> HttpResponse {
+    ok_json(StatusCode::OK, json!({ "items": items, "total": total }))
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    limit: Option<String>,
+    offset: Option<String>,
+    /// users: search by handle or DID
+    q: Option<String>,
+    /// audit: filters
+    actor: Option<String>,
+    action: Option<String>,
+    target: Option<String>,
+}
+
+impl ListQuery {
+    fn page(&self) -> Result<Page, ApiError> {
+        Page::parse(self.limit.as_deref(), self.offset.as_deref()).map_err(invalid_fields)
+    }
+}
+
+async fn list_clients(state: web::Data<AppState>, query: web::Query<ListQuery>) -> Result<HttpResponse, ApiError> {
+    let page = query.page()?;
+    let (clients, total) = state.store.list_clients_page(page.limit, page.offset).await?;
+    let views: Vec<ClientView> = clients.iter().map(ClientView::from).collect();
+    Ok(listing(&views, total))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateClientBody {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    redirect_uris: Vec<String>,
+    #[serde(default)]
+    post_logout_redirect_uris: Vec<String>,
+    backchannel_logout_uri: Option<String>,
+    frontchannel_logout_uri: Option<String>,
+    #[serde(default)]
+    public: bool,
+    #[serde(default)]
+    first_party: bool,
+    scopes: Option<Vec<String>>,
+}
+
+fn client_with_secret(view: ClientView, secret: Option<String>) -> Value {
+    let mut body = json!(view);
+    body["client_secret"] = json!(secret);
+    body
+}
+
+#[tracing::instrument(name = "admin_create_client", skip_all)]
+async fn create_client(state: web::Data<AppState>, actor: web::ReqData<Actor>, body: web::Json<CreateClientBody>) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let new = NewClient {
+        name: body.name,
+        redirect_uris: body.redirect_uris,
+        post_logout_redirect_uris: body.post_logout_redirect_uris,
+        backchannel_logout_uri: body.backchannel_logout_uri,
+        frontchannel_logout_uri: body.frontchannel_logout_uri,
+        public: body.public,
+        first_party: body.first_party,
+        scopes: body.scopes,
+    };
+    let (client, secret) = super::create_client(&state, &actor, new).await?;
+    Ok(ok_json(StatusCode::CREATED, client_with_secret(ClientView::from(&client), secret)))
+}
+
+async fn get_client(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let client = super::client(&state, &path).await?;
+    Ok(ok_json(StatusCode::OK, json!(ClientView::from(&client))))
+}
+
+/// `null` and absent differ for the optional URIs: `null` removes, absent leaves as is.
+fn nullable<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(deserializer).map(Some)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateClientBody {
+    name: Option<String>,
+    redirect_uris: Option<Vec<String>>,
+    post_logout_redirect_uris: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    backchannel_logout_uri: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    frontchannel_logout_uri: Option<Option<String>>,
+    first_party: Option<bool>,
+    scopes: Option<Vec<String>>,
+}
+
+#[tracing::instrument(name = "admin_update_client", skip_all)]
+async fn update_client(
+    state: web::Data<AppState>,
+    actor: web::ReqData<Actor>,
+    path: web::Path<String>,
+    body: web::Json<UpdateClientBody>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let change = ClientUpdate {
+        name: body.name,
+        redirect_uris: body.redirect_uris,
+        post_logout_redirect_uris: body.post_logout_redirect_uris,
+        backchannel_logout_uri: body.backchannel_logout_uri,
+        frontchannel_logout_uri: body.frontchannel_logout_uri,
+        first_party: body.first_party,
+        scopes: body.scopes,
+    };
+    let nothing = change.name.is_none()
+        && change.redirect_uris.is_none()
+        && change.post_logout_redirect_uris.is_none()
+        && change.backchannel_logout_uri.is_none()
+        && change.frontchannel_logout_uri.is_none()
+        && change.first_party.is_none()
+        && change.scopes.is_none();
+    if nothing {
+        return Err(ApiError::bad_request("nothing to change: send at least one setting"));
+    }
+    let client = super::update_client(&state, &actor, &path, change).await?;
+    Ok(ok_json(StatusCode::OK, json!(ClientView::from(&client))))
+}
+
+async fn delete_client(state: web::Data<AppState>, actor: web::ReqData<Actor>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    super::delete_client(&state, &actor, &path).await?;
+    Ok(HttpResponse::NoContent().insert_header((header::CACHE_CONTROL, "no-store")).finish())
+}
+
+async fn rotate_secret(state: web::Data<AppState>, actor: web::ReqData<Actor>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let secret = super::rotate_client_secret(&state, &actor, &path).await?;
+    Ok(ok_json(StatusCode::OK, json!({ "client_id": path.as_str(), "client_secret": secret })))
+}
+
+async fn disable_client(state: web::Data<AppState>, actor: web::ReqData<Actor>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    set_enabled(&state, &actor, &path, false).await
+}
+
+async fn enable_client(state: web::Data<AppState>, actor: web::ReqData<Actor>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    set_enabled(&state, &actor, &path, true).await
+}
+
+async fn set_enabled(state: &AppState, actor: &Actor, client_id: &str, enabled: bool) -> Result<HttpResponse, ApiError> {
+    super::set_client_enabled(state, actor, client_id, enabled).await?;
+    let client = super::client(state, client_id).await?;
+    Ok(ok_json(StatusCode::OK, json!(ClientView::from(&client))))
+}
+
+async fn list_users(state: web::Data<AppState>, query: web::Query<ListQuery>) -> Result<HttpResponse, ApiError> {
+    let page = query.page()?;
+    let (users, total) = state.store.list_users(query.q.as_deref(), page.limit, page.offset).await?;
+    let views: Vec<super::UserView> = users.into_iter().map(super::UserView::from).collect();
+    Ok(listing(&views, total))
+}
+
+async fn get_user(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    Ok(ok_json(StatusCode::OK, json!(super::user_detail(&state, &path).await?)))
+}
+
+#[tracing::instrument(name = "admin_end_sessions", skip_all)]
+async fn end_sessions(state: web::Data<AppState>, actor: web::ReqData<Actor>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let ended = super::end_user_sessions(&state, &actor, &path).await?;
+    Ok(ok_json(StatusCode::OK, json!({ "did": path.as_str(), "ended_sessions": ended })))
+}
+
+async fn list_keys(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let keys = super::signing_keys(&state).await?;
+    Ok(listing(&keys, keys.len() as u64))
+}
+
+async fn rotate_keys(state: web::Data<AppState>, actor: web::ReqData<Actor>) -> Result<HttpResponse, ApiError> {
+    let kid = super::rotate_signing_key(&state, &actor).await?;
+    Ok(ok_json(StatusCode::OK, json!({ "kid": kid })))
+}
+
+async fn list_audit(state: web::Data<AppState>, query: web::Query<ListQuery>) -> Result<HttpResponse, ApiError> {
+    let page = query.page()?;
+    let filter = AuditFilter { actor: query.actor.clone(), action: query.action.clone(), target: query.target.clone() };
+    let (entries, total) = state.store.list_audit(&filter, page.limit, page.offset).await?;
+    let items: Vec<Value> = entries
+        .into_iter()
+        .map(|e| {
+            json!({
+                "id": e.id, "at": e.at, "actor": e.actor, "action": e.action,
+                "target": e.target, "remote_addr": e.remote_addr, "details": e.details,
+            })
+        })
+        .collect();
+    Ok(listing(&items, total))
+}
+
+fn registration_error(status: StatusCode, code: &str, description: &str) -> HttpResponse {
+    let mut response = HttpResponse::build(status);
+    response.insert_header((header::CACHE_CONTROL, "no-store"));
+    if status == StatusCode::UNAUTHORIZED {
+        response.insert_header((header::WWW_AUTHENTICATE, format!("Bearer realm=\"atsso\", error=\"{code}\"")));
+    }
+    response.json(json!({ "error": code, "error_description": description }))
+}
+
+/// RFC 7591 §3: POST /oauth2/register with an initial access token.
+#[tracing::instrument(name = "dynamic_registration", skip_all)]
+async fn dynamic_register(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+    if !state.config.dynamic_registration {
+        return registration_error(StatusCode::NOT_FOUND, "not_found", "dynamic client registration is turned off");
+    }
+    let Some(presented) = bearer(&req) else {
+        return registration_error(StatusCode::UNAUTHORIZED, "invalid_token", "an initial access token is required");
+    };
+    let token = match auth::verify_token(&state.store, &presented, &[TokenKind::Registration, TokenKind::Admin]).await {
+        Ok(token) => token,
+        Err(TokenError::Store(e)) => {
+            let error_id = crate::error::log_internal(&e);
+            return registration_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", &format!("internal error (reference {error_id})"));
+        }
+        Err(_) => return registration_error(StatusCode::UNAUTHORIZED, "invalid_token", "the initial access token is not valid"),
+    };
+    let request: registration::RegistrationRequest = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(e) => return registration_error(StatusCode::BAD_REQUEST, "invalid_client_metadata", &format!("invalid JSON: {e}")),
+    };
+    let actor = Actor::new(token.actor_name(), remote_addr(&req));
+    match registration::register(&state, &actor, request).await {
+        Ok(body) => ok_json(StatusCode::CREATED, body),
+        Err(refused) if refused.code == "server_error" => {
+            registration_error(StatusCode::INTERNAL_SERVER_ERROR, refused.code, &refused.description)
+        }
+        Err(refused) => registration_error(StatusCode::BAD_REQUEST, refused.code, &refused.description),
+    }
+}
