@@ -75,3 +75,41 @@ pub async fn seed(state: &AppState, users: usize, refresh_tokens: usize) -> Resu
     }
     Ok(())
 }
+
+/// Signatures per second with our own signing code (josekit/OpenSSL), on `threads` threads for
+/// `seconds`: the physical limit the token endpoint is measured against.
+pub fn signing_rate(threads: usize, seconds: f64) -> Result<serde_json::Value, String> {
+    use crate::crypto::signing::{generate_key, Alg, KeySet, StoredKey};
+    let keys: Result<Vec<StoredKey>, String> = [Alg::Rs256, Alg::Es256]
+        .into_iter()
+        .map(|alg| {
+            let key = generate_key(alg).map_err(|e| e.to_string())?;
+            Ok(StoredKey { kid: key.kid, alg, private_pem: key.private_pem, created_at: 1, retired_at: None })
+        })
+        .collect();
+    let set = std::sync::Arc::new(KeySet::new(keys?).map_err(|e| e.to_string())?);
+    let mut results = serde_json::Map::new();
+    for alg in [Alg::Rs256, Alg::Es256] {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs_f64(seconds);
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                let set = set.clone();
+                std::thread::spawn(move || {
+                    let mut count = 0u64;
+                    let mut claims = serde_json::Map::new();
+                    claims.insert("sub".into(), "did:plc:benchuser00000000000000".into());
+                    claims.insert("iss".into(), "http://127.0.0.1:8080".into());
+                    while std::time::Instant::now() < deadline {
+                        if set.sign(alg, "JWT", claims.clone()).is_ok() {
+                            count += 1;
+                        }
+                    }
+                    count
+                })
+            })
+            .collect();
+        let total: u64 = workers.into_iter().map(|w| w.join().unwrap_or(0)).sum();
+        results.insert(alg.as_str().into(), json!((total as f64 / seconds).round()));
+    }
+    Ok(json!({ "threads": threads, "signatures_per_second": results }))
+}

@@ -50,6 +50,14 @@ enum Command {
         #[arg(long, default_value = "http://127.0.0.1:9/bench/callback")]
         redirect_uri: String,
     },
+    /// (bench build) Signatures per second with josekit (RS256 and ES256) on N threads.
+    #[cfg(feature = "bench-seam")]
+    BenchSign {
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+    },
     /// (bench build) Seed users and refresh tokens for the growth benchmark.
     #[cfg(feature = "bench-seam")]
     BenchSeed {
@@ -163,6 +171,11 @@ async fn run(cli: Cli) -> Result<(), String> {
         Command::BenchSetup { redirect_uri } => {
             let state = atsso::build_state(config).await.map_err(|e| e.to_string())?;
             println!("PEER_READY {}", atsso::bench_seam::setup(&state, &redirect_uri).await?);
+            Ok(())
+        }
+        #[cfg(feature = "bench-seam")]
+        Command::BenchSign { threads, seconds } => {
+            println!("{}", atsso::bench_seam::signing_rate(threads, seconds)?);
             Ok(())
         }
         #[cfg(feature = "bench-seam")]
