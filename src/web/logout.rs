@@ -32,12 +32,15 @@ async fn end_session_post(state: web::Data<AppState>, req: HttpRequest, body: we
 async fn end_session_with(state: &AppState, req: &HttpRequest, encoded: &str) -> Result<HttpResponse, PageError> {
     let params = Params::parse(encoded).map_err(|e| PageError::bad_request("Invalid sign-out request", e.to_string()))?;
     let request = crate::oidc::end_session::validate(state, &params).await?;
-    // A valid hint proves the app asks for its own session's logout: no confirmation needed.
-    if let Some(sid) = request.hint_sid.clone() {
-        let browser_session = sso::cookie_session(state, req).await?;
-        let ended = end_session(state, &sid).await?;
-        let clears_cookie = browser_session.is_some_and(|s| s.sid == sid);
-        return Ok(logged_out(state, &request, ended.frontchannel_urls, clears_cookie));
+    // A valid hint naming this browser's own session: the app asks for the logout of the person
+    // in front of it, no confirmation needed. Anything else (no hint, or a hint for a session this
+    // browser does not hold: a leaked ID token must not log anyone out) is confirmed first.
+    let browser_session = sso::cookie_session(state, req).await?;
+    if let (Some(sid), Some(session)) = (request.hint_sid.as_deref(), browser_session.as_ref()) {
+        if session.sid == sid {
+            let ended = end_session(state, sid).await?;
+            return Ok(logged_out(state, &request, ended.frontchannel_urls, true));
+        }
     }
     confirmation_page(state, req, &request)
 }
@@ -101,10 +104,18 @@ async fn logout_submit(state: web::Data<AppState>, req: HttpRequest, form: web::
     };
     match form.decision.as_deref() {
         Some("logout") => {
-            let frontchannel_urls = match sso::cookie_session(&state, &req).await? {
-                Some(session) => end_session(&state, &session.sid).await?.frontchannel_urls,
-                None => Vec::new(), // already logged out (replayed form): nothing more to do
-            };
+            // The browser's session, and the one the app's ID token named (confirmed by the user).
+            let mut sids: Vec<String> = sso::cookie_session(&state, &req).await?.map(|s| s.sid).into_iter().collect();
+            if let Some(hint_sid) = request.hint_sid.clone() {
+                if !sids.contains(&hint_sid) {
+                    sids.push(hint_sid);
+                }
+            }
+            let mut frontchannel_urls = Vec::new();
+            for sid in sids {
+                // Already ended sessions (a replayed form) yield nothing more.
+                frontchannel_urls.extend(end_session(&state, &sid).await?.frontchannel_urls);
+            }
             Ok(logged_out(&state, &request, frontchannel_urls, true))
         }
         Some("cancel") => Ok(found("/")),

@@ -108,6 +108,13 @@ async fn rp_initiated_logout_logs_out_every_app() {
     let two = log_in(&app, &browser, &app2).await;
     assert_eq!(one.sid, two.sid);
 
+    // The same hint in a browser that does not hold the session: confirmation, nothing ended.
+    let stranger = Browser::new();
+    let response = stranger.get(&format!("{}?id_token_hint={}", app.url("/oauth2/end_session"), one.id_token)).await;
+    assert_eq!(response.status(), 200);
+    assert!(response.text().await.unwrap().contains("Sign out?"));
+    assert!(one.rp.userinfo(one.tokens.access_token()).await.is_ok(), "a leaked ID token logs nobody out");
+
     // RP 1 sends the browser to end-session with its ID token, a registered URI and state.
     let url = format!(
         "{}?id_token_hint={}&post_logout_redirect_uri={}&state=bye&ui_locales=fr&logout_hint=x",
