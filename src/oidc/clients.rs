@@ -14,10 +14,18 @@ use crate::{
     store::{clients::Client, Store, StoreError},
 };
 
-#[derive(Default)]
 pub struct SecretCache {
     /// client_id → (stored PHC hash, SHA-256 of the secret that verified against it)
     verified: DashMap<String, (String, [u8; 32])>,
+    /// Argon2 (19 MiB, ~tens of ms) runs at most this many at once: a burst of first requests
+    /// must not allocate 19 MiB each; after the first success the others hit the cache.
+    argon2_permits: tokio::sync::Semaphore,
+}
+
+impl Default for SecretCache {
+    fn default() -> Self {
+        Self { verified: DashMap::new(), argon2_permits: tokio::sync::Semaphore::new(2) }
+    }
 }
 
 impl SecretCache {
@@ -120,6 +128,13 @@ pub async fn authenticate_client(state: &AppState, req: &HttpRequest, params: &P
         (Presented::Secret { .. }, None) => Err(failed("this client is public and has no secret")),
         (Presented::Secret { secret, .. }, Some(phc)) => {
             let digest: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
+            if state.secret_cache.matches(&client, phc, &digest) {
+                return Ok(client);
+            }
+            let Ok(_permit) = state.secret_cache.argon2_permits.acquire().await else {
+                return Err(failed("client authentication failed"));
+            };
+            // Another request may have verified this very secret while we waited.
             if state.secret_cache.matches(&client, phc, &digest) {
                 return Ok(client);
             }

@@ -85,7 +85,7 @@ pub struct AuditFilter {
 
 impl Store {
     pub async fn insert_admin_token(&self, row: &AdminTokenRow) -> StoreResult<()> {
-        admin_token::ActiveModel::from(row.clone()).insert(&self.db).await.map_err(conflict_or)?;
+        admin_token::ActiveModel::from(row.clone()).insert(&self.writer).await.map_err(conflict_or)?;
         Ok(())
     }
 
@@ -103,7 +103,7 @@ impl Store {
             .col_expr(admin_token::Column::RevokedAt, Expr::value(now))
             .filter(admin_token::Column::Name.eq(name))
             .filter(admin_token::Column::RevokedAt.is_null())
-            .exec(&self.db)
+            .exec(&self.writer)
             .await?;
         Ok(result.rows_affected > 0)
     }
@@ -112,7 +112,7 @@ impl Store {
         admin_token::Entity::update_many()
             .col_expr(admin_token::Column::LastUsedAt, Expr::value(now))
             .filter(admin_token::Column::Id.eq(id))
-            .exec(&self.db)
+            .exec(&self.writer)
             .await?;
         Ok(())
     }
@@ -127,7 +127,7 @@ impl Store {
             details: Set(entry.details.clone()),
             ..Default::default()
         }
-        .insert(&self.db)
+        .insert(&self.writer)
         .await?;
         Ok(())
     }

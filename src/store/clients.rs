@@ -63,7 +63,7 @@ impl Store {
             created_at: Set(now),
             updated_at: Set(now),
         }
-        .insert(&self.db)
+        .insert(&self.writer)
         .await
         .map_err(conflict_or)?;
         Ok(())
@@ -91,7 +91,7 @@ impl Store {
         let mut active: client::ActiveModel = row.into();
         active.secret_hash = Set(Some(hash.to_owned()));
         active.updated_at = Set(now);
-        active.update(&self.db).await?;
+        active.update(&self.writer).await?;
         Ok(true)
     }
 
@@ -103,7 +103,7 @@ impl Store {
         let mut active: client::ActiveModel = row.into();
         active.enabled = Set(enabled);
         active.updated_at = Set(now);
-        active.update(&self.db).await?;
+        active.update(&self.writer).await?;
         Ok(true)
     }
 
@@ -134,7 +134,7 @@ impl Store {
         active.first_party = Set(c.first_party);
         active.allowed_scopes = Set(c.allowed_scopes.join(" "));
         active.updated_at = Set(now);
-        active.update(&self.db).await.map_err(conflict_or)?;
+        active.update(&self.writer).await.map_err(conflict_or)?;
         Ok(true)
     }
 
@@ -142,7 +142,7 @@ impl Store {
     /// requests, in one transaction. Returns false when no such client exists.
     pub async fn delete_client(&self, client_id: &str, now: i64) -> StoreResult<bool> {
         use super::entities::{access_token, authorization_request, consent, refresh_token};
-        let txn = self.db.begin().await?;
+        let txn = self.writer.begin().await?;
         refresh_token::Entity::update_many()
             .col_expr(refresh_token::Column::RevokedAt, Expr::value(now))
             .filter(refresh_token::Column::ClientId.eq(client_id))
@@ -162,6 +162,7 @@ impl Store {
             .await?;
         let deleted = client::Entity::delete_by_id(client_id.to_owned()).exec(&txn).await?;
         txn.commit().await?;
+        self.cache.forget_access_tokens();
         Ok(deleted.rows_affected == 1)
     }
 }

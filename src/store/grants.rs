@@ -36,7 +36,7 @@ impl Store {
             created_at: Set(now),
             expires_at: Set(expires_at),
         }
-        .insert(&self.db)
+        .insert(&self.writer)
         .await?;
         Ok(())
     }
@@ -51,7 +51,7 @@ impl Store {
     }
 
     pub async fn delete_authorization_request(&self, id: &str) -> StoreResult<()> {
-        authorization_request::Entity::delete_by_id(id.to_owned()).exec(&self.db).await?;
+        authorization_request::Entity::delete_by_id(id.to_owned()).exec(&self.writer).await?;
         Ok(())
     }
 
@@ -77,13 +77,13 @@ impl Store {
                     .update_columns([consent::Column::Scopes, consent::Column::CreatedAt])
                     .to_owned(),
             )
-            .exec(&self.db)
+            .exec(&self.writer)
             .await?;
         Ok(())
     }
 
     pub async fn insert_code(&self, code: &AuthorizationCode) -> StoreResult<()> {
-        authorization_code::ActiveModel::from(code.clone()).insert(&self.db).await?;
+        authorization_code::ActiveModel::from(code.clone()).insert(&self.writer).await?;
         Ok(())
     }
 
@@ -93,7 +93,7 @@ impl Store {
             .col_expr(authorization_code::Column::UsedAt, Expr::value(now))
             .filter(authorization_code::Column::CodeHash.eq(code_hash))
             .filter(authorization_code::Column::UsedAt.is_null())
-            .exec(&self.db)
+            .exec(&self.writer)
             .await?;
         let Some(row) = authorization_code::Entity::find_by_id(code_hash.to_owned()).one(&self.db).await? else {
             return Ok(CodeRedemption::Unknown);

@@ -21,7 +21,7 @@ impl Store {
     /// Retires every active key and stores the new ones (one per algorithm), in one transaction.
     pub async fn rotate_signing_keys(&self, new_keys: &[(String, String, String)], now: i64) -> StoreResult<()> {
         use sea_orm::TransactionTrait;
-        let txn = self.db.begin().await?;
+        let txn = self.writer.begin().await?;
         signing_key::Entity::update_many()
             .col_expr(signing_key::Column::RetiredAt, Expr::value(now))
             .filter(signing_key::Column::RetiredAt.is_null())

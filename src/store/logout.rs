@@ -39,7 +39,7 @@ impl Store {
     }
 
     pub async fn insert_logout_delivery(&self, delivery: &LogoutDelivery) -> StoreResult<()> {
-        logout_delivery::ActiveModel::from(delivery.clone()).insert(&self.db).await?;
+        logout_delivery::ActiveModel::from(delivery.clone()).insert(&self.writer).await?;
         Ok(())
     }
 
@@ -57,7 +57,7 @@ impl Store {
             .col_expr(logout_delivery::Column::LastError, Expr::value(last_error))
             .col_expr(logout_delivery::Column::UpdatedAt, Expr::value(now))
             .filter(logout_delivery::Column::Id.eq(id))
-            .exec(&self.db)
+            .exec(&self.writer)
             .await?;
         Ok(())
     }

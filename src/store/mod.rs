@@ -1,5 +1,6 @@
 //! The only module that speaks SQL (through sea-orm). SQLite by default, Postgres for several nodes.
 pub mod admin;
+pub mod cache;
 pub mod clients;
 pub mod entities;
 pub mod grants;
@@ -30,33 +31,27 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// Handle to the database; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {
+    /// Reads.
     pub(crate) db: DatabaseConnection,
+    /// Writes. With SQLite, one connection: SQLite has a single writer anyway, and queueing
+    /// writers in-process is far cheaper than letting them collide on the file lock and sleep
+    /// in the busy handler. With Postgres, the same pool as reads.
+    pub(crate) writer: DatabaseConnection,
+    pub(crate) cache: std::sync::Arc<cache::ReadCache>,
 }
 
 impl Store {
     /// Connects and runs pending migrations.
     pub async fn connect(database_url: &str, max_connections: u32) -> StoreResult<Self> {
-        let mut options = ConnectOptions::new(database_url.to_owned());
-        options
-            .max_connections(max_connections)
-            .min_connections(1)
-            .connect_timeout(Duration::from_secs(10))
-            .sqlx_logging(false);
-        if database_url.starts_with("sqlite:") {
-            options.map_sqlx_sqlite_opts(|opts| {
-                use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
-                // WAL lets readers run beside the single writer; NORMAL sync is durable in WAL
-                // mode except for the last transactions on power loss.
-                opts.journal_mode(SqliteJournalMode::Wal)
-                    .synchronous(SqliteSynchronous::Normal)
-                    .busy_timeout(Duration::from_secs(10))
-                    .pragma("cache_size", "-16000")
-                    .pragma("temp_store", "memory")
-            });
-        }
-        let db = Database::connect(options).await?;
+        let db = Database::connect(connect_options(database_url, max_connections)).await?;
         Migrator::up(&db, None).await?;
-        Ok(Self { db })
+        let writer = if database_url.starts_with("sqlite:") {
+            Database::connect(connect_options(database_url, 1)).await?
+        } else {
+            db.clone()
+        };
+        let sqlite = database_url.starts_with("sqlite:");
+        Ok(Self { db, writer, cache: std::sync::Arc::new(cache::ReadCache::new(sqlite)) })
     }
 
     pub fn is_sqlite(&self) -> bool {
@@ -66,12 +61,35 @@ impl Store {
     /// Deletes rows that can no longer matter. Returns how many rows were removed.
     pub async fn sweep_expired(&self, now: i64) -> StoreResult<u64> {
         let mut removed = 0;
-        removed += grants::sweep(&self.db, now).await?;
-        removed += tokens::sweep(&self.db, now).await?;
-        removed += sessions::sweep(&self.db, now).await?;
-        removed += upstream::sweep(&self.db, now).await?;
+        removed += grants::sweep(&self.writer, now).await?;
+        removed += tokens::sweep(&self.writer, now).await?;
+        removed += sessions::sweep(&self.writer, now).await?;
+        removed += upstream::sweep(&self.writer, now).await?;
+        self.cache.forget_expired(now);
         Ok(removed)
     }
+}
+
+fn connect_options(database_url: &str, max_connections: u32) -> ConnectOptions {
+    let mut options = ConnectOptions::new(database_url.to_owned());
+    options
+        .max_connections(max_connections)
+        .min_connections(1)
+        .connect_timeout(Duration::from_secs(10))
+        .sqlx_logging(false);
+    if database_url.starts_with("sqlite:") {
+        options.map_sqlx_sqlite_opts(|opts| {
+            use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+            // WAL lets readers run beside the single writer; NORMAL sync is durable in WAL
+            // mode except for the last transactions on power loss.
+            opts.journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(10))
+                .pragma("cache_size", "-16000")
+                .pragma("temp_store", "memory")
+        });
+    }
+    options
 }
 
 /// Encodes a list as the JSON text stored in a column.

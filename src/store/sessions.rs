@@ -19,7 +19,7 @@ impl Store {
             expires_at: Set(session.expires_at),
             ended_at: Set(session.ended_at),
         }
-        .insert(&self.db)
+        .insert(&self.writer)
         .await?;
         Ok(())
     }
@@ -37,7 +37,7 @@ impl Store {
         sso_session::Entity::update_many()
             .col_expr(sso_session::Column::AuthTime, Expr::value(now))
             .filter(sso_session::Column::Sid.eq(sid))
-            .exec(&self.db)
+            .exec(&self.writer)
             .await?;
         Ok(())
     }
@@ -48,7 +48,7 @@ impl Store {
             .col_expr(sso_session::Column::EndedAt, Expr::value(now))
             .filter(sso_session::Column::Sid.eq(sid))
             .filter(sso_session::Column::EndedAt.is_null())
-            .exec(&self.db)
+            .exec(&self.writer)
             .await?;
         Ok(result.rows_affected == 1)
     }

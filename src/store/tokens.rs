@@ -28,12 +28,13 @@ impl Store {
         refresh: Option<&RefreshTokenRecord>,
         access: &AccessTokenRecord,
     ) -> StoreResult<()> {
-        let txn = self.db.begin().await?;
+        let txn = self.writer.begin().await?;
         if let Some(refresh) = refresh {
             refresh_token::ActiveModel::from(refresh.clone()).insert(&txn).await?;
         }
         access_token::ActiveModel::from(access.clone()).insert(&txn).await?;
         txn.commit().await?;
+        self.cache.put_access_token(access);
         Ok(())
     }
 
@@ -45,7 +46,7 @@ impl Store {
             .filter(refresh_token::Column::RotatedAt.is_null())
             .filter(refresh_token::Column::RevokedAt.is_null())
             .filter(refresh_token::Column::ExpiresAt.gt(now))
-            .exec(&self.db)
+            .exec(&self.writer)
             .await?;
         let Some(row) = refresh_token::Entity::find_by_id(token_hash.to_owned()).one(&self.db).await? else {
             return Ok(RefreshRotation::Invalid);
@@ -65,10 +66,17 @@ impl Store {
 
     /// The record of an access token we issued, found by the hash of the whole token.
     pub async fn access_token_by_hash(&self, token_hash: &str) -> StoreResult<Option<AccessTokenRecord>> {
-        Ok(access_token::Entity::find()
+        if let Some(record) = self.cache.access_token(token_hash) {
+            return Ok(Some(record));
+        }
+        let record = access_token::Entity::find()
             .filter(access_token::Column::TokenHash.eq(token_hash))
             .one(&self.db)
-            .await?)
+            .await?;
+        if let Some(record) = &record {
+            self.cache.put_access_token(record);
+        }
+        Ok(record)
     }
 
     /// Revokes every refresh and access token of a grant family (code replay, refresh reuse,
@@ -92,8 +100,9 @@ impl Store {
             .col_expr(access_token::Column::RevokedAt, Expr::value(now))
             .filter(access_token::Column::Jti.eq(jti))
             .filter(access_token::Column::RevokedAt.is_null())
-            .exec(&self.db)
+            .exec(&self.writer)
             .await?;
+        self.cache.forget_access_tokens();
         Ok(())
     }
 
@@ -103,7 +112,7 @@ impl Store {
         access_filter: sea_orm::sea_query::SimpleExpr,
         now: i64,
     ) -> StoreResult<()> {
-        let txn = self.db.begin().await?;
+        let txn = self.writer.begin().await?;
         refresh_token::Entity::update_many()
             .col_expr(refresh_token::Column::RevokedAt, Expr::value(now))
             .filter(refresh_filter)
@@ -117,6 +126,7 @@ impl Store {
             .exec(&txn)
             .await?;
         txn.commit().await?;
+        self.cache.forget_access_tokens();
         Ok(())
     }
 }
@@ -144,7 +154,7 @@ impl Store {
     ) -> StoreResult<()> {
         use super::entities::user;
         use sea_orm::ActiveValue::Set;
-        let txn = self.db.begin().await?;
+        let txn = self.writer.begin().await?;
         if !users.is_empty() {
             user::Entity::insert_many(users.into_iter().map(|u| user::ActiveModel {
                 did: Set(u.did),

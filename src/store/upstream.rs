@@ -14,7 +14,7 @@ pub use upstream_session::Model as UpstreamSessionRow;
 
 impl Store {
     pub async fn insert_upstream_login(&self, row: &UpstreamLoginRow) -> StoreResult<()> {
-        upstream_login::ActiveModel::from(row.clone()).insert(&self.db).await?;
+        upstream_login::ActiveModel::from(row.clone()).insert(&self.writer).await?;
         Ok(())
     }
 
@@ -23,13 +23,13 @@ impl Store {
         let Some(row) = upstream_login::Entity::find_by_id(state.to_owned()).one(&self.db).await? else {
             return Ok(None);
         };
-        let deleted = upstream_login::Entity::delete_by_id(state.to_owned()).exec(&self.db).await?;
+        let deleted = upstream_login::Entity::delete_by_id(state.to_owned()).exec(&self.writer).await?;
         Ok((deleted.rows_affected == 1).then_some(row))
     }
 
     pub async fn upsert_upstream_session(&self, row: &UpstreamSessionRow) -> StoreResult<()> {
-        upstream_session::Entity::delete_by_id(row.sid.clone()).exec(&self.db).await?;
-        upstream_session::ActiveModel::from(row.clone()).insert(&self.db).await?;
+        upstream_session::Entity::delete_by_id(row.sid.clone()).exec(&self.writer).await?;
+        upstream_session::ActiveModel::from(row.clone()).insert(&self.writer).await?;
         Ok(())
     }
 
@@ -53,7 +53,7 @@ impl Store {
             .col_expr(upstream_session::Column::UpdatedAt, Expr::value(now))
             .filter(upstream_session::Column::Sid.eq(sid))
             .filter(upstream_session::Column::Version.eq(version))
-            .exec(&self.db)
+            .exec(&self.writer)
             .await?;
         Ok(result.rows_affected == 1)
     }
@@ -63,13 +63,13 @@ impl Store {
             .col_expr(upstream_session::Column::Dead, Expr::value(true))
             .col_expr(upstream_session::Column::UpdatedAt, Expr::value(now))
             .filter(upstream_session::Column::Sid.eq(sid))
-            .exec(&self.db)
+            .exec(&self.writer)
             .await?;
         Ok(())
     }
 
     pub async fn delete_upstream_session(&self, sid: &str) -> StoreResult<()> {
-        upstream_session::Entity::delete_by_id(sid.to_owned()).exec(&self.db).await?;
+        upstream_session::Entity::delete_by_id(sid.to_owned()).exec(&self.writer).await?;
         Ok(())
     }
 
@@ -87,7 +87,7 @@ impl Store {
             private_key_sealed: Set(sealed_pem.to_owned()),
             created_at: Set(now),
         }
-        .insert(&self.db)
+        .insert(&self.writer)
         .await?;
         Ok(())
     }

@@ -52,12 +52,20 @@ impl Store {
                     ])
                     .to_owned(),
             )
-            .exec(&self.db)
+            .exec(&self.writer)
             .await?;
+        self.cache.forget_user(&profile.did);
         Ok(())
     }
 
     pub async fn user(&self, did: &str) -> StoreResult<Option<UserProfile>> {
-        Ok(user::Entity::find_by_id(did.to_owned()).one(&self.db).await?.map(UserProfile::from))
+        if let Some(user) = self.cache.user(did) {
+            return Ok(Some(user));
+        }
+        let user = user::Entity::find_by_id(did.to_owned()).one(&self.db).await?.map(UserProfile::from);
+        if let Some(user) = &user {
+            self.cache.put_user(user);
+        }
+        Ok(user)
     }
 }
