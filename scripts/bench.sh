@@ -206,4 +206,13 @@ REPORT=("$DRIVER" report --results "${RESULTS[@]}" --rsa "$OUT/raw/rsa.json" "${
 for c in "${COMMANDS[@]}"; do REPORT+=(--command "$c"); done
 REPORT+=(--md "$OUT/latest.md" --json "$OUT/latest.json")
 "${REPORT[@]}"
+if [ "$SKIP_ATSSO" != 1 ]; then
+  # The same limit measured with atsso's own signing code (josekit over OpenSSL), RS256 and ES256.
+  {
+    printf '\n### Signing rate with atsso'"'"'s own code (josekit)\n\n'
+    printf '`target/release/atsso bench-sign --threads %s --seconds 3`:\n\n```json\n' "$(nproc)"
+    "$ATSSO" bench-sign --threads "$(nproc)" --seconds 3
+    printf '```\n'
+  } >> "$OUT/latest.md"
+fi
 log "wrote $OUT/latest.md and $OUT/latest.json (work dir: $WORK)"

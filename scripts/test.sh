@@ -1,20 +1,20 @@
 #!/usr/bin/env bash
-# The whole test suite: unit tests, integration tests on SQLite, the same integration tests on
-# PostgreSQL, and the end-to-end tests against a real PDS (@atproto/dev-env on loopback).
-# Needs: cargo, Debian's postgresql, Node 20 + npm (e2e/install.sh fetches Node 22 from npm).
+# The whole test suite: unit tests, integration tests on SQLite (including the admin UI in
+# headless Chromium), the same integration tests on PostgreSQL, and the end-to-end tests
+# against a real PDS (@atproto/dev-env on loopback).
+# Needs: cargo, Debian's postgresql and chromium, Node 20 + npm (e2e/install.sh fetches the
+# pinned npm packages, Node 22 among them). .ci/run installs the Debian packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-echo "== unit + integration tests (SQLite)"
-cargo test --workspace --all-targets
+if [ "${ATSSO_SKIP_E2E:-}" != "1" ]; then
+  echo "== installing the end-to-end harness (e2e/, pinned by its lockfile)"
+  e2e/install.sh
+  export ATSSO_E2E=1
+fi
+
+echo "== unit + integration tests (SQLite), end-to-end tests against a real PDS"
+cargo test --workspace --all-targets -- --test-threads=4
 
 echo "== integration tests (PostgreSQL)"
-scripts/test-postgres.sh cargo test --test api
-
-if [ "${ATSSO_SKIP_E2E:-}" = "1" ]; then
-  echo "== end-to-end tests against a real PDS: skipped (ATSSO_SKIP_E2E=1)"
-  exit 0
-fi
-echo "== end-to-end tests against a real PDS"
-e2e/install.sh
-ATSSO_E2E=1 cargo test --test e2e_real_pds -- --test-threads=1
+scripts/test-postgres.sh cargo test --test api -- --test-threads=4
