@@ -203,6 +203,9 @@ impl Store {
             .column(signing_key::Column::Alg)
             .column(signing_key::Column::CreatedAt)
             .column(signing_key::Column::RetiredAt)
+            // Active keys first (a rotation within the same second as the key it replaces
+            // must still list the new keys first), then newest, RS256 before ES256.
+            .order_by_desc(sea_orm::sea_query::Expr::col(signing_key::Column::RetiredAt).is_null())
             .order_by_desc(signing_key::Column::CreatedAt)
             .order_by_desc(signing_key::Column::Alg)
             .into_tuple::<(String, String, i64, Option<i64>)>()
