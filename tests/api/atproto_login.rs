@@ -43,6 +43,22 @@ async fn approve_at_pds(authorization_url: &str) -> String {
     location(&response)
 }
 
+/// Submits the handle for the parked request and approves at the PDS: our callback URL.
+async fn pds_callback(app: &TestApp, browser: &Browser, login_path: &str) -> String {
+    approve_at_pds(&location(&submit_login(app, browser, login_path, ALICE_HANDLE).await)).await
+}
+
+/// A whole sign-in of a first-party app: its tokens and the SSO session id.
+async fn sign_in(app: &TestApp, rp: &Rp, browser: &Browser) -> (openidconnect::core::CoreTokenResponse, String) {
+    let pending = rp.start(&[]);
+    let login_path = location(&browser.get(&pending.url).await);
+    let callback = pds_callback(app, browser, &login_path).await;
+    let back = location(&browser.get(&callback).await);
+    let tokens = rp.exchange(&query_param(&back, "code").unwrap(), pending.verifier).await.unwrap();
+    let sid = rp.verify_id_token(&tokens, None)["sid"].as_str().unwrap().to_owned();
+    (tokens, sid)
+}
+
 #[tokio::test]
 async fn login_with_handle_then_second_app_has_sso() {
     let (app, mock) = app_with_mock().await;
@@ -143,7 +159,7 @@ async fn callback_rules_state_iss_sub_browser_and_access_denied() {
 
     // A callback replayed in another browser (login CSRF) is refused; the state is then spent.
     let login_path = location(&browser.get(&rp.start(&[]).url).await);
-    let callback = approve_at_pds(&location(&submit_login(&app, &browser, &login_path, ALICE_HANDLE).await)).await;
+    let callback = pds_callback(&app, &browser, &login_path).await;
     let attacker = Browser::new();
     assert_eq!(attacker.get(&callback).await.status(), 400);
     assert_eq!(browser.get(&callback).await.status(), 400, "single use");
@@ -155,7 +171,7 @@ async fn callback_rules_state_iss_sub_browser_and_access_denied() {
     ] {
         mock.configure(|c| setup(c));
         let login_path = location(&browser.get(&rp.start(&[]).url).await);
-        let callback = approve_at_pds(&location(&submit_login(&app, &browser, &login_path, ALICE_HANDLE).await)).await;
+        let callback = pds_callback(&app, &browser, &login_path).await;
         let response = browser.get(&callback).await;
         assert_eq!(response.status(), 400, "{label}");
         let html = response.text().await.unwrap();
@@ -171,7 +187,7 @@ async fn callback_rules_state_iss_sub_browser_and_access_denied() {
     });
     let pending = rp.start(&[]);
     let login_path = location(&browser.get(&pending.url).await);
-    let callback = approve_at_pds(&location(&submit_login(&app, &browser, &login_path, ALICE_HANDLE).await)).await;
+    let callback = pds_callback(&app, &browser, &login_path).await;
     let back = location(&browser.get(&callback).await);
     assert!(back.starts_with(&client.redirect_uri));
     assert_eq!(query_param(&back, "error").as_deref(), Some("access_denied"));
@@ -189,12 +205,7 @@ async fn dead_upstream_grant_means_login_required() {
     let client = app.register("app", false, true).await;
     let rp = Rp::discover(&app, &client).await;
     let browser = Browser::new();
-    let pending = rp.start(&[]);
-    let login_path = location(&browser.get(&pending.url).await);
-    let callback = approve_at_pds(&location(&submit_login(&app, &browser, &login_path, ALICE_HANDLE).await)).await;
-    let back = location(&browser.get(&callback).await);
-    let tokens = rp.exchange(&query_param(&back, "code").unwrap(), pending.verifier).await.unwrap();
-    let sid = rp.verify_id_token(&tokens, None)["sid"].as_str().unwrap().to_owned();
+    let (_tokens, sid) = sign_in(&app, &rp, &browser).await;
 
     // Expire the upstream access token: the next authorization refreshes it (rotation upstream).
     expire_upstream(&app, &sid).await;
@@ -249,12 +260,7 @@ async fn logout_revokes_the_upstream_grant() {
     let client = app.register("app", false, true).await;
     let rp = Rp::discover(&app, &client).await;
     let browser = Browser::new();
-    let pending = rp.start(&[]);
-    let login_path = location(&browser.get(&pending.url).await);
-    let callback = approve_at_pds(&location(&submit_login(&app, &browser, &login_path, ALICE_HANDLE).await)).await;
-    let back = location(&browser.get(&callback).await);
-    let tokens = rp.exchange(&query_param(&back, "code").unwrap(), pending.verifier).await.unwrap();
-    let sid = rp.verify_id_token(&tokens, None)["sid"].as_str().unwrap().to_owned();
+    let (tokens, sid) = sign_in(&app, &rp, &browser).await;
     assert!(mock.revoked().is_empty());
 
     let id_token = openidconnect::TokenResponse::id_token(&tokens).unwrap().to_string();
