@@ -5,7 +5,7 @@ use super::{
     params::Params,
 };
 use crate::{
-    crypto::{constant_time_eq, pkce_s256_matches, sha256_b64},
+    crypto::{pkce_s256_matches, sha256_b64},
     error::{ErrorCode, OAuthError},
     state::{now, AppState},
     store::{clients::Client, grants::CodeRedemption, tokens::RefreshRotation},
@@ -76,20 +76,14 @@ async fn refresh_token(state: &AppState, client: &Client, params: &Params) -> Re
     let token = params.get("refresh_token").ok_or_else(|| OAuthError::invalid_request("refresh_token is required"))?;
     let hash = sha256_b64(token);
     let now = now();
-    // Check the owner before spending the token: another client's token must stay untouched.
-    let Some(existing) = state.store.refresh_token(&hash).await? else {
-        return Err(OAuthError::invalid_grant("refresh token is invalid"));
-    };
-    if !constant_time_eq(existing.client_id.as_bytes(), client.client_id.as_bytes()) {
-        return Err(OAuthError::invalid_grant("refresh token was issued to another client"));
-    }
-    let record = match state.store.rotate_refresh_token(&hash, now).await? {
+    let record = match state.store.rotate_refresh_token(&hash, &client.client_id, now).await? {
         RefreshRotation::Rotated(record) => record,
         RefreshRotation::Reused(record) => {
             tracing::warn!(client_id = %record.client_id, "rotated refresh token reused; revoking its family");
             state.store.revoke_family(&record.family_id, now).await?;
             return Err(OAuthError::invalid_grant("refresh token has already been used"));
         }
+        RefreshRotation::OtherClient => return Err(OAuthError::invalid_grant("refresh token was issued to another client")),
         RefreshRotation::Invalid => return Err(OAuthError::invalid_grant("refresh token is invalid, revoked or expired")),
     };
     let granted = split_scopes(&record.scope);

@@ -83,22 +83,45 @@ impl Store {
     }
 
     pub async fn insert_code(&self, code: &AuthorizationCode) -> StoreResult<()> {
-        authorization_code::ActiveModel::from(code.clone()).insert(&self.writer).await?;
+        let code = code.clone();
+        self.write_queue
+            .write(move |txn| {
+                let row = authorization_code::ActiveModel::from(code.clone());
+                Box::pin(async move {
+                    authorization_code::Entity::insert(row).exec_without_returning(txn).await?;
+                    Ok(())
+                })
+            })
+            .await?;
         Ok(())
     }
 
-    /// Spends a code atomically: of two concurrent redemptions exactly one wins.
+    /// Spends a code atomically: of two concurrent redemptions exactly one wins (the guarded
+    /// UPDATE is the compare-and-set).
     pub async fn redeem_code(&self, code_hash: &str, now: i64) -> StoreResult<CodeRedemption> {
-        let updated = authorization_code::Entity::update_many()
-            .col_expr(authorization_code::Column::UsedAt, Expr::value(now))
-            .filter(authorization_code::Column::CodeHash.eq(code_hash))
-            .filter(authorization_code::Column::UsedAt.is_null())
-            .exec(&self.writer)
+        let code_hash = code_hash.to_owned();
+        let redemption = self
+            .write_queue
+            .write(move |txn| {
+                let code_hash = code_hash.clone();
+                Box::pin(async move {
+                    let Some(row) = authorization_code::Entity::find_by_id(code_hash.clone()).one(txn).await? else {
+                        return Ok(CodeRedemption::Unknown);
+                    };
+                    if row.used_at.is_some() {
+                        return Ok(CodeRedemption::Replayed(row));
+                    }
+                    let updated = authorization_code::Entity::update_many()
+                        .col_expr(authorization_code::Column::UsedAt, Expr::value(now))
+                        .filter(authorization_code::Column::CodeHash.eq(code_hash))
+                        .filter(authorization_code::Column::UsedAt.is_null())
+                        .exec(txn)
+                        .await?;
+                    Ok(if updated.rows_affected == 1 { CodeRedemption::Redeemed(row) } else { CodeRedemption::Replayed(row) })
+                })
+            })
             .await?;
-        let Some(row) = authorization_code::Entity::find_by_id(code_hash.to_owned()).one(&self.db).await? else {
-            return Ok(CodeRedemption::Unknown);
-        };
-        Ok(if updated.rows_affected == 1 { CodeRedemption::Redeemed(row) } else { CodeRedemption::Replayed(row) })
+        Ok(redemption)
     }
 }
 

@@ -10,6 +10,7 @@ pub mod sessions;
 pub mod tokens;
 pub mod upstream;
 pub mod users;
+pub mod writer;
 
 use std::time::Duration;
 
@@ -37,6 +38,8 @@ pub struct Store {
     /// writers in-process is far cheaper than letting them collide on the file lock and sleep
     /// in the busy handler. With Postgres, the same pool as reads.
     pub(crate) writer: DatabaseConnection,
+    /// The hot writes (codes, token rotation, token records): group commit on SQLite.
+    pub(crate) write_queue: writer::Writer,
     pub(crate) cache: std::sync::Arc<cache::ReadCache>,
 }
 
@@ -51,7 +54,8 @@ impl Store {
             db.clone()
         };
         let sqlite = database_url.starts_with("sqlite:");
-        Ok(Self { db, writer, cache: std::sync::Arc::new(cache::ReadCache::new(sqlite)) })
+        let write_queue = if sqlite { writer::Writer::batched(writer.clone()) } else { writer::Writer::direct(writer.clone()) };
+        Ok(Self { db, writer, write_queue, cache: std::sync::Arc::new(cache::ReadCache::new(sqlite)) })
     }
 
     pub fn is_sqlite(&self) -> bool {
@@ -78,6 +82,9 @@ fn connect_options(database_url: &str, max_connections: u32) -> ConnectOptions {
         .connect_timeout(Duration::from_secs(10))
         .sqlx_logging(false);
     if database_url.starts_with("sqlite:") {
+        // A local file cannot have "gone away": skip sqlx's liveness ping before every use
+        // (one more round trip to the connection's thread per statement).
+        options.test_before_acquire(false);
         options.map_sqlx_sqlite_opts(|opts| {
             use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
             // WAL lets readers run beside the single writer; NORMAL sync is durable in WAL

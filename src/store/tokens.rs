@@ -1,6 +1,6 @@
 //! Refresh tokens (opaque, stored hashed, rotated) and access-token records (for revocation).
 use sea_orm::{
-    sea_query::Expr, ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
+    sea_query::Expr, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
     TransactionTrait,
 };
 
@@ -19,6 +19,8 @@ pub enum RefreshRotation {
     Reused(RefreshTokenRecord),
     /// Unknown, revoked or expired.
     Invalid,
+    /// Issued to another client than the one presenting it (left untouched).
+    OtherClient,
 }
 
 impl Store {
@@ -28,36 +30,58 @@ impl Store {
         refresh: Option<&RefreshTokenRecord>,
         access: &AccessTokenRecord,
     ) -> StoreResult<()> {
-        let txn = self.writer.begin().await?;
-        if let Some(refresh) = refresh {
-            refresh_token::ActiveModel::from(refresh.clone()).insert(&txn).await?;
-        }
-        access_token::ActiveModel::from(access.clone()).insert(&txn).await?;
-        txn.commit().await?;
+        let refresh = refresh.cloned();
+        let access_row = access.clone();
+        self.write_queue
+            .write(move |txn| {
+                let refresh = refresh.clone().map(refresh_token::ActiveModel::from);
+                let access = access_token::ActiveModel::from(access_row.clone());
+                Box::pin(async move {
+                    if let Some(refresh) = refresh {
+                        refresh_token::Entity::insert(refresh).exec_without_returning(txn).await?;
+                    }
+                    access_token::Entity::insert(access).exec_without_returning(txn).await?;
+                    Ok(())
+                })
+            })
+            .await?;
         self.cache.put_access_token(access);
         Ok(())
     }
 
-    /// Spends a refresh token atomically (compare-and-set on `rotated_at`).
-    pub async fn rotate_refresh_token(&self, token_hash: &str, now: i64) -> StoreResult<RefreshRotation> {
-        let updated = refresh_token::Entity::update_many()
-            .col_expr(refresh_token::Column::RotatedAt, Expr::value(now))
-            .filter(refresh_token::Column::TokenHash.eq(token_hash))
-            .filter(refresh_token::Column::RotatedAt.is_null())
-            .filter(refresh_token::Column::RevokedAt.is_null())
-            .filter(refresh_token::Column::ExpiresAt.gt(now))
-            .exec(&self.writer)
+    /// Spends a refresh token presented by `client_id`: checks and marks it in one write, so of
+    /// two concurrent presentations exactly one wins (the guarded UPDATE is the compare-and-set).
+    pub async fn rotate_refresh_token(&self, token_hash: &str, client_id: &str, now: i64) -> StoreResult<RefreshRotation> {
+        let token_hash = token_hash.to_owned();
+        let client_id = client_id.to_owned();
+        let rotation = self
+            .write_queue
+            .write(move |txn| {
+                let token_hash = token_hash.clone();
+                let client_id = client_id.clone();
+                Box::pin(async move {
+                    let Some(row) = refresh_token::Entity::find_by_id(token_hash.clone()).one(txn).await? else {
+                        return Ok(RefreshRotation::Invalid);
+                    };
+                    // Another client's token stays untouched.
+                    if !crate::crypto::constant_time_eq(row.client_id.as_bytes(), client_id.as_bytes()) {
+                        return Ok(RefreshRotation::OtherClient);
+                    }
+                    if row.revoked_at.is_some() || row.expires_at <= now {
+                        return Ok(RefreshRotation::Invalid);
+                    }
+                    let updated = refresh_token::Entity::update_many()
+                        .col_expr(refresh_token::Column::RotatedAt, Expr::value(now))
+                        .filter(refresh_token::Column::TokenHash.eq(token_hash))
+                        .filter(refresh_token::Column::RotatedAt.is_null())
+                        .filter(refresh_token::Column::RevokedAt.is_null())
+                        .exec(txn)
+                        .await?;
+                    Ok(if updated.rows_affected == 1 { RefreshRotation::Rotated(row) } else { RefreshRotation::Reused(row) })
+                })
+            })
             .await?;
-        let Some(row) = refresh_token::Entity::find_by_id(token_hash.to_owned()).one(&self.db).await? else {
-            return Ok(RefreshRotation::Invalid);
-        };
-        Ok(if updated.rows_affected == 1 {
-            RefreshRotation::Rotated(row)
-        } else if row.rotated_at.is_some() && row.revoked_at.is_none() {
-            RefreshRotation::Reused(row)
-        } else {
-            RefreshRotation::Invalid
-        })
+        Ok(rotation)
     }
 
     pub async fn refresh_token(&self, token_hash: &str) -> StoreResult<Option<RefreshTokenRecord>> {

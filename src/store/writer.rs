@@ -1,0 +1,148 @@
+//! Group commit for the hot write paths (codes, token rotation, token records).
+//!
+//! SQLite has one writer. Letting every request take the write connection in turn costs a pool
+//! hand-off, a liveness ping and a commit per request, and the connection sits idle while each
+//! request's task waits to be scheduled between its statements. Instead one task owns the write
+//! side: it takes every write queued since the last commit and runs them, in order, in one
+//! transaction. Callers get their results only after that commit. If any write of a batch fails,
+//! the batch is rolled back and each write is run again alone, so one bad write costs the others
+//! nothing but time.
+//!
+//! With Postgres (concurrent writers are the database's job) each write simply runs in its own
+//! transaction.
+use futures_util::{future::BoxFuture, FutureExt};
+use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr, TransactionTrait};
+use tokio::sync::{mpsc, oneshot};
+
+/// Most writes one transaction takes (bounds the time a batch holds the write lock).
+const MAX_BATCH: usize = 128;
+/// Writes that may wait for the writer before callers are held back.
+const QUEUE_DEPTH: usize = 4096;
+
+/// The future a write returns: statements on the given transaction.
+pub type WriteFuture<'t, T> = BoxFuture<'t, Result<T, DbErr>>;
+
+/// One queued write with its reply channel; the output is kept until the batch commits.
+trait Job: Send {
+    fn run<'a>(&'a mut self, txn: &'a DatabaseTransaction) -> BoxFuture<'a, Result<(), DbErr>>;
+    fn finish(self: Box<Self>, result: Result<(), DbErr>);
+}
+
+struct TypedJob<T, F> {
+    work: F,
+    output: Option<T>,
+    reply: oneshot::Sender<Result<T, DbErr>>,
+}
+
+impl<T, F> Job for TypedJob<T, F>
+where
+    T: Send,
+    F: for<'t> FnMut(&'t DatabaseTransaction) -> WriteFuture<'t, T> + Send,
+{
+    fn run<'a>(&'a mut self, txn: &'a DatabaseTransaction) -> BoxFuture<'a, Result<(), DbErr>> {
+        Box::pin(async move {
+            self.output = None;
+            self.output = Some((self.work)(txn).await?);
+            Ok(())
+        })
+    }
+
+    fn finish(self: Box<Self>, result: Result<(), DbErr>) {
+        let TypedJob { output, reply, .. } = *self;
+        let answer = result.and_then(|()| output.ok_or_else(|| DbErr::Custom("write produced no result".into())));
+        // The caller may have gone (request cancelled); the write itself stands.
+        let _ = reply.send(answer);
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Writer {
+    mode: Mode,
+}
+
+#[derive(Clone, Debug)]
+enum Mode {
+    Batched(mpsc::Sender<Box<dyn Job>>),
+    Direct(DatabaseConnection),
+}
+
+impl Writer {
+    /// Group commit over `connection` (SQLite's single write connection). Spawns the writer
+    /// task on the current runtime; it ends when the last `Writer` clone is dropped.
+    pub fn batched(connection: DatabaseConnection) -> Self {
+        let (sender, receiver) = mpsc::channel(QUEUE_DEPTH);
+        tokio::spawn(run_writer(connection, receiver));
+        Self { mode: Mode::Batched(sender) }
+    }
+
+    /// One transaction per write (Postgres).
+    pub fn direct(connection: DatabaseConnection) -> Self {
+        Self { mode: Mode::Direct(connection) }
+    }
+
+    /// Runs `work` in a transaction and returns its result once committed. `work` may run more
+    /// than once (a failed batch is retried write by write), so it must not move its captures
+    /// out: clone them into the future.
+    pub async fn write<T, F>(&self, mut work: F) -> Result<T, DbErr>
+    where
+        T: Send + 'static,
+        F: for<'t> FnMut(&'t DatabaseTransaction) -> WriteFuture<'t, T> + Send + 'static,
+    {
+        match &self.mode {
+            Mode::Direct(connection) => {
+                let txn = connection.begin().await?;
+                let output = work(&txn).await?;
+                txn.commit().await?;
+                Ok(output)
+            }
+            Mode::Batched(queue) => {
+                let (reply, answer) = oneshot::channel();
+                let job: Box<dyn Job> = Box::new(TypedJob { work, output: None, reply });
+                let stopped = || DbErr::Custom("the database writer has stopped".into());
+                queue.send(job).await.map_err(|_| stopped())?;
+                answer.await.map_err(|_| stopped())?
+            }
+        }
+    }
+}
+
+async fn run_writer(connection: DatabaseConnection, mut queue: mpsc::Receiver<Box<dyn Job>>) {
+    let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
+    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        match run_batch(&connection, &mut batch).await {
+            Ok(()) => batch.drain(..).for_each(|job| job.finish(Ok(()))),
+            Err(error) if batch.len() == 1 => {
+                if let Some(job) = batch.pop() {
+                    job.finish(Err(error));
+                }
+            }
+            Err(error) => {
+                tracing::debug!(%error, writes = batch.len(), "write batch failed; running its writes one by one");
+                for mut job in batch.drain(..) {
+                    let result = run_batch(&connection, std::slice::from_mut(&mut job)).await;
+                    job.finish(result);
+                }
+            }
+        }
+    }
+}
+
+/// Runs the jobs in one transaction and commits; a panic in a job fails the batch instead of
+/// killing the writer.
+async fn run_batch(connection: &DatabaseConnection, jobs: &mut [Box<dyn Job>]) -> Result<(), DbErr> {
+    let txn = connection.begin().await?;
+    for job in jobs.iter_mut() {
+        match std::panic::AssertUnwindSafe(job.run(&txn)).catch_unwind().await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                txn.rollback().await?;
+                return Err(error);
+            }
+            Err(_) => {
+                txn.rollback().await?;
+                return Err(DbErr::Custom("a database write panicked".into()));
+            }
+        }
+    }
+    txn.commit().await
+}
