@@ -1,5 +1,6 @@
 //! Cryptographic building blocks: random tokens, digests, secret hashing, sealing at rest and
 //! the RS256 signing keys. Everything here wraps well-kept crates; nothing is hand-rolled.
+pub mod cpu_pool;
 pub mod password;
 pub mod seal;
 pub mod signing;

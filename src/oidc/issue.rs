@@ -74,8 +74,8 @@ pub async fn issue_tokens(state: &AppState, grant: Grant<'_>) -> Result<TokenRes
 
     let keys = state.keys.current();
     let access_alg = config.access_token_alg;
-    // RSA signing is CPU-bound: keep it off the async executor threads.
-    let (access_token, id_token) = tokio::task::spawn_blocking(move || {
+    // RSA signing is CPU-bound: off the async executor threads, onto the signing threads.
+    let (access_token, id_token) = crate::crypto::cpu_pool::run(move || {
         let access_token = keys.sign(access_alg, "at+jwt", access_claims)?;
         id_claims.insert("at_hash".into(), at_hash(&access_token).into());
         let id_token = keys.sign(Alg::Rs256, "JWT", id_claims)?;

@@ -146,3 +146,88 @@ async fn run_batch(connection: &DatabaseConnection, jobs: &mut [Box<dyn Job>]) -
     }
     txn.commit().await
 }
+
+#[cfg(test)]
+mod tests {
+    use futures_util::future::join_all;
+
+    use crate::store::{
+        grants::{AuthorizationCode, CodeRedemption},
+        Store, StoreError,
+    };
+
+    async fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+        let store = Store::connect(&url, 2).await.unwrap();
+        (dir, store)
+    }
+
+    fn code(hash: &str) -> AuthorizationCode {
+        AuthorizationCode {
+            code_hash: hash.into(),
+            family_id: format!("family-{hash}"),
+            client_id: "client".into(),
+            did: "did:plc:alice".into(),
+            sid: "sid".into(),
+            redirect_uri: "https://app.example/cb".into(),
+            scope: "openid".into(),
+            nonce: None,
+            code_challenge: None,
+            auth_time: 1,
+            created_at: 1,
+            expires_at: i64::MAX,
+            used_at: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failing_write_does_not_take_its_batch_down() {
+        let (_dir, store) = store().await;
+        store.insert_code(&code("taken")).await.unwrap();
+        // Queued together (current-thread runtime: all are sent before the writer runs), so they
+        // share a batch; the duplicate fails, the batch is retried write by write.
+        let hashes: Vec<String> = (0..40).map(|i| if i == 17 { "taken".into() } else { format!("code-{i}") }).collect();
+        let codes: Vec<AuthorizationCode> = hashes.iter().map(|h| code(h)).collect();
+        let results = join_all(codes.iter().map(|c| store.insert_code(c))).await;
+        for (hash, result) in hashes.iter().zip(&results) {
+            match (hash.as_str(), result) {
+                ("taken", Err(StoreError::Db(_))) => {}
+                ("taken", other) => panic!("duplicate insert should fail, got {other:?}"),
+                (_, Ok(())) => {}
+                (_, Err(e)) => panic!("{hash} should have been stored: {e}"),
+            }
+        }
+        for hash in hashes.iter().filter(|h| *h != "taken") {
+            assert!(matches!(store.redeem_code(hash, 5).await.unwrap(), CodeRedemption::Redeemed(_)), "{hash} missing");
+        }
+    }
+
+    #[tokio::test]
+    async fn concurrent_redemptions_of_one_code_have_one_winner() {
+        let (_dir, store) = store().await;
+        store.insert_code(&code("once")).await.unwrap();
+        let outcomes = join_all((0..20).map(|_| store.redeem_code("once", 5))).await;
+        let redeemed = outcomes.iter().filter(|o| matches!(o, Ok(CodeRedemption::Redeemed(_)))).count();
+        let replayed = outcomes.iter().filter(|o| matches!(o, Ok(CodeRedemption::Replayed(_)))).count();
+        assert_eq!((redeemed, replayed), (1, 19));
+        assert!(matches!(store.redeem_code("unknown", 5).await.unwrap(), CodeRedemption::Unknown));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn many_concurrent_writers_all_land() {
+        let (_dir, store) = store().await;
+        let tasks: Vec<_> = (0..300)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move { store.insert_code(&code(&format!("c{i}"))).await })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap().unwrap();
+        }
+        for i in (0..300).step_by(37) {
+            assert!(matches!(store.redeem_code(&format!("c{i}"), 5).await.unwrap(), CodeRedemption::Redeemed(_)));
+        }
+    }
+}
