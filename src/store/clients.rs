@@ -69,8 +69,17 @@ impl Store {
         Ok(())
     }
 
+    /// The client (at most `cache::CLIENT_TTL` old when changed outside this process).
     pub async fn client(&self, client_id: &str) -> StoreResult<Option<Client>> {
-        client::Entity::find_by_id(client_id.to_owned()).one(&self.db).await?.map(Client::try_from).transpose()
+        if let Some(client) = self.cache.client(client_id) {
+            return Ok(Some(client));
+        }
+        let client =
+            client::Entity::find_by_id(client_id.to_owned()).one(&self.db).await?.map(Client::try_from).transpose()?;
+        if let Some(client) = &client {
+            self.cache.put_client(client);
+        }
+        Ok(client)
     }
 
     pub async fn list_clients(&self) -> StoreResult<Vec<Client>> {
@@ -92,6 +101,7 @@ impl Store {
         active.secret_hash = Set(Some(hash.to_owned()));
         active.updated_at = Set(now);
         active.update(&self.writer).await?;
+        self.cache.forget_client(client_id);
         Ok(true)
     }
 
@@ -104,6 +114,7 @@ impl Store {
         active.enabled = Set(enabled);
         active.updated_at = Set(now);
         active.update(&self.writer).await?;
+        self.cache.forget_client(client_id);
         Ok(true)
     }
 
@@ -135,6 +146,7 @@ impl Store {
         active.allowed_scopes = Set(c.allowed_scopes.join(" "));
         active.updated_at = Set(now);
         active.update(&self.writer).await.map_err(conflict_or)?;
+        self.cache.forget_client(&c.client_id);
         Ok(true)
     }
 
@@ -163,6 +175,7 @@ impl Store {
         let deleted = client::Entity::delete_by_id(client_id.to_owned()).exec(&txn).await?;
         txn.commit().await?;
         self.cache.forget_access_tokens();
+        self.cache.forget_client(client_id);
         Ok(deleted.rows_affected == 1)
     }
 }

@@ -26,10 +26,17 @@ impl Store {
 
     /// The session if it exists, has not ended and has not expired.
     pub async fn live_session(&self, sid: &str, now: i64) -> StoreResult<Option<SsoSession>> {
-        Ok(sso_session::Entity::find_by_id(sid.to_owned())
-            .one(&self.db)
-            .await?
-            .filter(|s| s.ended_at.is_none() && s.expires_at > now))
+        let session = match self.cache.session(sid) {
+            Some(session) => Some(session),
+            None => {
+                let session = sso_session::Entity::find_by_id(sid.to_owned()).one(&self.db).await?;
+                if let Some(session) = &session {
+                    self.cache.put_session(session);
+                }
+                session
+            }
+        };
+        Ok(session.filter(|s| s.ended_at.is_none() && s.expires_at > now))
     }
 
     /// Records a fresh authentication in an existing session (prompt=login, max_age).
@@ -39,6 +46,7 @@ impl Store {
             .filter(sso_session::Column::Sid.eq(sid))
             .exec(&self.writer)
             .await?;
+        self.cache.forget_session(sid);
         Ok(())
     }
 
@@ -50,6 +58,7 @@ impl Store {
             .filter(sso_session::Column::EndedAt.is_null())
             .exec(&self.writer)
             .await?;
+        self.cache.forget_session(sid);
         Ok(result.rows_affected == 1)
     }
 }

@@ -235,3 +235,35 @@ async fn userinfo_and_introspection_refuse_bad_tokens() {
     let response = http.get(app.url("/oauth2/userinfo")).bearer_auth(&access).send().await.unwrap();
     assert_eq!(response.status(), 401);
 }
+
+/// The CLI (another process) and other nodes change clients behind the server's back: the
+/// server's client cache must pick such a change up within its two-second lifetime.
+#[tokio::test]
+async fn client_disabled_by_another_process_is_refused_within_the_cache_lifetime() {
+    let app = spawn_app().await;
+    let registered = app.register("outside", false, true).await;
+    let (id, secret) = (registered.client.client_id.clone(), registered.secret.clone().unwrap());
+    let introspect = || {
+        reqwest::Client::new()
+            .post(app.url("/oauth2/introspect"))
+            .basic_auth(&id, Some(&secret))
+            .form(&[("token", "not-a-token")])
+            .send()
+    };
+    assert_eq!(introspect().await.unwrap().status(), 200, "client authenticates (and is now cached)");
+
+    // What `atsso clients disable` does: its own connection to the same database.
+    let outside = atsso::store::Store::connect(&app.state.config.database_url, 1).await.unwrap();
+    assert!(outside.set_client_enabled(&id, false, atsso::state::now()).await.unwrap());
+    let disabled_at = std::time::Instant::now();
+    loop {
+        let status = introspect().await.unwrap().status();
+        if status == 401 {
+            break;
+        }
+        assert_eq!(status, 200);
+        assert!(disabled_at.elapsed() < std::time::Duration::from_secs(4), "disable not seen after 4 s");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(disabled_at.elapsed() <= atsso::store::cache::CLIENT_TTL + std::time::Duration::from_millis(500));
+}
