@@ -69,7 +69,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
     let atproto = build_atproto_client(&store, &sealer, &config).await?;
     Ok(AppState {
         atproto,
-        discovery_json: oidc::discovery::document(&config).into(),
+        discovery_json: oidc::discovery::document(&config).into_bytes().into(),
         config: Arc::new(config),
         store,
         sealer,

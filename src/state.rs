@@ -12,8 +12,8 @@ pub struct AppState {
     pub sealer: Sealer,
     pub keys: Arc<KeyRing>,
     pub secret_cache: Arc<SecretCache>,
-    /// Discovery document, rendered once.
-    pub discovery_json: Arc<str>,
+    /// Discovery document, rendered once (shared bytes: no copy per request).
+    pub discovery_json: actix_web::web::Bytes,
 }
 
 /// Unix time in seconds.

@@ -3,7 +3,7 @@
 //! RSA-2048 one, and resource servers still verify them offline with the same JWKS; see
 //! BENCHMARKS.md). The newest unretired key of each algorithm signs; retired keys stay published
 //! until their tokens expire.
-use std::{collections::HashMap, sync::Arc};
+use std::collections::HashMap;
 
 use josekit::{
     jwk::{Jwk, KeyPair},
@@ -82,7 +82,7 @@ struct ActiveKey {
 pub struct KeySet {
     active: HashMap<Alg, ActiveKey>,
     verifiers: HashMap<String, Box<dyn JwsVerifier>>,
-    jwks_json: Arc<str>,
+    jwks_json: actix_web::web::Bytes,
 }
 
 fn key_error(e: impl std::fmt::Display) -> SigningError {
@@ -136,7 +136,7 @@ impl KeySet {
                 return Err(SigningError::NoActiveKey(alg.as_str()));
             }
         }
-        let jwks_json: Arc<str> = serde_json::json!({ "keys": jwks }).to_string().into();
+        let jwks_json = serde_json::json!({ "keys": jwks }).to_string().into_bytes().into();
         Ok(Self { active, verifiers, jwks_json })
     }
 
@@ -144,7 +144,8 @@ impl KeySet {
         self.active.get(&alg).map(|k| k.kid.as_str())
     }
 
-    pub fn jwks_json(&self) -> Arc<str> {
+    /// The JWKS document (shared bytes: serving it copies nothing).
+    pub fn jwks_json(&self) -> actix_web::web::Bytes {
         self.jwks_json.clone()
     }
 
@@ -200,7 +201,7 @@ mod tests {
         assert_eq!(rotated.active_kid(Alg::Rs256), Some(new.kid.as_str()));
         // A token signed by the retired key still verifies while it is published.
         assert!(rotated.verify(&token, None).is_ok());
-        let jwks: Value = serde_json::from_str(&rotated.jwks_json()).unwrap();
+        let jwks: Value = serde_json::from_slice(&rotated.jwks_json()).unwrap();
         let keys = jwks["keys"].as_array().unwrap();
         assert_eq!(keys.len(), 3);
         for key in keys {

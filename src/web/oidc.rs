@@ -34,7 +34,7 @@ async fn discovery(state: web::Data<AppState>) -> HttpResponse {
         .content_type("application/json")
         .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
         .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
-        .body(state.discovery_json.to_string())
+        .body(state.discovery_json.clone())
 }
 
 async fn jwks(state: web::Data<AppState>) -> HttpResponse {
@@ -42,7 +42,7 @@ async fn jwks(state: web::Data<AppState>) -> HttpResponse {
         .content_type("application/json")
         .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
         .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
-        .body(state.keys.current().jwks_json().to_string())
+        .body(state.keys.current().jwks_json())
 }
 
 async fn authorize_get(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, PageError> {
