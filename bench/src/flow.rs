@@ -472,26 +472,6 @@ pub enum Bearer {
     Unauthorized(String),
 }
 
-pub async fn get_ok(c: &Client, url: &str) -> Result<(), String> {
-    let resp = c
-        .get(url)
-        .send()
-        .await
-        .map_err(|e| format!("GET: {}", err_chain(&e)))?;
-    let status = resp.status();
-    let body = resp.bytes().await.map_err(|e| format!("GET body: {e}"))?;
-    if !status.is_success() {
-        return Err(format!(
-            "GET {url}: HTTP {status}: {}",
-            snippet(&String::from_utf8_lossy(&body))
-        ));
-    }
-    if body.is_empty() {
-        return Err(format!("GET {url}: empty body"));
-    }
-    Ok(())
-}
-
 pub async fn userinfo(c: &Client, env: &Env, access_token: &str) -> Result<Bearer, String> {
     let ep = env
         .disco

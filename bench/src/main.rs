@@ -6,6 +6,7 @@
 //! scenario, requests/s and latency p50/p90/p99.
 
 mod flow;
+mod raw;
 mod report;
 mod rsa;
 mod run;

@@ -89,8 +89,7 @@ fn measure(procs: usize, seconds: u32) -> Result<RsaResult, String> {
 fn parse(text: &str) -> Option<(f64, f64)> {
     let line = text
         .lines()
-        .filter(|l| l.trim_start().starts_with("rsa") && l.contains("2048 bits"))
-        .last()?;
+        .rfind(|l| l.trim_start().starts_with("rsa") && l.contains("2048 bits"))?;
     let nums: Vec<f64> = line
         .split_whitespace()
         .skip(3)

@@ -493,6 +493,12 @@ async fn worker(
     let mut t = Tally::new();
     let jwks = env.disco.jwks_uri.clone();
     let disco = env.discovery_url.clone();
+    // Static documents go through the lean GET (see raw.rs); the flows keep reqwest.
+    let mut lean_get = match sc {
+        Scenario::Discovery => Some(crate::raw::RawGet::new(&disco)),
+        Scenario::Jwks => Some(crate::raw::RawGet::new(&jwks)),
+        _ => None,
+    };
     loop {
         let now = Instant::now();
         if now >= we {
@@ -514,8 +520,14 @@ async fn worker(
         let t0 = Instant::now();
         // Ok((hops of an authorize, RS256 signatures in a token response))
         let res: Result<(Option<u32>, Option<u32>), String> = match sc {
-            Scenario::Discovery => flow::get_ok(&c, &disco).await.map(|_| (None, None)),
-            Scenario::Jwks => flow::get_ok(&c, &jwks).await.map(|_| (None, None)),
+            Scenario::Discovery | Scenario::Jwks => match lean_get.as_mut() {
+                Some(Ok(get)) => match tokio::time::timeout(Duration::from_secs(10), get.get()).await {
+                    Ok(result) => result.map(|_| (None, None)),
+                    Err(_) => Err("GET: timed out".into()),
+                },
+                Some(Err(e)) => Err(e.clone()),
+                None => Err("no lean GET for this scenario".into()),
+            },
             Scenario::Authorize => flow::authorize(&c, &env, &mut jar)
                 .await
                 .map(|code| (Some(code.hops), None)),
@@ -623,8 +635,8 @@ async fn run_exchange_rounds(env: Arc<Env>, cfg: RunConfig, jars: Jars) -> Scena
     let n = cfg.concurrency;
     let barrier = Arc::new(Barrier::new(n));
     // Per round: (earliest exchange start, latest exchange end).
-    let spans: Arc<Mutex<Vec<(Option<Instant>, Option<Instant>)>>> =
-        Arc::new(Mutex::new(Vec::new()));
+    type RoundSpan = (Option<Instant>, Option<Instant>);
+    let spans: Arc<Mutex<Vec<RoundSpan>>> = Arc::new(Mutex::new(Vec::new()));
     let started = Instant::now();
     // Safety stop: never run longer than warm-up + 6 × duration in total.
     let hard_stop = started + cfg.warmup + cfg.duration * 6;
