@@ -56,7 +56,7 @@ impl RawGet {
         stream.write_all(&self.request).await.map_err(|e| format!("write: {e}"))?;
         self.buf.clear();
         // Read until the head is complete.
-        let (status, head_len, body_len, close) = loop {
+        let (status, head_len, body, close) = loop {
             read_more(stream, &mut self.buf).await?;
             let mut headers = [httparse::EMPTY_HEADER; 32];
             let mut response = httparse::Response::new(&mut headers);
@@ -65,35 +65,77 @@ impl RawGet {
                 httparse::Status::Complete(head_len) => {
                     let status = response.code.unwrap_or(0);
                     let mut body_len = None;
+                    let mut chunked = false;
                     let mut close = false;
                     for header in response.headers.iter() {
                         if header.name.eq_ignore_ascii_case("content-length") {
                             let text = std::str::from_utf8(header.value).map_err(|_| "bad content-length")?;
                             body_len = Some(text.trim().parse::<usize>().map_err(|_| "bad content-length")?);
                         } else if header.name.eq_ignore_ascii_case("transfer-encoding") {
-                            return Err("chunked responses are not supported by the lean GET".into());
+                            chunked = header.value.eq_ignore_ascii_case(b"chunked");
                         } else if header.name.eq_ignore_ascii_case("connection") {
                             close = header.value.eq_ignore_ascii_case(b"close");
                         }
                     }
-                    break (status, head_len, body_len.ok_or("response without content-length")?, close);
+                    let body = match (body_len, chunked) {
+                        (_, true) => Body::Chunked,
+                        (Some(len), false) => Body::Length(len),
+                        (None, false) => return Err("response with neither content-length nor chunked".into()),
+                    };
+                    break (status, head_len, body, close);
                 }
             }
         };
-        while self.buf.len() < head_len + body_len {
-            read_more(stream, &mut self.buf).await?;
-        }
+        let body_len = match body {
+            Body::Length(len) => {
+                while self.buf.len() < head_len + len {
+                    read_more(stream, &mut self.buf).await?;
+                }
+                len
+            }
+            Body::Chunked => read_chunked(stream, &mut self.buf, head_len).await?,
+        };
         if close {
             self.stream = None;
         }
         if !(200..300).contains(&status) {
-            let body = String::from_utf8_lossy(&self.buf[head_len..head_len + body_len]);
+            let body = String::from_utf8_lossy(&self.buf[head_len..]);
             return Err(format!("GET: HTTP {status}: {}", body.chars().take(200).collect::<String>()));
         }
         if body_len == 0 {
             return Err("GET: empty body".into());
         }
         Ok(body_len)
+    }
+}
+
+enum Body {
+    Length(usize),
+    Chunked,
+}
+
+/// Reads a chunked body that starts at `start`; returns its decoded length (no trailers).
+async fn read_chunked(stream: &mut TcpStream, buf: &mut Vec<u8>, start: usize) -> Result<usize, String> {
+    let mut at = start;
+    let mut total = 0;
+    loop {
+        let (consumed, size) = loop {
+            match httparse::parse_chunk_size(&buf[at..]).map_err(|_| "bad chunk size")? {
+                httparse::Status::Complete(found) => break found,
+                httparse::Status::Partial => read_more(stream, buf).await?,
+            }
+        };
+        at += consumed;
+        let size = usize::try_from(size).map_err(|_| "chunk too large")?;
+        // The chunk's data (none for the last chunk) and its CRLF.
+        while buf.len() < at + size + 2 {
+            read_more(stream, buf).await?;
+        }
+        at += size + 2;
+        total += size;
+        if size == 0 {
+            return Ok(total);
+        }
     }
 }
 
