@@ -11,7 +11,15 @@
 //! Clients are also changed from outside the server (the `atsso clients ...` CLI, other nodes),
 //! so a cached client is trusted for `CLIENT_TTL` only: a change made here takes effect at once,
 //! a change made elsewhere within two seconds.
-use std::time::{Duration, Instant};
+//!
+//! A lookup that misses reads the database and then fills the cache; a change that lands between
+//! that read and the fill must not leave the old row cached. Every invalidation therefore bumps a
+//! generation counter before it removes entries, and a fill only stands if the generation is the
+//! one seen before the read (`generation()` → read → `put_*(.., seen)`).
+use std::{
+    sync::atomic::{AtomicU64, Ordering::SeqCst},
+    time::{Duration, Instant},
+};
 
 use dashmap::DashMap;
 
@@ -20,12 +28,14 @@ use super::{clients::Client, sessions::SsoSession, tokens::AccessTokenRecord, us
 /// How long a cached client row is used before it is read again.
 pub const CLIENT_TTL: Duration = Duration::from_secs(2);
 
-/// Beyond this many entries a map is emptied (a crude but safe bound on memory).
-const MAX_ENTRIES: usize = 100_000;
+/// Beyond this many entries a map is emptied (a crude but safe bound on memory: a few MiB per
+/// map; a miss costs one indexed read).
+const MAX_ENTRIES: usize = 10_000;
 
 #[derive(Debug, Default)]
 pub struct ReadCache {
     enabled: bool,
+    generation: AtomicU64,
     access_tokens: DashMap<String, AccessTokenRecord>,
     users: DashMap<String, UserProfile>,
     sessions: DashMap<String, SsoSession>,
@@ -37,25 +47,47 @@ impl ReadCache {
         Self { enabled, ..Default::default() }
     }
 
+    /// Take this before reading the database for a later `put_*`.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(SeqCst)
+    }
+
+    fn fill<V>(&self, map: &DashMap<String, V>, key: &str, value: V, seen: u64) {
+        if self.generation() != seen {
+            return;
+        }
+        if map.len() >= MAX_ENTRIES {
+            map.clear();
+        }
+        map.insert(key.to_owned(), value);
+        // An invalidation raced with this fill: it may have removed before we inserted.
+        if self.generation() != seen {
+            map.remove(key);
+        }
+    }
+
+    /// Called after the database change is committed, before entries are removed.
+    fn bump(&self) {
+        self.generation.fetch_add(1, SeqCst);
+    }
+
     pub fn access_token(&self, token_hash: &str) -> Option<AccessTokenRecord> {
         self.enabled.then(|| self.access_tokens.get(token_hash).map(|r| r.clone())).flatten()
     }
 
-    pub fn put_access_token(&self, record: &AccessTokenRecord) {
+    pub fn put_access_token(&self, record: &AccessTokenRecord, seen: u64) {
         if self.enabled {
-            if self.access_tokens.len() >= MAX_ENTRIES {
-                self.access_tokens.clear();
-            }
-            self.access_tokens.insert(record.token_hash.clone(), record.clone());
+            self.fill(&self.access_tokens, &record.token_hash, record.clone(), seen);
         }
     }
 
     /// Any revocation: forget every cached token record (revocations are rare; lookups refill).
     pub fn forget_access_tokens(&self) {
+        self.bump();
         self.access_tokens.clear();
     }
 
-    /// Drops records that have expired (the sweeper deletes their rows).
+    /// Drops entries that can no longer be used (the sweeper deletes their rows).
     pub fn forget_expired(&self, now: i64) {
         self.access_tokens.retain(|_, record| record.expires_at > now);
         self.sessions.retain(|_, session| session.expires_at > now && session.ended_at.is_none());
@@ -66,20 +98,19 @@ impl ReadCache {
         self.enabled.then(|| self.users.get(did).map(|u| u.clone())).flatten()
     }
 
-    pub fn put_user(&self, user: &UserProfile) {
+    pub fn put_user(&self, user: &UserProfile, seen: u64) {
         if self.enabled {
-            if self.users.len() >= MAX_ENTRIES {
-                self.users.clear();
-            }
-            self.users.insert(user.did.clone(), user.clone());
+            self.fill(&self.users, &user.did, user.clone(), seen);
         }
     }
 
     pub fn forget_user(&self, did: &str) {
+        self.bump();
         self.users.remove(did);
     }
 
     pub fn forget_users(&self) {
+        self.bump();
         self.users.clear();
     }
 
@@ -87,16 +118,14 @@ impl ReadCache {
         self.enabled.then(|| self.sessions.get(sid).map(|s| s.clone())).flatten()
     }
 
-    pub fn put_session(&self, session: &SsoSession) {
+    pub fn put_session(&self, session: &SsoSession, seen: u64) {
         if self.enabled {
-            if self.sessions.len() >= MAX_ENTRIES {
-                self.sessions.clear();
-            }
-            self.sessions.insert(session.sid.clone(), session.clone());
+            self.fill(&self.sessions, &session.sid, session.clone(), seen);
         }
     }
 
     pub fn forget_session(&self, sid: &str) {
+        self.bump();
         self.sessions.remove(sid);
     }
 
@@ -108,14 +137,66 @@ impl ReadCache {
             .map(|entry| entry.0.clone())
     }
 
-    pub fn put_client(&self, client: &Client) {
-        if self.clients.len() >= MAX_ENTRIES {
-            self.clients.clear();
-        }
-        self.clients.insert(client.client_id.clone(), (client.clone(), Instant::now()));
+    pub fn put_client(&self, client: &Client, seen: u64) {
+        self.fill(&self.clients, &client.client_id, (client.clone(), Instant::now()), seen);
     }
 
     pub fn forget_client(&self, client_id: &str) {
+        self.bump();
         self.clients.remove(client_id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(sid: &str) -> SsoSession {
+        SsoSession {
+            sid: sid.into(),
+            secret_hash: "h".into(),
+            did: "did:plc:a".into(),
+            auth_time: 1,
+            created_at: 1,
+            expires_at: i64::MAX,
+            ended_at: None,
+        }
+    }
+
+    #[test]
+    fn a_fill_that_raced_an_invalidation_does_not_stand() {
+        let cache = ReadCache::new(true);
+        // Filler reads the row (live), then the session is ended and invalidated, then the fill.
+        let seen = cache.generation();
+        cache.forget_session("s1");
+        cache.put_session(&session("s1"), seen);
+        assert!(cache.session("s1").is_none());
+        // A fill with a current generation stands; the next invalidation removes it.
+        cache.put_session(&session("s1"), cache.generation());
+        assert!(cache.session("s1").is_some());
+        cache.forget_session("s1");
+        assert!(cache.session("s1").is_none());
+    }
+
+    #[test]
+    fn disabled_cache_keeps_tokens_sessions_and_users_out_but_clients_in() {
+        let cache = ReadCache::new(false);
+        cache.put_session(&session("s1"), cache.generation());
+        assert!(cache.session("s1").is_none());
+        let client = Client {
+            client_id: "c".into(),
+            name: "n".into(),
+            secret_hash: None,
+            redirect_uris: vec![],
+            post_logout_redirect_uris: vec![],
+            backchannel_logout_uri: None,
+            frontchannel_logout_uri: None,
+            first_party: false,
+            allowed_scopes: vec![],
+            enabled: true,
+            created_at: 0,
+        };
+        cache.put_client(&client, cache.generation());
+        assert_eq!(cache.client("c"), Some(client));
     }
 }

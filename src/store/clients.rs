@@ -74,10 +74,11 @@ impl Store {
         if let Some(client) = self.cache.client(client_id) {
             return Ok(Some(client));
         }
+        let seen = self.cache.generation();
         let client =
             client::Entity::find_by_id(client_id.to_owned()).one(&self.db).await?.map(Client::try_from).transpose()?;
         if let Some(client) = &client {
-            self.cache.put_client(client);
+            self.cache.put_client(client, seen);
         }
         Ok(client)
     }

@@ -29,9 +29,10 @@ impl Store {
         let session = match self.cache.session(sid) {
             Some(session) => Some(session),
             None => {
+                let seen = self.cache.generation();
                 let session = sso_session::Entity::find_by_id(sid.to_owned()).one(&self.db).await?;
                 if let Some(session) = &session {
-                    self.cache.put_session(session);
+                    self.cache.put_session(session, seen);
                 }
                 session
             }

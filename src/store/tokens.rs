@@ -45,7 +45,8 @@ impl Store {
                 })
             })
             .await?;
-        self.cache.put_access_token(access);
+        // Not cached here: most issued tokens are never looked up by us (resource servers verify
+        // them offline); the first userinfo or introspection call fills the cache.
         Ok(())
     }
 
@@ -93,12 +94,13 @@ impl Store {
         if let Some(record) = self.cache.access_token(token_hash) {
             return Ok(Some(record));
         }
+        let seen = self.cache.generation();
         let record = access_token::Entity::find()
             .filter(access_token::Column::TokenHash.eq(token_hash))
             .one(&self.db)
             .await?;
         if let Some(record) = &record {
-            self.cache.put_access_token(record);
+            self.cache.put_access_token(record, seen);
         }
         Ok(record)
     }

@@ -62,9 +62,10 @@ impl Store {
         if let Some(user) = self.cache.user(did) {
             return Ok(Some(user));
         }
+        let seen = self.cache.generation();
         let user = user::Entity::find_by_id(did.to_owned()).one(&self.db).await?.map(UserProfile::from);
         if let Some(user) = &user {
-            self.cache.put_user(user);
+            self.cache.put_user(user, seen);
         }
         Ok(user)
     }
