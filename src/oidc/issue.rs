@@ -8,7 +8,7 @@ use crate::{
     error::OAuthError,
     state::{now, AppState},
     store::{
-        tokens::{AccessTokenRecord, RefreshTokenRecord},
+        tokens::{AccessTokenRecord, RefreshTokenRecord, Spend},
         users::UserProfile,
     },
 };
@@ -34,7 +34,10 @@ pub struct TokenResponse {
     pub scope: String,
 }
 
-pub async fn issue_tokens(state: &AppState, grant: Grant<'_>) -> Result<TokenResponse, OAuthError> {
+/// Mints the tokens of a grant, then spends the code or refresh token and stores the new
+/// records in one write. `None` when the code or token was spent by a concurrent request in the
+/// meantime (nothing stored; the signatures are discarded).
+pub async fn issue_tokens(state: &AppState, grant: Grant<'_>, spend: Spend) -> Result<Option<TokenResponse>, OAuthError> {
     let config = &state.config;
     let issuer = config.issuer();
     let issued_at = now();
@@ -111,14 +114,16 @@ pub async fn issue_tokens(state: &AppState, grant: Grant<'_>) -> Result<TokenRes
         expires_at: access_expires,
         revoked_at: None,
     };
-    state.store.insert_issued_tokens(Some(&refresh), &access).await?;
+    if !state.store.spend_and_store(spend, issued_at, &refresh, &access).await? {
+        return Ok(None);
+    }
 
-    Ok(TokenResponse {
+    Ok(Some(TokenResponse {
         access_token,
         token_type: "Bearer",
         expires_in: config.access_token_ttl_secs,
         refresh_token,
         id_token,
         scope,
-    })
+    }))
 }

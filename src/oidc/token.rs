@@ -5,10 +5,14 @@ use super::{
     params::Params,
 };
 use crate::{
-    crypto::{pkce_s256_matches, sha256_b64},
+    crypto::{constant_time_eq, pkce_s256_matches, sha256_b64},
     error::{ErrorCode, OAuthError},
     state::{now, AppState},
-    store::{clients::Client, grants::CodeRedemption, tokens::RefreshRotation},
+    store::{
+        clients::Client,
+        grants::{AuthorizationCode, CodeRedemption},
+        tokens::{RefreshTokenRecord, Spend},
+    },
 };
 
 pub async fn exchange(state: &AppState, client: &Client, params: &Params) -> Result<TokenResponse, OAuthError> {
@@ -22,17 +26,54 @@ pub async fn exchange(state: &AppState, client: &Client, params: &Params) -> Res
 
 async fn authorization_code(state: &AppState, client: &Client, params: &Params) -> Result<TokenResponse, OAuthError> {
     let code = params.get("code").ok_or_else(|| OAuthError::invalid_request("code is required"))?;
+    let code_hash = sha256_b64(code);
     let now = now();
-    let record = match state.store.redeem_code(&sha256_b64(code), now).await? {
-        CodeRedemption::Redeemed(record) => record,
-        CodeRedemption::Replayed(record) => {
-            // RFC 6749 §4.1.2: a code used twice revokes what it issued.
-            tracing::warn!(client_id = %record.client_id, "authorization code replayed; revoking its tokens");
-            state.store.revoke_family(&record.family_id, now).await?;
-            return Err(OAuthError::invalid_grant("authorization code has already been used"));
-        }
-        CodeRedemption::Unknown => return Err(OAuthError::invalid_grant("authorization code is invalid")),
+    // Read and check first, sign, then spend the code and store the tokens in one write.
+    let Some(record) = state.store.authorization_code(&code_hash).await? else {
+        return Err(OAuthError::invalid_grant("authorization code is invalid"));
     };
+    if record.used_at.is_some() {
+        return Err(code_replayed(state, &record, now).await);
+    }
+    if let Err(refusal) = check_code(state, client, params, &record, now).await {
+        // A code presented wrongly is spent all the same: no second try with other parameters.
+        if let CodeRedemption::Replayed(record) = state.store.redeem_code(&code_hash, now).await? {
+            return Err(code_replayed(state, &record, now).await);
+        }
+        return Err(refusal);
+    }
+    let grant = Grant {
+        client_id: &client.client_id,
+        did: &record.did,
+        sid: &record.sid,
+        scopes: split_scopes(&record.scope),
+        auth_time: record.auth_time,
+        nonce: record.nonce.as_deref(),
+        family_id: &record.family_id,
+    };
+    match issue_tokens(state, grant, Spend::Code { code_hash }).await? {
+        Some(response) => Ok(response),
+        // Redeemed by a concurrent request since we read it: a replay.
+        None => Err(code_replayed(state, &record, now).await),
+    }
+}
+
+/// RFC 6749 §4.1.2: a code used twice revokes what it issued.
+async fn code_replayed(state: &AppState, record: &AuthorizationCode, now: i64) -> OAuthError {
+    tracing::warn!(client_id = %record.client_id, "authorization code replayed; revoking its tokens");
+    if let Err(error) = state.store.revoke_family(&record.family_id, now).await {
+        return error.into();
+    }
+    OAuthError::invalid_grant("authorization code has already been used")
+}
+
+async fn check_code(
+    state: &AppState,
+    client: &Client,
+    params: &Params,
+    record: &AuthorizationCode,
+    now: i64,
+) -> Result<(), OAuthError> {
     if record.client_id != client.client_id {
         return Err(OAuthError::invalid_grant("authorization code was issued to another client"));
     }
@@ -57,35 +98,27 @@ async fn authorization_code(state: &AppState, client: &Client, params: &Params) 
     if state.store.live_session(&record.sid, now).await?.is_none() {
         return Err(OAuthError::invalid_grant("the sign-in session has ended"));
     }
-    issue_tokens(
-        state,
-        Grant {
-            client_id: &client.client_id,
-            did: &record.did,
-            sid: &record.sid,
-            scopes: split_scopes(&record.scope),
-            auth_time: record.auth_time,
-            nonce: record.nonce.as_deref(),
-            family_id: &record.family_id,
-        },
-    )
-    .await
+    Ok(())
 }
 
 async fn refresh_token(state: &AppState, client: &Client, params: &Params) -> Result<TokenResponse, OAuthError> {
     let token = params.get("refresh_token").ok_or_else(|| OAuthError::invalid_request("refresh_token is required"))?;
-    let hash = sha256_b64(token);
+    let token_hash = sha256_b64(token);
     let now = now();
-    let record = match state.store.rotate_refresh_token(&hash, &client.client_id, now).await? {
-        RefreshRotation::Rotated(record) => record,
-        RefreshRotation::Reused(record) => {
-            tracing::warn!(client_id = %record.client_id, "rotated refresh token reused; revoking its family");
-            state.store.revoke_family(&record.family_id, now).await?;
-            return Err(OAuthError::invalid_grant("refresh token has already been used"));
-        }
-        RefreshRotation::OtherClient => return Err(OAuthError::invalid_grant("refresh token was issued to another client")),
-        RefreshRotation::Invalid => return Err(OAuthError::invalid_grant("refresh token is invalid, revoked or expired")),
+    // Read and check first (another client's token stays untouched), sign, then spend the token
+    // and store its successor in one write.
+    let Some(record) = state.store.refresh_token(&token_hash).await? else {
+        return Err(OAuthError::invalid_grant("refresh token is invalid"));
     };
+    if !constant_time_eq(record.client_id.as_bytes(), client.client_id.as_bytes()) {
+        return Err(OAuthError::invalid_grant("refresh token was issued to another client"));
+    }
+    if record.revoked_at.is_some() || record.expires_at <= now {
+        return Err(OAuthError::invalid_grant("refresh token is invalid, revoked or expired"));
+    }
+    if record.rotated_at.is_some() {
+        return Err(refresh_reused(state, &record, now).await);
+    }
     let granted = split_scopes(&record.scope);
     let scopes = match params.get("scope") {
         Some(requested) => {
@@ -101,19 +134,34 @@ async fn refresh_token(state: &AppState, client: &Client, params: &Params) -> Re
         state.store.revoke_family(&record.family_id, now).await?;
         return Err(OAuthError::invalid_grant("the sign-in session has ended"));
     }
-    issue_tokens(
-        state,
-        Grant {
-            client_id: &client.client_id,
-            did: &record.did,
-            sid: &record.sid,
-            scopes,
-            auth_time: record.auth_time,
-            nonce: None,
-            family_id: &record.family_id,
+    let grant = Grant {
+        client_id: &client.client_id,
+        did: &record.did,
+        sid: &record.sid,
+        scopes,
+        auth_time: record.auth_time,
+        nonce: None,
+        family_id: &record.family_id,
+    };
+    match issue_tokens(state, grant, Spend::RefreshToken { token_hash: token_hash.clone() }).await? {
+        Some(response) => Ok(response),
+        // Spent or revoked since we read it: a concurrent reuse, or a revocation.
+        None => match state.store.refresh_token(&token_hash).await? {
+            Some(current) if current.rotated_at.is_some() && current.revoked_at.is_none() => {
+                Err(refresh_reused(state, &current, now).await)
+            }
+            _ => Err(OAuthError::invalid_grant("refresh token is invalid, revoked or expired")),
         },
-    )
-    .await
+    }
+}
+
+/// A rotated refresh token presented again: revoke its whole family (OAuth 2.0 Security BCP).
+async fn refresh_reused(state: &AppState, record: &RefreshTokenRecord, now: i64) -> OAuthError {
+    tracing::warn!(client_id = %record.client_id, "rotated refresh token reused; revoking its family");
+    if let Err(error) = state.store.revoke_family(&record.family_id, now).await {
+        return error.into();
+    }
+    OAuthError::invalid_grant("refresh token has already been used")
 }
 
 fn split_scopes(scope: &str) -> Vec<String> {

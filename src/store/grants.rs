@@ -96,6 +96,10 @@ impl Store {
         Ok(())
     }
 
+    pub async fn authorization_code(&self, code_hash: &str) -> StoreResult<Option<AuthorizationCode>> {
+        Ok(authorization_code::Entity::find_by_id(code_hash.to_owned()).one(&self.db).await?)
+    }
+
     /// Spends a code atomically: of two concurrent redemptions exactly one wins (the guarded
     /// UPDATE is the compare-and-set).
     pub async fn redeem_code(&self, code_hash: &str, now: i64) -> StoreResult<CodeRedemption> {

@@ -5,84 +5,68 @@ use sea_orm::{
 };
 
 use super::{
-    entities::{access_token, refresh_token},
+    entities::{access_token, authorization_code, refresh_token},
     Store, StoreResult,
 };
 
 pub use access_token::Model as AccessTokenRecord;
 pub use refresh_token::Model as RefreshTokenRecord;
 
-pub enum RefreshRotation {
-    /// The token was live and is now spent; issue its successor.
-    Rotated(RefreshTokenRecord),
-    /// The token had already been rotated: a replay. The caller revokes the family.
-    Reused(RefreshTokenRecord),
-    /// Unknown, revoked or expired.
-    Invalid,
-    /// Issued to another client than the one presenting it (left untouched).
-    OtherClient,
+/// What a token response spends: the authorization code or the refresh token it answers.
+#[derive(Clone, Debug)]
+pub enum Spend {
+    Code { code_hash: String },
+    RefreshToken { token_hash: String },
 }
 
 impl Store {
-    /// Stores the records of one token response in one transaction.
-    pub async fn insert_issued_tokens(
+    /// Spends the code or refresh token (a compare-and-set: of two concurrent presentations
+    /// exactly one wins) and, only if that won, stores the new token records, all in one write.
+    /// Returns false when the code or token had already been spent or revoked: nothing stored.
+    pub async fn spend_and_store(
         &self,
-        refresh: Option<&RefreshTokenRecord>,
+        spend: Spend,
+        now: i64,
+        refresh: &RefreshTokenRecord,
         access: &AccessTokenRecord,
-    ) -> StoreResult<()> {
-        let refresh = refresh.cloned();
-        let access_row = access.clone();
-        self.write_queue
-            .write(move |txn| {
-                let refresh = refresh.clone().map(refresh_token::ActiveModel::from);
-                let access = access_token::ActiveModel::from(access_row.clone());
-                Box::pin(async move {
-                    if let Some(refresh) = refresh {
-                        refresh_token::Entity::insert(refresh).exec_without_returning(txn).await?;
-                    }
-                    access_token::Entity::insert(access).exec_without_returning(txn).await?;
-                    Ok(())
-                })
-            })
-            .await?;
-        // Not cached here: most issued tokens are never looked up by us (resource servers verify
-        // them offline); the first userinfo or introspection call fills the cache.
-        Ok(())
-    }
-
-    /// Spends a refresh token presented by `client_id`: checks and marks it in one write, so of
-    /// two concurrent presentations exactly one wins (the guarded UPDATE is the compare-and-set).
-    pub async fn rotate_refresh_token(&self, token_hash: &str, client_id: &str, now: i64) -> StoreResult<RefreshRotation> {
-        let token_hash = token_hash.to_owned();
-        let client_id = client_id.to_owned();
-        let rotation = self
+    ) -> StoreResult<bool> {
+        let (refresh, access) = (refresh.clone(), access.clone());
+        let stored = self
             .write_queue
             .write(move |txn| {
-                let token_hash = token_hash.clone();
-                let client_id = client_id.clone();
+                let spend = spend.clone();
+                let refresh = refresh_token::ActiveModel::from(refresh.clone());
+                let access = access_token::ActiveModel::from(access.clone());
                 Box::pin(async move {
-                    let Some(row) = refresh_token::Entity::find_by_id(token_hash.clone()).one(txn).await? else {
-                        return Ok(RefreshRotation::Invalid);
+                    let spent = match spend {
+                        Spend::Code { code_hash } => authorization_code::Entity::update_many()
+                            .col_expr(authorization_code::Column::UsedAt, Expr::value(now))
+                            .filter(authorization_code::Column::CodeHash.eq(code_hash))
+                            .filter(authorization_code::Column::UsedAt.is_null())
+                            .exec(txn)
+                            .await?
+                            .rows_affected,
+                        Spend::RefreshToken { token_hash } => refresh_token::Entity::update_many()
+                            .col_expr(refresh_token::Column::RotatedAt, Expr::value(now))
+                            .filter(refresh_token::Column::TokenHash.eq(token_hash))
+                            .filter(refresh_token::Column::RotatedAt.is_null())
+                            .filter(refresh_token::Column::RevokedAt.is_null())
+                            .exec(txn)
+                            .await?
+                            .rows_affected,
                     };
-                    // Another client's token stays untouched.
-                    if !crate::crypto::constant_time_eq(row.client_id.as_bytes(), client_id.as_bytes()) {
-                        return Ok(RefreshRotation::OtherClient);
+                    if spent != 1 {
+                        return Ok(false);
                     }
-                    if row.revoked_at.is_some() || row.expires_at <= now {
-                        return Ok(RefreshRotation::Invalid);
-                    }
-                    let updated = refresh_token::Entity::update_many()
-                        .col_expr(refresh_token::Column::RotatedAt, Expr::value(now))
-                        .filter(refresh_token::Column::TokenHash.eq(token_hash))
-                        .filter(refresh_token::Column::RotatedAt.is_null())
-                        .filter(refresh_token::Column::RevokedAt.is_null())
-                        .exec(txn)
-                        .await?;
-                    Ok(if updated.rows_affected == 1 { RefreshRotation::Rotated(row) } else { RefreshRotation::Reused(row) })
+                    refresh_token::Entity::insert(refresh).exec_without_returning(txn).await?;
+                    access_token::Entity::insert(access).exec_without_returning(txn).await?;
+                    // Not cached here: most issued tokens are never looked up by us (resource
+                    // servers verify them offline); the first userinfo or introspection fills it.
+                    Ok(true)
                 })
             })
             .await?;
-        Ok(rotation)
+        Ok(stored)
     }
 
     pub async fn refresh_token(&self, token_hash: &str) -> StoreResult<Option<RefreshTokenRecord>> {

@@ -160,8 +160,33 @@ async fn refresh_token_of_another_client_is_refused_and_left_intact() {
     let (status, body, _) = post_token(&app, Some((&registered.client.client_id, registered.secret.as_deref().unwrap())), &[("grant_type", "refresh_token"), ("refresh_token", &refresh), ("scope", "openid email")]).await;
     assert_eq!(status, 200, "narrowing scope is allowed: {body}");
     assert_eq!(body["scope"], "openid email");
-    let (status, body, _) = post_token(&app, Some((&registered.client.client_id, registered.secret.as_deref().unwrap())), &[("grant_type", "refresh_token"), ("refresh_token", body["refresh_token"].as_str().unwrap()), ("scope", "openid offline_access")]).await;
+    let narrowed = body["refresh_token"].as_str().unwrap().to_owned();
+    let (status, body, _) = post_token(&app, Some((&registered.client.client_id, registered.secret.as_deref().unwrap())), &[("grant_type", "refresh_token"), ("refresh_token", &narrowed), ("scope", "openid offline_access")]).await;
     assert_eq!((status, body["error"].as_str()), (400, Some("invalid_scope")), "widening scope is refused");
+    // A refused request does not spend the token.
+    let (status, body, _) = post_token(&app, Some((&registered.client.client_id, registered.secret.as_deref().unwrap())), &[("grant_type", "refresh_token"), ("refresh_token", &narrowed)]).await;
+    assert_eq!(status, 200, "the token survives a refused scope request: {body}");
+}
+
+/// Two requests racing with one refresh token: exactly one gets tokens; the other is a reuse,
+/// which revokes the whole family, including what the winner just received.
+#[tokio::test]
+async fn concurrent_refreshes_with_one_token_have_one_winner_then_the_family_is_revoked() {
+    let app = spawn_app().await;
+    let registered = app.register("app", false, true).await;
+    let rp = Rp::discover(&app, &registered).await;
+    let (code, verifier) = code_for(&app, &rp).await;
+    let tokens = rp.exchange(&code, verifier).await.unwrap();
+    let refresh = openidconnect::OAuth2TokenResponse::refresh_token(&tokens).unwrap().secret().clone();
+    let auth = Some((registered.client.client_id.as_str(), registered.secret.as_deref().unwrap()));
+    let form = [("grant_type", "refresh_token"), ("refresh_token", refresh.as_str())];
+    let outcomes = futures_util::future::join_all((0..8).map(|_| post_token(&app, auth, &form))).await;
+    let winners: Vec<&Value> = outcomes.iter().filter(|(status, _, _)| *status == 200).map(|(_, body, _)| body).collect();
+    assert_eq!(winners.len(), 1, "exactly one winner: {outcomes:?}");
+    assert!(outcomes.iter().all(|(status, body, _)| *status == 200 || body["error"] == "invalid_grant"));
+    let successor = winners[0]["refresh_token"].as_str().unwrap();
+    let (status, body, _) = post_token(&app, auth, &[("grant_type", "refresh_token"), ("refresh_token", successor)]).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "the family is revoked after the reuse");
 }
 
 #[tokio::test]
