@@ -109,11 +109,6 @@ impl ReadCache {
         self.users.remove(did);
     }
 
-    pub fn forget_users(&self) {
-        self.bump();
-        self.users.clear();
-    }
-
     pub fn session(&self, sid: &str) -> Option<SsoSession> {
         self.enabled.then(|| self.sessions.get(sid).map(|s| s.clone())).flatten()
     }

@@ -1,6 +1,6 @@
 //! Pending authorization requests, remembered consents and authorization codes.
 use sea_orm::{
-    sea_query::{Expr, OnConflict},
+    sea_query::OnConflict,
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
 };
 
@@ -115,13 +115,8 @@ impl Store {
                     if row.used_at.is_some() {
                         return Ok(CodeRedemption::Replayed(row));
                     }
-                    let updated = authorization_code::Entity::update_many()
-                        .col_expr(authorization_code::Column::UsedAt, Expr::value(now))
-                        .filter(authorization_code::Column::CodeHash.eq(code_hash))
-                        .filter(authorization_code::Column::UsedAt.is_null())
-                        .exec(txn)
-                        .await?;
-                    Ok(if updated.rows_affected == 1 { CodeRedemption::Redeemed(row) } else { CodeRedemption::Replayed(row) })
+                    let spent = super::tokens::spend_in(txn, &super::tokens::Spend::Code { code_hash }, now).await?;
+                    Ok(if spent == 1 { CodeRedemption::Redeemed(row) } else { CodeRedemption::Replayed(row) })
                 })
             })
             .await?;

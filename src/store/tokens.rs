@@ -38,23 +38,7 @@ impl Store {
                 let refresh = refresh_token::ActiveModel::from(refresh.clone());
                 let access = access_token::ActiveModel::from(access.clone());
                 Box::pin(async move {
-                    let spent = match spend {
-                        Spend::Code { code_hash } => authorization_code::Entity::update_many()
-                            .col_expr(authorization_code::Column::UsedAt, Expr::value(now))
-                            .filter(authorization_code::Column::CodeHash.eq(code_hash))
-                            .filter(authorization_code::Column::UsedAt.is_null())
-                            .exec(txn)
-                            .await?
-                            .rows_affected,
-                        Spend::RefreshToken { token_hash } => refresh_token::Entity::update_many()
-                            .col_expr(refresh_token::Column::RotatedAt, Expr::value(now))
-                            .filter(refresh_token::Column::TokenHash.eq(token_hash))
-                            .filter(refresh_token::Column::RotatedAt.is_null())
-                            .filter(refresh_token::Column::RevokedAt.is_null())
-                            .exec(txn)
-                            .await?
-                            .rows_affected,
-                    };
+                    let spent = spend_in(txn, &spend, now).await?;
                     if spent != 1 {
                         return Ok(false);
                     }
@@ -151,6 +135,31 @@ pub(super) async fn sweep(db: &impl ConnectionTrait, now: i64) -> StoreResult<u6
         .exec(db)
         .await?;
     Ok(refresh.rows_affected + access.rows_affected)
+}
+
+/// Marks the code used or the refresh token rotated if it still can be; returns the rows changed
+/// (1 when this call won the compare-and-set, 0 when it was already spent or revoked).
+pub(super) async fn spend_in(txn: &impl ConnectionTrait, spend: &Spend, now: i64) -> Result<u64, sea_orm::DbErr> {
+    let result = match spend {
+        Spend::Code { code_hash } => {
+            authorization_code::Entity::update_many()
+                .col_expr(authorization_code::Column::UsedAt, Expr::value(now))
+                .filter(authorization_code::Column::CodeHash.eq(code_hash.as_str()))
+                .filter(authorization_code::Column::UsedAt.is_null())
+                .exec(txn)
+                .await?
+        }
+        Spend::RefreshToken { token_hash } => {
+            refresh_token::Entity::update_many()
+                .col_expr(refresh_token::Column::RotatedAt, Expr::value(now))
+                .filter(refresh_token::Column::TokenHash.eq(token_hash.as_str()))
+                .filter(refresh_token::Column::RotatedAt.is_null())
+                .filter(refresh_token::Column::RevokedAt.is_null())
+                .exec(txn)
+                .await?
+        }
+    };
+    Ok(result.rows_affected)
 }
 
 #[cfg(feature = "bench-seam")]
