@@ -146,7 +146,7 @@ async fn refresh_token(state: &AppState, client: &Client, params: &Params) -> Re
     match issue_tokens(state, grant, Spend::RefreshToken { token_hash: token_hash.clone() }).await? {
         Some(response) => Ok(response),
         // Spent or revoked since we read it: a concurrent reuse, or a revocation.
-        None => match state.store.refresh_token(&token_hash).await? {
+        None => match state.store.refresh_token_in_db(&token_hash).await? {
             Some(current) if current.rotated_at.is_some() && current.revoked_at.is_none() => {
                 Err(refresh_reused(state, &current, now).await)
             }

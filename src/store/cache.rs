@@ -1,6 +1,7 @@
 //! A read cache for the hottest lookups: access-token records by hash, user profiles by DID and
-//! SSO sessions by sid (every token request and userinfo call), and clients (every back-channel
-//! request).
+//! SSO sessions by sid (every token request and userinfo call), clients (every back-channel
+//! request), and the unspent authorization codes and refresh tokens we just issued (the next
+//! token request presents them).
 //!
 //! Tokens, profiles and sessions are cached only with SQLite, where this process is the only
 //! writer of them: every revocation, profile update and session end goes through `Store` here and
@@ -16,6 +17,12 @@
 //! that read and the fill must not leave the old row cached. Every invalidation therefore bumps a
 //! generation counter before it removes entries, and a fill only stands if the generation is the
 //! one seen before the read (`generation()` → read → `put_*(.., seen)`).
+//!
+//! Codes and refresh tokens are one-time credentials: an entry is put when one is issued (after
+//! the write commits), removed when it is spent, and every revocation clears them all. A cached
+//! entry only decides whether a request is worth signing for: spending it is a compare-and-set in
+//! the database (`tokens::spend_in`), which refuses a spent or revoked credential whatever the
+//! cache said. Spent ones are never cached, so replays are always judged from the database.
 use std::{
     sync::atomic::{AtomicU64, Ordering::SeqCst},
     time::{Duration, Instant},
@@ -23,7 +30,13 @@ use std::{
 
 use dashmap::DashMap;
 
-use super::{clients::Client, sessions::SsoSession, tokens::AccessTokenRecord, users::UserProfile};
+use super::{
+    clients::Client,
+    grants::AuthorizationCode,
+    sessions::SsoSession,
+    tokens::{AccessTokenRecord, RefreshTokenRecord, Spend},
+    users::UserProfile,
+};
 
 /// How long a cached client row is used before it is read again.
 pub const CLIENT_TTL: Duration = Duration::from_secs(2);
@@ -37,6 +50,8 @@ pub struct ReadCache {
     enabled: bool,
     generation: AtomicU64,
     access_tokens: DashMap<String, AccessTokenRecord>,
+    refresh_tokens: DashMap<String, RefreshTokenRecord>,
+    codes: DashMap<String, AuthorizationCode>,
     users: DashMap<String, UserProfile>,
     sessions: DashMap<String, SsoSession>,
     clients: DashMap<String, (Client, Instant)>,
@@ -81,15 +96,56 @@ impl ReadCache {
         }
     }
 
-    /// Any revocation: forget every cached token record (revocations are rare; lookups refill).
-    pub fn forget_access_tokens(&self) {
+    /// An unspent refresh token issued by this process.
+    pub fn refresh_token(&self, token_hash: &str) -> Option<RefreshTokenRecord> {
+        self.enabled.then(|| self.refresh_tokens.get(token_hash).map(|r| r.clone())).flatten()
+    }
+
+    /// Called once the write that stored `record` has committed; `seen` taken before the write.
+    pub fn put_refresh_token(&self, record: &RefreshTokenRecord, seen: u64) {
+        if self.enabled {
+            self.fill(&self.refresh_tokens, &record.token_hash, record.clone(), seen);
+        }
+    }
+
+    /// An unused authorization code issued by this process.
+    pub fn code(&self, code_hash: &str) -> Option<AuthorizationCode> {
+        self.enabled.then(|| self.codes.get(code_hash).map(|c| c.clone())).flatten()
+    }
+
+    pub fn put_code(&self, code: &AuthorizationCode, seen: u64) {
+        if self.enabled {
+            self.fill(&self.codes, &code.code_hash, code.clone(), seen);
+        }
+    }
+
+    /// A code or refresh token was spent: from now on it is judged from the database. No
+    /// generation bump: the spend itself was the database's compare-and-set.
+    pub fn forget_spent(&self, spent: &Spend) {
+        match spent {
+            Spend::Code { code_hash } => {
+                self.codes.remove(code_hash);
+            }
+            Spend::RefreshToken { token_hash } => {
+                self.refresh_tokens.remove(token_hash);
+            }
+        }
+    }
+
+    /// Any revocation: forget every cached token record, code and refresh token (revocations
+    /// are rare; lookups refill).
+    pub fn forget_tokens(&self) {
         self.bump();
         self.access_tokens.clear();
+        self.refresh_tokens.clear();
+        self.codes.clear();
     }
 
     /// Drops entries that can no longer be used (the sweeper deletes their rows).
     pub fn forget_expired(&self, now: i64) {
         self.access_tokens.retain(|_, record| record.expires_at > now);
+        self.refresh_tokens.retain(|_, record| record.expires_at > now);
+        self.codes.retain(|_, code| code.expires_at > now);
         self.sessions.retain(|_, session| session.expires_at > now && session.ended_at.is_none());
         self.clients.retain(|_, entry| entry.1.elapsed() < CLIENT_TTL);
     }
@@ -171,6 +227,44 @@ mod tests {
         assert!(cache.session("s1").is_some());
         cache.forget_session("s1");
         assert!(cache.session("s1").is_none());
+    }
+
+    fn refresh_token(hash: &str) -> RefreshTokenRecord {
+        RefreshTokenRecord {
+            token_hash: hash.into(),
+            family_id: "f".into(),
+            client_id: "c".into(),
+            did: "did:plc:a".into(),
+            sid: "s".into(),
+            scope: "openid".into(),
+            auth_time: 1,
+            created_at: 1,
+            expires_at: 100,
+            rotated_at: None,
+            revoked_at: None,
+        }
+    }
+
+    #[test]
+    fn issued_refresh_tokens_leave_the_cache_when_spent_revoked_or_expired() {
+        let cache = ReadCache::new(true);
+        // Issued after a revocation committed during the write: the entry must not stand.
+        let seen = cache.generation();
+        cache.forget_tokens();
+        cache.put_refresh_token(&refresh_token("raced"), seen);
+        assert!(cache.refresh_token("raced").is_none());
+
+        cache.put_refresh_token(&refresh_token("a"), cache.generation());
+        cache.put_refresh_token(&refresh_token("b"), cache.generation());
+        assert_eq!(cache.refresh_token("a").map(|r| r.token_hash), Some("a".to_owned()));
+        cache.forget_spent(&Spend::RefreshToken { token_hash: "a".into() });
+        assert!(cache.refresh_token("a").is_none(), "a spent token is judged from the database");
+        assert!(cache.refresh_token("b").is_some());
+        cache.forget_expired(100);
+        assert!(cache.refresh_token("b").is_none(), "expired");
+        cache.put_refresh_token(&refresh_token("c"), cache.generation());
+        cache.forget_tokens();
+        assert!(cache.refresh_token("c").is_none(), "any revocation clears them");
     }
 
     #[test]

@@ -175,7 +175,7 @@ impl Store {
             .await?;
         let deleted = client::Entity::delete_by_id(client_id.to_owned()).exec(&txn).await?;
         txn.commit().await?;
-        self.cache.forget_access_tokens();
+        self.cache.forget_tokens();
         self.cache.forget_client(client_id);
         Ok(deleted.rows_affected == 1)
     }

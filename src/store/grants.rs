@@ -83,26 +83,33 @@ impl Store {
     }
 
     pub async fn insert_code(&self, code: &AuthorizationCode) -> StoreResult<()> {
-        let code = code.clone();
+        let seen = self.cache.generation();
+        let stored = code.clone();
         self.write_queue
             .write(move |txn| {
-                let row = authorization_code::ActiveModel::from(code.clone());
+                let row = authorization_code::ActiveModel::from(stored.clone());
                 Box::pin(async move {
                     authorization_code::Entity::insert(row).exec_without_returning(txn).await?;
                     Ok(())
                 })
             })
             .await?;
+        // The token request that follows finds it without a database read (see `cache`).
+        self.cache.put_code(code, seen);
         Ok(())
     }
 
     pub async fn authorization_code(&self, code_hash: &str) -> StoreResult<Option<AuthorizationCode>> {
+        if let Some(code) = self.cache.code(code_hash) {
+            return Ok(Some(code));
+        }
         Ok(authorization_code::Entity::find_by_id(code_hash.to_owned()).one(&self.db).await?)
     }
 
     /// Spends a code atomically: of two concurrent redemptions exactly one wins (the guarded
     /// UPDATE is the compare-and-set).
     pub async fn redeem_code(&self, code_hash: &str, now: i64) -> StoreResult<CodeRedemption> {
+        let spent = super::tokens::Spend::Code { code_hash: code_hash.to_owned() };
         let code_hash = code_hash.to_owned();
         let redemption = self
             .write_queue
@@ -120,6 +127,7 @@ impl Store {
                 })
             })
             .await?;
+        self.cache.forget_spent(&spent);
         Ok(redemption)
     }
 }

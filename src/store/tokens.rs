@@ -30,13 +30,14 @@ impl Store {
         refresh: &RefreshTokenRecord,
         access: &AccessTokenRecord,
     ) -> StoreResult<bool> {
-        let (refresh, access) = (refresh.clone(), access.clone());
+        let seen = self.cache.generation();
+        let (refresh_row, access_row, spent) = (refresh.clone(), access.clone(), spend.clone());
         let stored = self
             .write_queue
             .write(move |txn| {
                 let spend = spend.clone();
-                let refresh = refresh_token::ActiveModel::from(refresh.clone());
-                let access = access_token::ActiveModel::from(access.clone());
+                let refresh = refresh_token::ActiveModel::from(refresh_row.clone());
+                let access = access_token::ActiveModel::from(access_row.clone());
                 Box::pin(async move {
                     let spent = spend_in(txn, &spend, now).await?;
                     if spent != 1 {
@@ -44,16 +45,31 @@ impl Store {
                     }
                     refresh_token::Entity::insert(refresh).exec_without_returning(txn).await?;
                     access_token::Entity::insert(access).exec_without_returning(txn).await?;
-                    // Not cached here: most issued tokens are never looked up by us (resource
-                    // servers verify them offline); the first userinfo or introspection fills it.
+                    // The access-token record is not cached here: most access tokens are never
+                    // looked up by us (resource servers verify them offline); the first userinfo
+                    // or introspection fills it.
                     Ok(true)
                 })
             })
             .await?;
+        if stored {
+            self.cache.forget_spent(&spent);
+            self.cache.put_refresh_token(refresh, seen);
+        }
         Ok(stored)
     }
 
+    /// A refresh token's record; an unspent one we just issued comes from the cache (see
+    /// `cache`: the spend's compare-and-set has the last word).
     pub async fn refresh_token(&self, token_hash: &str) -> StoreResult<Option<RefreshTokenRecord>> {
+        if let Some(record) = self.cache.refresh_token(token_hash) {
+            return Ok(Some(record));
+        }
+        self.refresh_token_in_db(token_hash).await
+    }
+
+    /// The refresh token's record as the database has it now (after a lost compare-and-set).
+    pub async fn refresh_token_in_db(&self, token_hash: &str) -> StoreResult<Option<RefreshTokenRecord>> {
         Ok(refresh_token::Entity::find_by_id(token_hash.to_owned()).one(&self.db).await?)
     }
 
@@ -96,7 +112,7 @@ impl Store {
             .filter(access_token::Column::RevokedAt.is_null())
             .exec(&self.writer)
             .await?;
-        self.cache.forget_access_tokens();
+        self.cache.forget_tokens();
         Ok(())
     }
 
@@ -120,7 +136,7 @@ impl Store {
             .exec(&txn)
             .await?;
         txn.commit().await?;
-        self.cache.forget_access_tokens();
+        self.cache.forget_tokens();
         Ok(())
     }
 }
