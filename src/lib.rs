@@ -133,8 +133,10 @@ impl Application {
             App::new()
                 .app_data(data.clone())
                 .wrap_fn(|req, srv| {
-                    // One span per request. Only method and path: query strings carry codes and tokens.
-                    let span = tracing::info_span!("request", method = %req.method(), path = %req.path());
+                    // One span per request (debug: at info it would be formatted for every request
+                    // even when nothing is logged). Only method and path: query strings carry codes
+                    // and tokens.
+                    let span = tracing::debug_span!("request", method = %req.method(), path = %req.path());
                     let started = std::time::Instant::now();
                     let fut = srv.call(req);
                     async move {
@@ -144,7 +146,8 @@ impl Application {
                         // Per-request lines are debug (ATSSO_LOG=debug): at tens of thousands of
                         // requests per second, formatting them costs a third of the throughput.
                         if status >= 500 {
-                            tracing::error!(status, elapsed_ms, "served");
+                            let request = response.request();
+                            tracing::error!(method = %request.method(), path = %request.path(), status, elapsed_ms, "served");
                         } else {
                             tracing::debug!(status, elapsed_ms, "served");
                         }

@@ -9,13 +9,12 @@ use std::time::{Duration, Instant};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use rand::RngCore;
-use reqwest::header::{
-    HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE,
-};
-use reqwest::{Client, StatusCode};
+use reqwest::Client;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use url::Url;
+
+use crate::raw::Http;
 
 /// The target contract: what a provider's set-up prints after `PEER_READY `.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -73,9 +72,13 @@ pub struct Env {
     pub target: Target,
     pub discovery_url: String,
     pub disco: Discovery,
-    pub basic_auth: HeaderValue,
+    /// `Authorization` header value for client_secret_basic.
+    pub basic_auth: String,
     pub issuer_origin: url::Origin,
     pub redirect: Url,
+    pub token_url: Url,
+    pub userinfo_url: Option<Url>,
+    pub introspection_url: Option<Url>,
 }
 
 impl Env {
@@ -95,7 +98,7 @@ impl Env {
                 target.issuer.trim_end_matches('/')
             )
         });
-        let client = new_client(timeout)?;
+        let client = discovery_client(timeout)?;
         let resp = client
             .get(&discovery_url)
             .send()
@@ -125,8 +128,16 @@ impl Env {
             .origin();
         let redirect =
             Url::parse(&target.redirect_uri).map_err(|e| format!("redirect_uri: {e}"))?;
+        let parse = |name: &str, url: &str| Url::parse(url).map_err(|e| format!("{name} {url:?}: {e}"));
+        let token_url = parse("token_endpoint", &disco.token_endpoint)?;
+        let userinfo_url = disco.userinfo_endpoint.as_deref().map(|u| parse("userinfo_endpoint", u)).transpose()?;
+        let introspection_url =
+            disco.introspection_endpoint.as_deref().map(|u| parse("introspection_endpoint", u)).transpose()?;
         Ok(Env {
-            basic_auth: HeaderValue::from_str(&basic).map_err(|e| e.to_string())?,
+            basic_auth: basic,
+            token_url,
+            userinfo_url,
+            introspection_url,
             target,
             discovery_url,
             disco,
@@ -137,7 +148,12 @@ impl Env {
 }
 
 /// One HTTP/1.1 keep-alive connection's worth of client: each worker owns one.
-pub fn new_client(timeout: Duration) -> Result<Client, String> {
+pub fn new_client(timeout: Duration) -> Result<Http, String> {
+    Ok(Http::new(timeout))
+}
+
+/// reqwest, for the one-off discovery read.
+fn discovery_client(timeout: Duration) -> Result<Client, String> {
     Client::builder()
         .http1_only()
         .redirect(reqwest::redirect::Policy::none())
@@ -268,9 +284,8 @@ impl Jar {
             })
             .collect())
     }
-    fn apply(&mut self, headers: &HeaderMap) {
-        for sc in headers.get_all(SET_COOKIE) {
-            let Ok(sc) = sc.to_str() else { continue };
+    fn apply(&mut self, set_cookies: &[String]) {
+        for sc in set_cookies {
             let mut parts = sc.split(';');
             let Some((name, value)) = parts.next().and_then(|nv| nv.split_once('=')) else {
                 continue;
@@ -318,13 +333,13 @@ const MAX_HOPS: u32 = 10;
 /// GET the authorization endpoint with the session cookie; follow redirects on
 /// the provider's own origin (carrying cookies set on the way) until a
 /// Location on the redirect_uri carries `code=`.
-pub async fn authorize(c: &Client, env: &Env, jar: &mut Jar) -> Result<Code, String> {
+pub async fn authorize(c: &mut Http, env: &Env, jar: &mut Jar) -> Result<Code, String> {
     let r = authorize_inner(c, env, jar).await;
     jar.end_flow();
     r
 }
 
-async fn authorize_inner(c: &Client, env: &Env, jar: &mut Jar) -> Result<Code, String> {
+async fn authorize_inner(c: &mut Http, env: &Env, jar: &mut Jar) -> Result<Code, String> {
     let verifier = rand_b64(32);
     let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
     let state = rand_b64(12);
@@ -348,30 +363,24 @@ async fn authorize_inner(c: &Client, env: &Env, jar: &mut Jar) -> Result<Code, S
     let mut hops = 0u32;
     loop {
         hops += 1;
+        let cookie = jar.header_for(url.path());
         let resp = c
-            .get(url.clone())
-            .header(COOKIE, jar.header_for(url.path()))
-            .send()
+            .send("GET", &url, &[("Cookie", &cookie)], b"")
             .await
-            .map_err(|e| format!("authorize hop {hops}: {}", err_chain(&e)))?;
-        let status = resp.status();
-        if !status.is_redirection() {
-            let body = resp.text().await.unwrap_or_default();
+            .map_err(|e| format!("authorize hop {hops}: {e}"))?;
+        let status = resp.status;
+        if !(300..400).contains(&status) {
+            let body = resp.text();
             return Err(format!(
                 "authorize hop {hops} ({}): HTTP {status} instead of a redirect (no session/consent?): {}",
                 url.path(),
                 snippet(&body)
             ));
         }
-        jar.apply(resp.headers());
+        jar.apply(&resp.set_cookies);
         let loc = resp
-            .headers()
-            .get(LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| format!("authorize hop {hops}: HTTP {status} without Location"))?
-            .to_string();
-        // Drain the (usually empty) body so the connection is reused.
-        let _ = resp.bytes().await;
+            .location
+            .ok_or_else(|| format!("authorize hop {hops}: HTTP {status} without Location"))?;
         let next = url
             .join(&loc)
             .map_err(|e| format!("bad Location {loc:?}: {e}"))?;
@@ -412,29 +421,27 @@ async fn authorize_inner(c: &Client, env: &Env, jar: &mut Jar) -> Result<Code, S
     }
 }
 
-async fn token_request(c: &Client, env: &Env, form: &[(&str, &str)]) -> Result<Tokens, String> {
+const FORM: (&str, &str) = ("Content-Type", "application/x-www-form-urlencoded");
+
+async fn token_request(c: &mut Http, env: &Env, form: &[(&str, &str)]) -> Result<Tokens, String> {
     let body = url::form_urlencoded::Serializer::new(String::new())
         .extend_pairs(form)
         .finish();
     let sent = Instant::now();
     let resp = c
-        .post(&env.disco.token_endpoint)
-        .header(AUTHORIZATION, env.basic_auth.clone())
-        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(body)
-        .send()
+        .send("POST", &env.token_url, &[("Authorization", &env.basic_auth), FORM], body.as_bytes())
         .await
-        .map_err(|e| format!("token: {}", err_chain(&e)))?;
-    let status = resp.status();
-    let text = resp.text().await.map_err(|e| format!("token body: {e}"))?;
-    if status != StatusCode::OK {
+        .map_err(|e| format!("token: {e}"))?;
+    let status = resp.status;
+    let text = resp.text();
+    if status != 200 {
         return Err(format!("token: HTTP {status}: {}", snippet(&text)));
     }
     parse_tokens(&text, sent)
 }
 
 /// Code → token exchange: confidential client, client_secret_basic, PKCE.
-pub async fn exchange(c: &Client, env: &Env, code: &Code) -> Result<Tokens, String> {
+pub async fn exchange(c: &mut Http, env: &Env, code: &Code) -> Result<Tokens, String> {
     token_request(
         c,
         env,
@@ -448,7 +455,7 @@ pub async fn exchange(c: &Client, env: &Env, code: &Code) -> Result<Tokens, Stri
     .await
 }
 
-pub async fn refresh(c: &Client, env: &Env, refresh_token: &str) -> Result<Tokens, String> {
+pub async fn refresh(c: &mut Http, env: &Env, refresh_token: &str) -> Result<Tokens, String> {
     token_request(
         c,
         env,
@@ -461,7 +468,7 @@ pub async fn refresh(c: &Client, env: &Env, refresh_token: &str) -> Result<Token
 }
 
 /// authorize + exchange, untimed: a worker's own token set.
-pub async fn bootstrap(c: &Client, env: &Env, jar: &mut Jar) -> Result<Tokens, String> {
+pub async fn bootstrap(c: &mut Http, env: &Env, jar: &mut Jar) -> Result<Tokens, String> {
     let code = authorize(c, env, jar).await?;
     exchange(c, env, &code).await
 }
@@ -472,27 +479,19 @@ pub enum Bearer {
     Unauthorized(String),
 }
 
-pub async fn userinfo(c: &Client, env: &Env, access_token: &str) -> Result<Bearer, String> {
-    let ep = env
-        .disco
-        .userinfo_endpoint
-        .as_deref()
-        .ok_or("no userinfo_endpoint")?;
+pub async fn userinfo(c: &mut Http, env: &Env, access_token: &str) -> Result<Bearer, String> {
+    let ep = env.userinfo_url.as_ref().ok_or("no userinfo_endpoint")?;
+    let bearer = format!("Bearer {access_token}");
     let resp = c
-        .get(ep)
-        .bearer_auth(access_token)
-        .send()
+        .send("GET", ep, &[("Authorization", &bearer)], b"")
         .await
-        .map_err(|e| format!("userinfo: {}", err_chain(&e)))?;
-    let status = resp.status();
-    let text = resp
-        .text()
-        .await
-        .map_err(|e| format!("userinfo body: {e}"))?;
-    if status == StatusCode::UNAUTHORIZED {
+        .map_err(|e| format!("userinfo: {e}"))?;
+    let status = resp.status;
+    let text = resp.text();
+    if status == 401 {
         return Ok(Bearer::Unauthorized(snippet(&text)));
     }
-    if status != StatusCode::OK {
+    if status != 200 {
         return Err(format!("userinfo: HTTP {status}: {}", snippet(&text)));
     }
     let v: serde_json::Value = serde_json::from_str(&text)
@@ -503,30 +502,19 @@ pub async fn userinfo(c: &Client, env: &Env, access_token: &str) -> Result<Beare
     Ok(Bearer::Ok)
 }
 
-pub async fn introspect(c: &Client, env: &Env, access_token: &str) -> Result<Bearer, String> {
-    let ep = env
-        .disco
-        .introspection_endpoint
-        .as_deref()
-        .ok_or("no introspection_endpoint")?;
+pub async fn introspect(c: &mut Http, env: &Env, access_token: &str) -> Result<Bearer, String> {
+    let ep = env.introspection_url.as_ref().ok_or("no introspection_endpoint")?;
     let body = url::form_urlencoded::Serializer::new(String::new())
         .append_pair("token", access_token)
         .append_pair("token_type_hint", "access_token")
         .finish();
     let resp = c
-        .post(ep)
-        .header(AUTHORIZATION, env.basic_auth.clone())
-        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(body)
-        .send()
+        .send("POST", ep, &[("Authorization", &env.basic_auth), FORM], body.as_bytes())
         .await
-        .map_err(|e| format!("introspect: {}", err_chain(&e)))?;
-    let status = resp.status();
-    let text = resp
-        .text()
-        .await
-        .map_err(|e| format!("introspect body: {e}"))?;
-    if status != StatusCode::OK {
+        .map_err(|e| format!("introspect: {e}"))?;
+    let status = resp.status;
+    let text = resp.text();
+    if status != 200 {
         return Err(format!("introspect: HTTP {status}: {}", snippet(&text)));
     }
     let v: serde_json::Value = serde_json::from_str(&text)

@@ -1,24 +1,100 @@
-//! A lean keep-alive HTTP/1.1 GET for the static-document scenarios (discovery, JWKS).
+//! A lean keep-alive HTTP/1.1 client for every scenario.
 //!
-//! At tens of thousands of requests per second on two cores, reqwest's per-request work in the
-//! driver took two thirds of the CPU and capped what could be measured; this writes one
-//! pre-built request and parses the response with `httparse`, so the server, not the driver,
-//! is what runs out of CPU. Every server is driven the same way.
+//! At thousands to tens of thousands of requests per second on two cores, reqwest's
+//! per-request work in the driver took a large share of the CPU the servers needed (two thirds
+//! on discovery, about a tenth on the token requests) and so capped what could be measured.
+//! This writes each request in one buffer and parses the response with `httparse`, so the
+//! server, not the driver, is what runs out of CPU. Every server is driven the same way.
+use std::time::Duration;
+
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
 };
+use url::Url;
 
+/// What the flows need from a response.
+pub struct Response {
+    pub status: u16,
+    pub location: Option<String>,
+    pub set_cookies: Vec<String>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// One keep-alive connection per origin (a worker talks to one provider).
+pub struct Http {
+    timeout: Duration,
+    conns: Vec<(String, Conn)>,
+}
+
+impl Http {
+    pub fn new(timeout: Duration) -> Self {
+        Self { timeout, conns: Vec::with_capacity(1) }
+    }
+
+    /// One request; `headers` are added to Host, User-Agent and (with a body) Content-Length.
+    pub async fn send(&mut self, method: &str, url: &Url, headers: &[(&str, &str)], body: &[u8]) -> Result<Response, String> {
+        if url.scheme() != "http" {
+            return Err(format!("{url}: the lean client speaks plain http only"));
+        }
+        let host = url.host_str().ok_or_else(|| format!("{url}: no host"))?;
+        let authority = format!("{host}:{}", url.port_or_known_default().unwrap_or(80));
+        let mut target = url.path().to_owned();
+        if let Some(query) = url.query() {
+            target.push('?');
+            target.push_str(query);
+        }
+        let mut request = Vec::with_capacity(256 + body.len());
+        request.extend_from_slice(method.as_bytes());
+        request.push(b' ');
+        request.extend_from_slice(target.as_bytes());
+        request.extend_from_slice(b" HTTP/1.1\r\nHost: ");
+        request.extend_from_slice(authority.as_bytes());
+        request.extend_from_slice(b"\r\nUser-Agent: atsso-bench\r\n");
+        for (name, value) in headers {
+            request.extend_from_slice(name.as_bytes());
+            request.extend_from_slice(b": ");
+            request.extend_from_slice(value.as_bytes());
+            request.extend_from_slice(b"\r\n");
+        }
+        if !body.is_empty() || method == "POST" {
+            request.extend_from_slice(format!("Content-Length: {}\r\n", body.len()).as_bytes());
+        }
+        request.extend_from_slice(b"\r\n");
+        request.extend_from_slice(body);
+        let index = match self.conns.iter().position(|(a, _)| *a == authority) {
+            Some(index) => index,
+            None => {
+                self.conns.push((authority.clone(), Conn::new(authority)));
+                self.conns.len() - 1
+            }
+        };
+        let conn = &mut self.conns[index].1;
+        match tokio::time::timeout(self.timeout, conn.exchange(&request)).await {
+            Ok(result) => result,
+            Err(_) => {
+                conn.stream = None;
+                Err(format!("{method} {url}: timed out"))
+            }
+        }
+    }
+}
+
+/// A pre-built GET repeated on one connection (discovery, JWKS).
 pub struct RawGet {
-    addr: String,
+    conn: Conn,
     request: Vec<u8>,
-    stream: Option<TcpStream>,
-    buf: Vec<u8>,
 }
 
 impl RawGet {
     pub fn new(url: &str) -> Result<Self, String> {
-        let parsed = url::Url::parse(url).map_err(|e| format!("{url}: {e}"))?;
+        let parsed = Url::parse(url).map_err(|e| format!("{url}: {e}"))?;
         if parsed.scheme() != "http" {
             return Err(format!("{url}: the lean GET speaks plain http only"));
         }
@@ -33,80 +109,27 @@ impl RawGet {
             "GET {target} HTTP/1.1\r\nHost: {host}:{port}\r\nAccept: application/json\r\nUser-Agent: atsso-bench\r\n\r\n"
         )
         .into_bytes();
-        Ok(Self { addr: format!("{host}:{port}"), request, stream: None, buf: Vec::with_capacity(16 * 1024) })
+        Ok(Self { conn: Conn::new(format!("{host}:{port}")), request })
     }
 
     /// One GET; Ok(body length) on a 2xx with a non-empty body.
     pub async fn get(&mut self) -> Result<usize, String> {
-        let result = self.exchange().await;
-        if result.is_err() {
-            // Start the next request on a fresh connection.
-            self.stream = None;
+        let response = self.conn.exchange(&self.request).await?;
+        if !(200..300).contains(&response.status) {
+            let body = response.text();
+            return Err(format!("GET: HTTP {}: {}", response.status, body.chars().take(200).collect::<String>()));
         }
-        result
-    }
-
-    async fn exchange(&mut self) -> Result<usize, String> {
-        if self.stream.is_none() {
-            let stream = TcpStream::connect(&self.addr).await.map_err(|e| format!("connect {}: {e}", self.addr))?;
-            stream.set_nodelay(true).map_err(|e| e.to_string())?;
-            self.stream = Some(stream);
-        }
-        let stream = self.stream.as_mut().ok_or("no connection")?;
-        stream.write_all(&self.request).await.map_err(|e| format!("write: {e}"))?;
-        self.buf.clear();
-        // Read until the head is complete.
-        let (status, head_len, body, close) = loop {
-            read_more(stream, &mut self.buf).await?;
-            let mut headers = [httparse::EMPTY_HEADER; 32];
-            let mut response = httparse::Response::new(&mut headers);
-            match response.parse(&self.buf).map_err(|e| format!("bad response head: {e}"))? {
-                httparse::Status::Partial => continue,
-                httparse::Status::Complete(head_len) => {
-                    let status = response.code.unwrap_or(0);
-                    let mut body_len = None;
-                    let mut chunked = false;
-                    let mut close = false;
-                    for header in response.headers.iter() {
-                        if header.name.eq_ignore_ascii_case("content-length") {
-                            let text = std::str::from_utf8(header.value).map_err(|_| "bad content-length")?;
-                            body_len = Some(text.trim().parse::<usize>().map_err(|_| "bad content-length")?);
-                        } else if header.name.eq_ignore_ascii_case("transfer-encoding") {
-                            chunked = header.value.eq_ignore_ascii_case(b"chunked");
-                        } else if header.name.eq_ignore_ascii_case("connection") {
-                            close = header.value.eq_ignore_ascii_case(b"close");
-                        }
-                    }
-                    let body = match (body_len, chunked) {
-                        (_, true) => Body::Chunked,
-                        (Some(len), false) => Body::Length(len),
-                        (None, false) => return Err("response with neither content-length nor chunked".into()),
-                    };
-                    break (status, head_len, body, close);
-                }
-            }
-        };
-        let body_len = match body {
-            Body::Length(len) => {
-                while self.buf.len() < head_len + len {
-                    read_more(stream, &mut self.buf).await?;
-                }
-                len
-            }
-            Body::Chunked => read_chunked(stream, &mut self.buf, head_len).await?,
-        };
-        if close {
-            self.stream = None;
-        }
-        if !(200..300).contains(&status) {
-            let body = String::from_utf8_lossy(&self.buf[head_len..]);
-            return Err(format!("GET: HTTP {status}: {}", body.chars().take(200).collect::<String>()));
-        }
-        if body_len == 0 {
+        if response.body.is_empty() {
             return Err("GET: empty body".into());
         }
-        Ok(body_len)
+        Ok(response.body.len())
     }
+}
+
+struct Conn {
+    authority: String,
+    stream: Option<TcpStream>,
+    buf: Vec<u8>,
 }
 
 enum Body {
@@ -114,10 +137,87 @@ enum Body {
     Chunked,
 }
 
-/// Reads a chunked body that starts at `start`; returns its decoded length (no trailers).
-async fn read_chunked(stream: &mut TcpStream, buf: &mut Vec<u8>, start: usize) -> Result<usize, String> {
+impl Conn {
+    fn new(authority: String) -> Self {
+        Self { authority, stream: None, buf: Vec::with_capacity(16 * 1024) }
+    }
+
+    async fn exchange(&mut self, request: &[u8]) -> Result<Response, String> {
+        let result = self.exchange_once(request).await;
+        if result.is_err() {
+            // Start the next request on a fresh connection.
+            self.stream = None;
+        }
+        result
+    }
+
+    async fn exchange_once(&mut self, request: &[u8]) -> Result<Response, String> {
+        if self.stream.is_none() {
+            let stream = TcpStream::connect(&self.authority).await.map_err(|e| format!("connect {}: {e}", self.authority))?;
+            stream.set_nodelay(true).map_err(|e| e.to_string())?;
+            self.stream = Some(stream);
+        }
+        let stream = self.stream.as_mut().ok_or("no connection")?;
+        stream.write_all(request).await.map_err(|e| format!("write: {e}"))?;
+        self.buf.clear();
+        // Read until the head is complete.
+        let (mut response, head_len, body, close) = loop {
+            read_more(stream, &mut self.buf).await?;
+            let mut headers = [httparse::EMPTY_HEADER; 64];
+            let mut parsed = httparse::Response::new(&mut headers);
+            match parsed.parse(&self.buf).map_err(|e| format!("bad response head: {e}"))? {
+                httparse::Status::Partial => continue,
+                httparse::Status::Complete(head_len) => {
+                    let mut response =
+                        Response { status: parsed.code.unwrap_or(0), location: None, set_cookies: Vec::new(), body: Vec::new() };
+                    let mut body_len = None;
+                    let mut chunked = false;
+                    let mut close = false;
+                    for header in parsed.headers.iter() {
+                        let name = header.name;
+                        if name.eq_ignore_ascii_case("content-length") {
+                            let text = std::str::from_utf8(header.value).map_err(|_| "bad content-length")?;
+                            body_len = Some(text.trim().parse::<usize>().map_err(|_| "bad content-length")?);
+                        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                            chunked = header.value.eq_ignore_ascii_case(b"chunked");
+                        } else if name.eq_ignore_ascii_case("connection") {
+                            close = header.value.eq_ignore_ascii_case(b"close");
+                        } else if name.eq_ignore_ascii_case("location") {
+                            response.location = Some(String::from_utf8_lossy(header.value).into_owned());
+                        } else if name.eq_ignore_ascii_case("set-cookie") {
+                            response.set_cookies.push(String::from_utf8_lossy(header.value).into_owned());
+                        }
+                    }
+                    let body = match (body_len, chunked) {
+                        (_, true) => Body::Chunked,
+                        (Some(len), false) => Body::Length(len),
+                        // No framing on a response without a body (e.g. a bare 302): empty.
+                        (None, false) if (300..400).contains(&response.status) || response.status == 204 => Body::Length(0),
+                        (None, false) => return Err("response with neither content-length nor chunked".into()),
+                    };
+                    break (response, head_len, body, close);
+                }
+            }
+        };
+        match body {
+            Body::Length(len) => {
+                while self.buf.len() < head_len + len {
+                    read_more(stream, &mut self.buf).await?;
+                }
+                response.body.extend_from_slice(&self.buf[head_len..head_len + len]);
+            }
+            Body::Chunked => read_chunked(stream, &mut self.buf, head_len, &mut response.body).await?,
+        }
+        if close {
+            self.stream = None;
+        }
+        Ok(response)
+    }
+}
+
+/// Reads a chunked body that starts at `start` into `body` (no trailers).
+async fn read_chunked(stream: &mut TcpStream, buf: &mut Vec<u8>, start: usize, body: &mut Vec<u8>) -> Result<(), String> {
     let mut at = start;
-    let mut total = 0;
     loop {
         let (consumed, size) = loop {
             match httparse::parse_chunk_size(&buf[at..]).map_err(|_| "bad chunk size")? {
@@ -131,10 +231,10 @@ async fn read_chunked(stream: &mut TcpStream, buf: &mut Vec<u8>, start: usize) -
         while buf.len() < at + size + 2 {
             read_more(stream, buf).await?;
         }
+        body.extend_from_slice(&buf[at..at + size]);
         at += size + 2;
-        total += size;
         if size == 0 {
-            return Ok(total);
+            return Ok(());
         }
     }
 }

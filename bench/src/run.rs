@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use reqwest::Client;
+use crate::raw::Http;
 use serde::Serialize;
 use tokio::sync::Barrier;
 
@@ -398,13 +398,13 @@ async fn run_scenario(sc: Scenario, env: Arc<Env>, cfg: RunConfig, jars: Jars) -
         let env = env.clone();
         let jars = jars.clone();
         setups.push(tokio::spawn(async move {
-            let c = flow::new_client(cfg.timeout)?;
+            let mut c = flow::new_client(cfg.timeout)?;
             let mut jar = take_jar(&jars, i);
             let mut tokens = Tokens::default();
             if needs_tokens {
                 let mut last = String::new();
                 for _ in 0..3 {
-                    match flow::bootstrap(&c, &env, &mut jar).await {
+                    match flow::bootstrap(&mut c, &env, &mut jar).await {
                         Ok(t) => {
                             tokens = t;
                             last.clear();
@@ -466,7 +466,7 @@ async fn run_scenario(sc: Scenario, env: Arc<Env>, cfg: RunConfig, jars: Jars) -
 
 /// Renew a worker's tokens without timing: refresh if possible, else a new
 /// authorize + exchange.
-async fn renew(c: &Client, env: &Env, jar: &mut Jar, tokens: &mut Tokens) -> Result<(), String> {
+async fn renew(c: &mut Http, env: &Env, jar: &mut Jar, tokens: &mut Tokens) -> Result<(), String> {
     if let Some(rt) = tokens.refresh_token.clone() {
         if let Ok(t) = flow::refresh(c, env, &rt).await {
             let rt_new = t.refresh_token.clone().or(Some(rt));
@@ -483,7 +483,7 @@ async fn renew(c: &Client, env: &Env, jar: &mut Jar, tokens: &mut Tokens) -> Res
 
 async fn worker(
     sc: Scenario,
-    c: Client,
+    mut c: Http,
     mut jar: Jar,
     mut tokens: Tokens,
     env: Arc<Env>,
@@ -511,7 +511,7 @@ async fn worker(
                 .is_some_and(|e| e <= now + Duration::from_secs(2));
             if expiring {
                 t.renewals += 1;
-                if let Err(e) = renew(&c, &env, &mut jar, &mut tokens).await {
+                if let Err(e) = renew(&mut c, &env, &mut jar, &mut tokens).await {
                     t.error(format!("renewing tokens: {e}"), Instant::now() >= ws);
                     continue;
                 }
@@ -528,11 +528,11 @@ async fn worker(
                 Some(Err(e)) => Err(e.clone()),
                 None => Err("no lean GET for this scenario".into()),
             },
-            Scenario::Authorize => flow::authorize(&c, &env, &mut jar)
+            Scenario::Authorize => flow::authorize(&mut c, &env, &mut jar)
                 .await
                 .map(|code| (Some(code.hops), None)),
-            Scenario::Cycle => match flow::authorize(&c, &env, &mut jar).await {
-                Ok(code) => flow::exchange(&c, &env, &code).await.map(|tk| {
+            Scenario::Cycle => match flow::authorize(&mut c, &env, &mut jar).await {
+                Ok(code) => flow::exchange(&mut c, &env, &code).await.map(|tk| {
                     t.signed.get_or_insert(tk.signed);
                     (Some(code.hops), Some(tk.rs256))
                 }),
@@ -540,7 +540,7 @@ async fn worker(
             },
             Scenario::Refresh => {
                 let rt = tokens.refresh_token.clone().unwrap_or_default();
-                match flow::refresh(&c, &env, &rt).await {
+                match flow::refresh(&mut c, &env, &rt).await {
                     Ok(new) => {
                         let in_window = Instant::now() >= ws;
                         match &new.refresh_token {
@@ -566,7 +566,7 @@ async fn worker(
                     }
                     Err(e) => {
                         // The chain is broken: start a new one (untimed).
-                        if let Ok(fresh) = flow::bootstrap(&c, &env, &mut jar).await {
+                        if let Ok(fresh) = flow::bootstrap(&mut c, &env, &mut jar).await {
                             tokens = fresh;
                         }
                         Err(e)
@@ -575,15 +575,15 @@ async fn worker(
             }
             Scenario::Userinfo | Scenario::Introspect => {
                 let r = if sc == Scenario::Userinfo {
-                    flow::userinfo(&c, &env, &tokens.access_token).await
+                    flow::userinfo(&mut c, &env, &tokens.access_token).await
                 } else {
-                    flow::introspect(&c, &env, &tokens.access_token).await
+                    flow::introspect(&mut c, &env, &tokens.access_token).await
                 };
                 match r {
                     Ok(Bearer::Ok) => Ok((None, None)),
                     Ok(Bearer::Unauthorized(why)) => {
                         t.renewals += 1;
-                        if let Err(e) = renew(&c, &env, &mut jar, &mut tokens).await {
+                        if let Err(e) = renew(&mut c, &env, &mut jar, &mut tokens).await {
                             t.error(format!("renewing after {why}: {e}"), Instant::now() >= ws);
                         }
                         continue;
@@ -648,7 +648,7 @@ async fn run_exchange_rounds(env: Arc<Env>, cfg: RunConfig, jars: Jars) -> Scena
         }
     }
     let mut handles = Vec::new();
-    for (i, c) in clients {
+    for (i, mut c) in clients {
         let mut jar = take_jar(&jars, i);
         let jars = jars.clone();
         let env = env.clone();
@@ -662,7 +662,7 @@ async fn run_exchange_rounds(env: Arc<Env>, cfg: RunConfig, jars: Jars) -> Scena
             let measured_time = loop {
                 let mut codes = Vec::with_capacity(BATCH);
                 for _ in 0..BATCH {
-                    match flow::authorize(&c, &env, &mut jar).await {
+                    match flow::authorize(&mut c, &env, &mut jar).await {
                         Ok(code) => codes.push(code),
                         Err(e) => t.error(format!("authorize (untimed): {e}"), measured),
                     }
@@ -673,7 +673,7 @@ async fn run_exchange_rounds(env: Arc<Env>, cfg: RunConfig, jars: Jars) -> Scena
                 for code in &codes {
                     let t0 = Instant::now();
                     first.get_or_insert(t0);
-                    let r = flow::exchange(&c, &env, code).await;
+                    let r = flow::exchange(&mut c, &env, code).await;
                     let end = Instant::now();
                     last = Some(end);
                     match r {

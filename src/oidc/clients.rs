@@ -17,14 +17,15 @@ use crate::{
 pub struct SecretCache {
     /// client_id → (stored PHC hash, SHA-256 of the secret that verified against it)
     verified: DashMap<String, (String, [u8; 32])>,
-    /// Argon2 (19 MiB, ~tens of ms) runs at most this many at once: a burst of first requests
-    /// must not allocate 19 MiB each; after the first success the others hit the cache.
+    /// One Argon2 verification at a time (7 MiB and ~20 ms each, see crypto/password.rs): a burst
+    /// of first requests must not allocate 7 MiB each (it set the server's peak memory); after
+    /// the first success the others hit the cache.
     argon2_permits: tokio::sync::Semaphore,
 }
 
 impl Default for SecretCache {
     fn default() -> Self {
-        Self { verified: DashMap::new(), argon2_permits: tokio::sync::Semaphore::new(2) }
+        Self { verified: DashMap::new(), argon2_permits: tokio::sync::Semaphore::new(1) }
     }
 }
 

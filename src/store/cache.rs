@@ -24,7 +24,11 @@
 //! the database (`tokens::spend_in`), which refuses a spent or revoked credential whatever the
 //! cache said. Spent ones are never cached, so replays are always judged from the database.
 use std::{
-    sync::atomic::{AtomicU64, Ordering::SeqCst},
+    collections::VecDeque,
+    sync::{
+        atomic::{AtomicU64, Ordering::SeqCst},
+        Mutex,
+    },
     time::{Duration, Instant},
 };
 
@@ -45,13 +49,64 @@ pub const CLIENT_TTL: Duration = Duration::from_secs(2);
 /// map; a miss costs one indexed read).
 const MAX_ENTRIES: usize = 10_000;
 
+/// Just-issued codes and refresh tokens kept; the oldest goes first (they are presented within
+/// seconds of being issued, or not at all).
+const RECENT_CREDENTIALS: usize = 4_096;
+
+/// A map bounded by insertion order, for one-time credentials.
+#[derive(Debug)]
+struct Recent<V> {
+    map: DashMap<String, V>,
+    /// Keys in insertion order; may still name entries already removed (spent).
+    order: Mutex<VecDeque<String>>,
+}
+
+impl<V> Default for Recent<V> {
+    fn default() -> Self {
+        Self { map: DashMap::new(), order: Mutex::new(VecDeque::with_capacity(RECENT_CREDENTIALS)) }
+    }
+}
+
+impl<V: Clone> Recent<V> {
+    fn get(&self, key: &str) -> Option<V> {
+        self.map.get(key).map(|v| v.clone())
+    }
+
+    fn insert(&self, key: &str, value: V) {
+        if let Ok(mut order) = self.order.lock() {
+            while order.len() >= RECENT_CREDENTIALS {
+                if let Some(oldest) = order.pop_front() {
+                    self.map.remove(&oldest);
+                }
+            }
+            order.push_back(key.to_owned());
+            self.map.insert(key.to_owned(), value);
+        }
+    }
+
+    fn remove(&self, key: &str) {
+        self.map.remove(key);
+    }
+
+    fn clear(&self) {
+        if let Ok(mut order) = self.order.lock() {
+            order.clear();
+        }
+        self.map.clear();
+    }
+
+    fn retain(&self, keep: impl FnMut(&String, &mut V) -> bool) {
+        self.map.retain(keep);
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct ReadCache {
     enabled: bool,
     generation: AtomicU64,
     access_tokens: DashMap<String, AccessTokenRecord>,
-    refresh_tokens: DashMap<String, RefreshTokenRecord>,
-    codes: DashMap<String, AuthorizationCode>,
+    refresh_tokens: Recent<RefreshTokenRecord>,
+    codes: Recent<AuthorizationCode>,
     users: DashMap<String, UserProfile>,
     sessions: DashMap<String, SsoSession>,
     clients: DashMap<String, (Client, Instant)>,
@@ -98,24 +153,31 @@ impl ReadCache {
 
     /// An unspent refresh token issued by this process.
     pub fn refresh_token(&self, token_hash: &str) -> Option<RefreshTokenRecord> {
-        self.enabled.then(|| self.refresh_tokens.get(token_hash).map(|r| r.clone())).flatten()
+        self.enabled.then(|| self.refresh_tokens.get(token_hash)).flatten()
     }
 
     /// Called once the write that stored `record` has committed; `seen` taken before the write.
     pub fn put_refresh_token(&self, record: &RefreshTokenRecord, seen: u64) {
-        if self.enabled {
-            self.fill(&self.refresh_tokens, &record.token_hash, record.clone(), seen);
+        if self.enabled && self.generation() == seen {
+            self.refresh_tokens.insert(&record.token_hash, record.clone());
+            // A revocation raced with this insert: it may have cleared before we inserted.
+            if self.generation() != seen {
+                self.refresh_tokens.remove(&record.token_hash);
+            }
         }
     }
 
     /// An unused authorization code issued by this process.
     pub fn code(&self, code_hash: &str) -> Option<AuthorizationCode> {
-        self.enabled.then(|| self.codes.get(code_hash).map(|c| c.clone())).flatten()
+        self.enabled.then(|| self.codes.get(code_hash)).flatten()
     }
 
     pub fn put_code(&self, code: &AuthorizationCode, seen: u64) {
-        if self.enabled {
-            self.fill(&self.codes, &code.code_hash, code.clone(), seen);
+        if self.enabled && self.generation() == seen {
+            self.codes.insert(&code.code_hash, code.clone());
+            if self.generation() != seen {
+                self.codes.remove(&code.code_hash);
+            }
         }
     }
 
@@ -265,6 +327,25 @@ mod tests {
         cache.put_refresh_token(&refresh_token("c"), cache.generation());
         cache.forget_tokens();
         assert!(cache.refresh_token("c").is_none(), "any revocation clears them");
+    }
+
+    #[test]
+    fn recent_credentials_are_bounded_oldest_first() {
+        let cache = ReadCache::new(true);
+        for i in 0..RECENT_CREDENTIALS + 10 {
+            cache.put_refresh_token(&refresh_token(&format!("t{i}")), cache.generation());
+        }
+        assert!(cache.refresh_token("t0").is_none(), "the oldest left first");
+        assert!(cache.refresh_token("t9").is_none());
+        assert!(cache.refresh_token("t10").is_some());
+        assert!(cache.refresh_token(&format!("t{}", RECENT_CREDENTIALS + 9)).is_some());
+        assert_eq!(cache.refresh_tokens.map.len(), RECENT_CREDENTIALS);
+        // Spent entries leave the map at once; their slots in the order are reused later.
+        cache.forget_spent(&Spend::RefreshToken { token_hash: "t10".into() });
+        assert!(cache.refresh_token("t10").is_none());
+        cache.put_refresh_token(&refresh_token("new"), cache.generation());
+        assert!(cache.refresh_token("new").is_some());
+        assert!(cache.refresh_tokens.order.lock().unwrap().len() <= RECENT_CREDENTIALS);
     }
 
     #[test]

@@ -46,10 +46,10 @@ pub struct Store {
 impl Store {
     /// Connects and runs pending migrations.
     pub async fn connect(database_url: &str, max_connections: u32) -> StoreResult<Self> {
-        let db = Database::connect(connect_options(database_url, max_connections)).await?;
+        let db = Database::connect(connect_options(database_url, max_connections, READER_CACHE_KIB)).await?;
         Migrator::up(&db, None).await?;
         let writer = if database_url.starts_with("sqlite:") {
-            Database::connect(connect_options(database_url, 1)).await?
+            Database::connect(connect_options(database_url, 1, WRITER_CACHE_KIB)).await?
         } else {
             db.clone()
         };
@@ -74,7 +74,12 @@ impl Store {
     }
 }
 
-fn connect_options(database_url: &str, max_connections: u32) -> ConnectOptions {
+/// SQLite page cache per connection. The hot rows are in the server's own read cache, so the
+/// readers need little; the writer keeps the upper levels of the token indexes it inserts into.
+const READER_CACHE_KIB: u32 = 2_000;
+const WRITER_CACHE_KIB: u32 = 8_000;
+
+fn connect_options(database_url: &str, max_connections: u32, cache_kib: u32) -> ConnectOptions {
     let mut options = ConnectOptions::new(database_url.to_owned());
     options
         .max_connections(max_connections)
@@ -85,16 +90,15 @@ fn connect_options(database_url: &str, max_connections: u32) -> ConnectOptions {
         // A local file cannot have "gone away": skip sqlx's liveness ping before every use
         // (one more round trip to the connection's thread per statement).
         options.test_before_acquire(false);
-        options.map_sqlx_sqlite_opts(|opts| {
+        options.map_sqlx_sqlite_opts(move |opts| {
             use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
             // WAL lets readers run beside the single writer; NORMAL sync is durable in WAL
             // mode except for the last transactions on power loss.
             opts.journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(10))
-                // 4 MiB of page cache per connection (five connections): the hot rows are in
-                // the server's own read cache; this keeps peak memory small.
-                .pragma("cache_size", "-4000")
+                // A negative cache_size is in KiB.
+                .pragma("cache_size", format!("-{cache_kib}"))
                 .pragma("temp_store", "memory")
         });
     }
