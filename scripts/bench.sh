@@ -15,6 +15,9 @@
 #                      with BENCH_SEED_USERS users (100000) and
 #                      BENCH_SEED_REFRESH_TOKENS refresh tokens (1000000)
 #   BENCH_OUT          results directory                        (default bench/results)
+#   BENCH_LATENCY_CONCURRENCY  atsso token + refresh again at these
+#                      concurrencies, to separate service time from queueing
+#                      (default "1 4 8"; empty to skip)
 #
 # Writes $BENCH_OUT/latest.md and latest.json (plus the raw per-server JSON in
 # $BENCH_OUT/raw/). Servers run one after the other, each alone with the
@@ -33,6 +36,7 @@ SKIP_ATSSO=${BENCH_SKIP_ATSSO:-0}
 GROWTH=${BENCH_GROWTH:-0}
 SEED_USERS=${BENCH_SEED_USERS:-100000}
 SEED_RT=${BENCH_SEED_REFRESH_TOKENS:-1000000}
+LAT_CONC=${BENCH_LATENCY_CONCURRENCY-1 4 8}
 OUT=${BENCH_OUT:-$ROOT/bench/results}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/atsso-bench.XXXXXX")
 DRIVER=$ROOT/bench/target/release/atsso-bench
@@ -104,6 +108,7 @@ wait_http() {
 }
 
 RESULTS=()
+LAT_FILES=()
 RSS_ARGS=()
 COMMANDS=()
 
@@ -155,6 +160,15 @@ if [ "$SKIP_ATSSO" != 1 ]; then
   run_driver atsso
   RSS_ARGS+=(--rss "atsso=$(peak_rss_kb "$ATSSO_PID")")
   RESULTS+=("$OUT/raw/atsso.json")
+  # Latency at lower concurrency (same server, same database): with a closed loop of N
+  # connections, mean latency = N ÷ throughput, so at 32 it is mostly waiting for a core.
+  LAT_FILES=()
+  for c in $LAT_CONC; do
+    log "atsso: token + refresh at concurrency $c"
+    "$DRIVER" --target "$WORK/atsso.target.json" --scenario token,refresh --concurrency "$c" \
+      --duration "$DUR" --warmup "$WARM" --json "$OUT/raw/atsso-c$c.json"
+    LAT_FILES+=("$OUT/raw/atsso-c$c.json")
+  done
   stop "$ATSSO_PID"
   COMMANDS+=("cargo build --release --features bench-seam && cargo build --release --manifest-path bench/Cargo.toml"
     "ATSSO_DATA_DIR=\$D ATSSO_BIND=127.0.0.1:\$P ATSSO_PUBLIC_URL=http://127.0.0.1:\$P target/release/atsso bench-setup  # prints PEER_READY {target}"
@@ -214,5 +228,27 @@ if [ "$SKIP_ATSSO" != 1 ]; then
     "$ATSSO" bench-sign --threads "$(nproc)" --seconds 3
     printf '```\n'
   } >> "$OUT/latest.md"
+fi
+if [ "${#LAT_FILES[@]}" -gt 0 ]; then
+  python3 - "$OUT/raw/atsso.json" "${LAT_FILES[@]}" >> "$OUT/latest.md" <<'PY'
+import json, sys
+runs = [json.load(open(path)) for path in sys.argv[1:]]
+runs.sort(key=lambda run: run["concurrency"])
+print("\n### atsso: token and refresh latency by concurrency\n")
+print("Same server and database; a closed loop of N connections keeps N requests in flight, so")
+print("mean latency = N ÷ throughput: once the cores are busy, more connections only queue.\n")
+print("| concurrency | token req/s | token p50 / p90 / p99 ms | refresh req/s | refresh p50 / p90 / p99 ms |")
+print("|---:|---:|---|---:|---|")
+for run in runs:
+    by = {s["scenario"]: s for s in run["scenarios"]}
+    cells = []
+    for name in ("token", "refresh"):
+        s = by.get(name)
+        if not s or s.get("skipped"):
+            cells += ["–", "–"]
+            continue
+        cells += [f'{s["rps"]:.0f}', f'{s["p50_ms"]:.1f} / {s["p90_ms"]:.1f} / {s["p99_ms"]:.1f}']
+    print(f'| {run["concurrency"]} | ' + " | ".join(cells) + " |")
+PY
 fi
 log "wrote $OUT/latest.md and $OUT/latest.json (work dir: $WORK)"

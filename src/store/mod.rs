@@ -100,6 +100,11 @@ fn connect_options(database_url: &str, max_connections: u32, cache_kib: u32) -> 
                 // A negative cache_size is in KiB.
                 .pragma("cache_size", format!("-{cache_kib}"))
                 .pragma("temp_store", "memory")
+                // Checkpoint every 256 WAL pages (1 MiB) instead of SQLite's 1,000: the copy
+                // back and its fsync run inside a commit and hold up every write queued behind
+                // it; shorter, more frequent stalls cut token/refresh p99 by half at low load
+                // (BENCHMARKS.md) at no cost in throughput.
+                .pragma("wal_autocheckpoint", "256")
         });
     }
     options
