@@ -217,6 +217,7 @@ COMMANDS+=("BENCH_CONCURRENCY=$CONC BENCH_DURATION=$DUR BENCH_WARMUP=$WARM scrip
 [ ${#RESULTS[@]} -gt 0 ] || die "no results"
 log "report"
 REPORT=("$DRIVER" report --results "${RESULTS[@]}" --rsa "$OUT/raw/rsa.json" "${RSS_ARGS[@]}" "${GROWTH_ARGS[@]}")
+[ "${#LAT_FILES[@]}" -gt 0 ] && REPORT+=(--latency "${LAT_FILES[@]}")
 for c in "${COMMANDS[@]}"; do REPORT+=(--command "$c"); done
 REPORT+=(--md "$OUT/latest.md" --json "$OUT/latest.json")
 "${REPORT[@]}"
@@ -228,27 +229,5 @@ if [ "$SKIP_ATSSO" != 1 ]; then
     "$ATSSO" bench-sign --threads "$(nproc)" --seconds 3
     printf '```\n'
   } >> "$OUT/latest.md"
-fi
-if [ "${#LAT_FILES[@]}" -gt 0 ]; then
-  python3 - "$OUT/raw/atsso.json" "${LAT_FILES[@]}" >> "$OUT/latest.md" <<'PY'
-import json, sys
-runs = [json.load(open(path)) for path in sys.argv[1:]]
-runs.sort(key=lambda run: run["concurrency"])
-print("\n### atsso: token and refresh latency by concurrency\n")
-print("Same server and database; a closed loop of N connections keeps N requests in flight, so")
-print("mean latency = N ÷ throughput: once the cores are busy, more connections only queue.\n")
-print("| concurrency | token req/s | token p50 / p90 / p99 ms | refresh req/s | refresh p50 / p90 / p99 ms |")
-print("|---:|---:|---|---:|---|")
-for run in runs:
-    by = {s["scenario"]: s for s in run["scenarios"]}
-    cells = []
-    for name in ("token", "refresh"):
-        s = by.get(name)
-        if not s or s.get("skipped"):
-            cells += ["–", "–"]
-            continue
-        cells += [f'{s["rps"]:.0f}', f'{s["p50_ms"]:.1f} / {s["p90_ms"]:.1f} / {s["p99_ms"]:.1f}']
-    print(f'| {run["concurrency"]} | ' + " | ".join(cells) + " |")
-PY
 fi
 log "wrote $OUT/latest.md and $OUT/latest.json (work dir: $WORK)"

@@ -85,6 +85,9 @@ enum Cmd {
         growth: Option<PathBuf>,
         #[arg(long, default_value = "seeded database")]
         growth_label: String,
+        /// Result JSONs of the reference's token + refresh at other concurrencies.
+        #[arg(long = "latency", num_args = 1..)]
+        latency: Vec<PathBuf>,
         /// Commands to list in the report (repeatable).
         #[arg(long = "command")]
         commands: Vec<String>,
@@ -137,6 +140,7 @@ fn main() {
                 rss,
                 growth,
                 growth_label,
+                latency,
                 commands,
                 md,
                 json,
@@ -146,6 +150,7 @@ fn main() {
                 rss,
                 growth,
                 growth_label,
+                latency,
                 commands,
                 md,
                 json,

@@ -13,6 +13,8 @@ pub struct ReportArgs {
     pub rss: Vec<String>,
     pub growth: Option<PathBuf>,
     pub growth_label: String,
+    /// Runs of the reference (token, refresh) at other concurrencies.
+    pub latency: Vec<PathBuf>,
     pub commands: Vec<String>,
     pub md: Option<PathBuf>,
     pub json: Option<PathBuf>,
@@ -90,6 +92,7 @@ fn run(a: ReportArgs) -> Result<(), String> {
     }
     let rsa = a.rsa.as_ref().map(load).transpose()?;
     let growth = a.growth.as_ref().map(load).transpose()?;
+    let latency = a.latency.iter().map(load).collect::<Result<Vec<_>, _>>()?;
     let mut rss: BTreeMap<String, u64> = BTreeMap::new();
     for r in &a.rss {
         let (n, v) = r
@@ -306,6 +309,31 @@ fn run(a: ReportArgs) -> Result<(), String> {
         }
     }
 
+    // Latency by concurrency: the reference's token and refresh at other concurrencies, with
+    // the main run, to separate what a request costs from time spent queueing for a core.
+    if !latency.is_empty() {
+        let mut by_concurrency: Vec<&Value> = latency.iter().chain(std::iter::once(reference)).collect();
+        by_concurrency.sort_by_key(|r| r["concurrency"].as_u64().unwrap_or(0));
+        let _ = writeln!(
+            w,
+            "\n### {}: token and refresh latency by concurrency\n\nSame server; a closed loop of N connections keeps N requests in flight, so mean latency =\nN ÷ throughput: once the cores are busy, more connections only queue.\n\n| concurrency | token req/s | token p50 / p90 / p99 ms | refresh req/s | refresh p50 / p90 / p99 ms |\n|---:|---:|---|---:|---|",
+            reference["name"].as_str().unwrap_or("?")
+        );
+        for r in by_concurrency {
+            let mut cells = Vec::new();
+            for key in ["token", "refresh"] {
+                match scen(r, key).filter(|x| ok(x)) {
+                    Some(s) => {
+                        cells.push(fmt_rps(f(&s["rps"])));
+                        cells.push(format!("{:.1} / {:.1} / {:.1}", f(&s["p50_ms"]), f(&s["p90_ms"]), f(&s["p99_ms"])));
+                    }
+                    None => cells.extend(["–".to_string(), "–".to_string()]),
+                }
+            }
+            let _ = writeln!(w, "| {} | {} |", r["concurrency"], cells.join(" | "));
+        }
+    }
+
     // Notes and errors.
     let _ = writeln!(w, "\n### Notes and errors\n");
     for r in runs.iter().chain(growth.iter()) {
@@ -359,6 +387,7 @@ fn run(a: ReportArgs) -> Result<(), String> {
             "signing": signing,
             "runs": runs,
             "growth": growth,
+            "latency_by_concurrency": latency,
             "commands": a.commands,
         });
         std::fs::write(p, serde_json::to_string_pretty(&out).unwrap())
