@@ -136,6 +136,18 @@ impl ReadCache {
         }
     }
 
+    /// `fill` for the bounded maps of just-issued credentials.
+    fn fill_recent<V: Clone>(&self, recent: &Recent<V>, key: &str, value: V, seen: u64) {
+        if !self.enabled || self.generation() != seen {
+            return;
+        }
+        recent.insert(key, value);
+        // A revocation raced with this insert: it may have cleared before we inserted.
+        if self.generation() != seen {
+            recent.remove(key);
+        }
+    }
+
     /// Called after the database change is committed, before entries are removed.
     fn bump(&self) {
         self.generation.fetch_add(1, SeqCst);
@@ -158,13 +170,7 @@ impl ReadCache {
 
     /// Called once the write that stored `record` has committed; `seen` taken before the write.
     pub fn put_refresh_token(&self, record: &RefreshTokenRecord, seen: u64) {
-        if self.enabled && self.generation() == seen {
-            self.refresh_tokens.insert(&record.token_hash, record.clone());
-            // A revocation raced with this insert: it may have cleared before we inserted.
-            if self.generation() != seen {
-                self.refresh_tokens.remove(&record.token_hash);
-            }
-        }
+        self.fill_recent(&self.refresh_tokens, &record.token_hash, record.clone(), seen);
     }
 
     /// An unused authorization code issued by this process.
@@ -173,12 +179,7 @@ impl ReadCache {
     }
 
     pub fn put_code(&self, code: &AuthorizationCode, seen: u64) {
-        if self.enabled && self.generation() == seen {
-            self.codes.insert(&code.code_hash, code.clone());
-            if self.generation() != seen {
-                self.codes.remove(&code.code_hash);
-            }
-        }
+        self.fill_recent(&self.codes, &code.code_hash, code.clone(), seen);
     }
 
     /// A code or refresh token was spent: from now on it is judged from the database. No
