@@ -248,3 +248,122 @@ async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<(), Stri
     buf.extend_from_slice(&chunk[..n]);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::{
+        io::{AsyncReadExt, AsyncWriteExt},
+        net::{TcpListener, TcpStream},
+    };
+    use url::Url;
+
+    use super::Http;
+
+    /// Reads one request (head and Content-Length body) from the stream.
+    async fn read_request(stream: &mut TcpStream) -> String {
+        let mut bytes = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            let n = stream.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "client closed the connection");
+            bytes.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            if let Some(end) = text.find("\r\n\r\n") {
+                let length = text[..end]
+                    .lines()
+                    .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length: ").map(|v| v.parse::<usize>().unwrap()))
+                    .unwrap_or(0);
+                if bytes.len() >= end + 4 + length {
+                    return text;
+                }
+            }
+        }
+    }
+
+    /// A server that accepts ONE connection and answers each request with the next of `responses`
+    /// (each written in the given pieces), returning the requests it saw.
+    async fn one_connection_server(responses: Vec<Vec<&'static str>>) -> (Url, tokio::task::JoinHandle<Vec<String>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = Url::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
+        let handle = tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut seen = Vec::new();
+            for pieces in responses {
+                seen.push(read_request(&mut stream).await);
+                for piece in pieces {
+                    stream.write_all(piece.as_bytes()).await.unwrap();
+                    stream.flush().await.unwrap();
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+            seen
+        });
+        (url, handle)
+    }
+
+    #[tokio::test]
+    async fn keeps_the_connection_and_reads_length_chunked_and_redirect_responses() {
+        let (base, server) = one_connection_server(vec![
+            vec!["HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\nhello", " world"],
+            vec!["HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{\"a\"", "\r\n3\r\n:1}\r\n0\r\n\r\n"],
+            vec!["HTTP/1.1 302 Found\r\nLocation: /next?x=1\r\nSet-Cookie: a=1; Path=/\r\nSet-Cookie: b=2\r\nContent-Length: 0\r\n\r\n"],
+            vec!["HTTP/1.1 401 Unauthorized\r\nContent-Length: 2\r\n\r\nno"],
+        ])
+        .await;
+        let mut http = Http::new(Duration::from_secs(5));
+        let first = http.send("GET", &base.join("a").unwrap(), &[("Accept", "application/json")], b"").await.unwrap();
+        assert_eq!((first.status, first.text().as_str()), (200, "hello world"));
+        let second = http
+            .send("POST", &base.join("token").unwrap(), &[("Content-Type", "application/x-www-form-urlencoded")], b"grant_type=x")
+            .await
+            .unwrap();
+        assert_eq!((second.status, second.text().as_str()), (200, "{\"a\":1}"), "chunks reassembled");
+        let third = http.send("GET", &base.join("auth").unwrap(), &[("Cookie", "s=1")], b"").await.unwrap();
+        assert_eq!(third.status, 302);
+        assert_eq!(third.location.as_deref(), Some("/next?x=1"));
+        assert_eq!(third.set_cookies, vec!["a=1; Path=/".to_string(), "b=2".to_string()]);
+        assert!(third.body.is_empty());
+        let fourth = http.send("GET", &base.join("userinfo").unwrap(), &[], b"").await.unwrap();
+        assert_eq!((fourth.status, fourth.text().as_str()), (401, "no"), "a non-2xx answer is returned, not an error");
+
+        // All four went over the one connection the server accepted.
+        let seen = server.await.unwrap();
+        assert_eq!(seen.len(), 4);
+        assert!(seen[0].starts_with("GET /a HTTP/1.1\r\n") && seen[0].contains("\r\nAccept: application/json\r\n"));
+        assert!(seen[1].starts_with("POST /token HTTP/1.1\r\n"));
+        assert!(seen[1].contains("\r\nContent-Length: 12\r\n") && seen[1].ends_with("\r\n\r\ngrant_type=x"), "{}", seen[1]);
+        assert!(seen[2].contains("\r\nCookie: s=1\r\n"));
+    }
+
+    #[tokio::test]
+    async fn connection_close_and_broken_responses() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = Url::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
+        let server = tokio::spawn(async move {
+            // First connection: answers with Connection: close, then closes.
+            let (mut stream, _) = listener.accept().await.unwrap();
+            read_request(&mut stream).await;
+            stream.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\nx").await.unwrap();
+            drop(stream);
+            // Second: a body cut short.
+            let (mut stream, _) = listener.accept().await.unwrap();
+            read_request(&mut stream).await;
+            stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc").await.unwrap();
+            drop(stream);
+            // Third: fine again.
+            let (mut stream, _) = listener.accept().await.unwrap();
+            read_request(&mut stream).await;
+            stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").await.unwrap();
+        });
+        let mut http = Http::new(Duration::from_secs(5));
+        let url = base.join("x").unwrap();
+        assert_eq!(http.send("GET", &url, &[], b"").await.unwrap().text(), "x");
+        let cut = http.send("GET", &url, &[], b"").await.err().unwrap();
+        assert!(cut.contains("closed mid-response"), "{cut}");
+        assert_eq!(http.send("GET", &url, &[], b"").await.unwrap().text(), "ok", "a fresh connection after an error");
+        server.await.unwrap();
+        assert!(http.send("GET", &Url::parse("https://example.test/").unwrap(), &[], b"").await.is_err(), "plain http only");
+    }
+}
