@@ -109,25 +109,25 @@ impl Store {
     /// Spends a code atomically: of two concurrent redemptions exactly one wins (the guarded
     /// UPDATE is the compare-and-set).
     pub async fn redeem_code(&self, code_hash: &str, now: i64) -> StoreResult<CodeRedemption> {
-        let spent = super::tokens::Spend::Code { code_hash: code_hash.to_owned() };
-        let code_hash = code_hash.to_owned();
+        let spend = super::tokens::Spend::Code { code_hash: code_hash.to_owned() };
+        let (row_key, spend_in_txn) = (code_hash.to_owned(), spend.clone());
         let redemption = self
             .write_queue
             .write(move |txn| {
-                let code_hash = code_hash.clone();
+                let (row_key, spend) = (row_key.clone(), spend_in_txn.clone());
                 Box::pin(async move {
-                    let Some(row) = authorization_code::Entity::find_by_id(code_hash.clone()).one(txn).await? else {
+                    let Some(row) = authorization_code::Entity::find_by_id(row_key).one(txn).await? else {
                         return Ok(CodeRedemption::Unknown);
                     };
                     if row.used_at.is_some() {
                         return Ok(CodeRedemption::Replayed(row));
                     }
-                    let spent = super::tokens::spend_in(txn, &super::tokens::Spend::Code { code_hash }, now).await?;
-                    Ok(if spent == 1 { CodeRedemption::Redeemed(row) } else { CodeRedemption::Replayed(row) })
+                    let won = super::tokens::spend_in(txn, &spend, now).await? == 1;
+                    Ok(if won { CodeRedemption::Redeemed(row) } else { CodeRedemption::Replayed(row) })
                 })
             })
             .await?;
-        self.cache.forget_spent(&spent);
+        self.cache.forget_spent(&spend);
         Ok(redemption)
     }
 }
