@@ -95,10 +95,9 @@ impl Config {
     pub fn load(file: Option<&std::path::Path>) -> Result<Self, ConfigError> {
         let file_config = match file {
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| invalid("--config", format!("cannot read {}: {e}", path.display())))?;
-                toml::from_str::<FileConfig>(&text)
-                    .map_err(|e| invalid("--config", format!("{}: {}", path.display(), e.message())))?
+                let text =
+                    std::fs::read_to_string(path).map_err(|e| invalid("--config", format!("cannot read {}: {e}", path.display())))?;
+                toml::from_str::<FileConfig>(&text).map_err(|e| invalid("--config", format!("{}: {}", path.display(), e.message())))?
             }
             None => FileConfig::default(),
         };
@@ -106,24 +105,19 @@ impl Config {
     }
 
     /// Builds a config from a file config and an environment lookup (tests pass their own).
-    pub fn from_sources(
-        file: FileConfig,
-        env: impl Fn(&str) -> Option<String>,
-    ) -> Result<Self, ConfigError> {
+    pub fn from_sources(file: FileConfig, env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = |name: &str| env(name).filter(|v| !v.trim().is_empty());
         let bind = env("ATSSO_BIND").or(file.bind).unwrap_or_else(|| "127.0.0.1:8080".into());
         if bind.parse::<std::net::SocketAddr>().is_err() {
             return Err(invalid("ATSSO_BIND", format!("`{bind}` is not an address:port")));
         }
-        let public_url_text = env("ATSSO_PUBLIC_URL")
-            .or(file.public_url)
-            .unwrap_or_else(|| format!("http://{bind}"));
+        let public_url_text = env("ATSSO_PUBLIC_URL").or(file.public_url).unwrap_or_else(|| format!("http://{bind}"));
         let public_url = parse_base_url("ATSSO_PUBLIC_URL", &public_url_text)?;
 
         let data_dir = PathBuf::from(env("ATSSO_DATA_DIR").or(file.data_dir).unwrap_or_else(|| "./data".into()));
-        let database_url = env("ATSSO_DATABASE_URL").or(file.database_url).unwrap_or_else(|| {
-            format!("sqlite://{}?mode=rwc", data_dir.join("atsso.db").display())
-        });
+        let database_url = env("ATSSO_DATABASE_URL")
+            .or(file.database_url)
+            .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", data_dir.join("atsso.db").display()));
         if !(database_url.starts_with("sqlite:") || database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
             return Err(invalid("ATSSO_DATABASE_URL", "must start with sqlite: or postgres://"));
         }
@@ -148,8 +142,8 @@ impl Config {
             file.database_max_connections.map(i64::from),
             if database_url.starts_with("sqlite:") { 4 } else { 16 },
         )?;
-        let database_max_connections = u32::try_from(database_max_connections)
-            .map_err(|_| invalid("ATSSO_DATABASE_MAX_CONNECTIONS", "too large"))?;
+        let database_max_connections =
+            u32::try_from(database_max_connections).map_err(|_| invalid("ATSSO_DATABASE_MAX_CONNECTIONS", "too large"))?;
 
         let plc_directory_url = parse_base_url(
             "ATSSO_PLC_DIRECTORY_URL",
@@ -176,8 +170,7 @@ impl Config {
             None => file.admin_dids.unwrap_or_default(),
         };
         for did in &admin_dids {
-            crate::atproto::syntax::validate_did(did)
-                .map_err(|e| invalid("ATSSO_ADMIN_DIDS", format!("`{did}` is not a DID: {e}")))?;
+            crate::atproto::syntax::validate_did(did).map_err(|e| invalid("ATSSO_ADMIN_DIDS", format!("`{did}` is not a DID: {e}")))?;
         }
         let dynamic_registration = match env("ATSSO_DYNAMIC_REGISTRATION") {
             Some(text) => parse_bool("ATSSO_DYNAMIC_REGISTRATION", &text)?,
@@ -251,9 +244,7 @@ mod tests {
 
     fn load(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let vars: Vec<(String, String)> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        Config::from_sources(FileConfig::default(), move |name| {
-            vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
-        })
+        Config::from_sources(FileConfig::default(), move |name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
     }
 
     #[test]

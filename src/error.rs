@@ -111,9 +111,7 @@ impl ResponseError for OAuthError {
 
     fn error_response(&self) -> HttpResponse {
         let mut response = HttpResponse::build(self.status_code());
-        response
-            .insert_header((header::CACHE_CONTROL, "no-store"))
-            .insert_header((header::PRAGMA, "no-cache"));
+        response.insert_header((header::CACHE_CONTROL, "no-store")).insert_header((header::PRAGMA, "no-cache"));
         if self.code == ErrorCode::InvalidClient {
             let scheme = if self.basic_challenge { "Basic" } else { "Bearer" };
             response.insert_header((header::WWW_AUTHENTICATE, format!("{scheme} realm=\"atsso\"")));

@@ -50,10 +50,8 @@ pub enum StartError {
 
 /// Opens the data directory, the master key and the database (running migrations).
 pub async fn open_store(config: &Config) -> Result<(Store, Sealer), StartError> {
-    std::fs::create_dir_all(&config.data_dir).map_err(|e| StartError::DataDir {
-        path: config.data_dir.display().to_string(),
-        problem: e.to_string(),
-    })?;
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| StartError::DataDir { path: config.data_dir.display().to_string(), problem: e.to_string() })?;
     let sealer = match &config.master_key {
         Some(key) => Sealer::from_base64(key.expose())?,
         None => Sealer::load_or_create_file(&config.data_dir.join("master.key"))?,
@@ -83,8 +81,8 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
 /// (so every node and every restart presents the same key).
 async fn build_atproto_client(store: &Store, sealer: &Sealer, config: &Config) -> Result<atproto::AtprotoClient, StartError> {
     use atproto::{AtprotoClientConfig, ClientMode, ClientSigningKey};
-    let loopback = config.public_url.scheme() == "http"
-        && matches!(config.public_url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
+    let loopback =
+        config.public_url.scheme() == "http" && matches!(config.public_url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
     let mut client_config = AtprotoClientConfig::new(config.public_url.clone())?;
     client_config.mode = if loopback { ClientMode::Loopback } else { ClientMode::Confidential };
     client_config.scope = config.upstream_scope.clone();
@@ -92,7 +90,9 @@ async fn build_atproto_client(store: &Store, sealer: &Sealer, config: &Config) -
     client_config.handle_resolver_url = config.handle_resolver_url.clone();
     client_config.allow_insecure_loopback = config.allow_insecure_loopback_upstream;
     if config.allow_insecure_loopback_upstream {
-        tracing::warn!("ATSSO_ALLOW_INSECURE_LOOPBACK_UPSTREAM is on: plain-http loopback PDS/PLC hosts are allowed. Never use this in production.");
+        tracing::warn!(
+            "ATSSO_ALLOW_INSECURE_LOOPBACK_UPSTREAM is on: plain-http loopback PDS/PLC hosts are allowed. Never use this in production."
+        );
     }
     let key = match store.atproto_client_keys().await?.into_iter().next() {
         Some(row) => {
@@ -117,10 +117,8 @@ pub struct Application {
 
 impl Application {
     pub async fn build(config: Config) -> Result<Self, StartError> {
-        let listener = TcpListener::bind(&config.bind).map_err(|e| StartError::Bind {
-            bind: config.bind.clone(),
-            problem: e.to_string(),
-        })?;
+        let listener =
+            TcpListener::bind(&config.bind).map_err(|e| StartError::Bind { bind: config.bind.clone(), problem: e.to_string() })?;
         Self::build_with_listener(config, listener).await
     }
 

@@ -3,10 +3,7 @@
 #[path = "support/mock_pds.rs"]
 mod mock_pds;
 
-use atsso::atproto::{
-    AtprotoClient, AtprotoClientConfig, AtprotoError, CallbackParams, ClientMode,
-    ClientSigningKey, PendingLogin,
-};
+use atsso::atproto::{AtprotoClient, AtprotoClientConfig, AtprotoError, CallbackParams, ClientMode, ClientSigningKey, PendingLogin};
 use mock_pds::*;
 use url::Url;
 
@@ -42,17 +39,11 @@ fn loopback(mock: &MockPds) -> AtprotoClient {
 
 /// The user at the authorization page: follow the authorization URL, read the redirect.
 async fn authorize(pending: &PendingLogin) -> CallbackParams {
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let resp = http.get(&pending.authorization_url).send().await.unwrap();
     assert_eq!(resp.status().as_u16(), 302, "authorize answered {}", resp.status());
     let loc = Url::parse(resp.headers()["location"].to_str().unwrap()).unwrap();
-    assert_eq!(
-        format!("{}{}", loc.origin().ascii_serialization(), loc.path()),
-        pending.redirect_uri
-    );
+    assert_eq!(format!("{}{}", loc.origin().ascii_serialization(), loc.path()), pending.redirect_uri);
     let q: std::collections::HashMap<String, String> = loc.query_pairs().into_owned().collect();
     CallbackParams {
         state: q.get("state").cloned(),
@@ -109,10 +100,7 @@ async fn happy_path_confidential() {
     assert_eq!(id.display_name.as_deref(), Some("Alice Liddell"));
     assert_eq!(
         id.avatar.as_deref().unwrap(),
-        format!(
-            "{}/xrpc/com.atproto.sync.getBlob?did=did%3Aplc%3Aaliceaaaaaaaaaaaaaaaaaaa&cid=bafkreialiceavatar",
-            mock.base
-        )
+        format!("{}/xrpc/com.atproto.sync.getBlob?did=did%3Aplc%3Aaliceaaaaaaaaaaaaaaaaaaa&cid=bafkreialiceavatar", mock.base)
     );
     assert_eq!(id.email.as_deref(), Some("alice@example.com"));
     assert_eq!(id.email_verified, Some(true));

@@ -97,11 +97,7 @@ fn start_network(client_host_map: Option<String>) -> Network {
 
 /// Signs in and consents at the PDS; returns the redirect it sends the browser to.
 fn sign_in_at_pds(authorization_url: &str) -> String {
-    let output = Command::new("node")
-        .arg(repo().join("e2e/pds-login.mjs"))
-        .arg(authorization_url)
-        .output()
-        .expect("run pds-login.mjs");
+    let output = Command::new("node").arg(repo().join("e2e/pds-login.mjs")).arg(authorization_url).output().expect("run pds-login.mjs");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "pds-login failed: {}", String::from_utf8_lossy(&output.stderr));
     stdout.lines().find_map(|l| l.strip_prefix("REDIRECT ")).expect("REDIRECT line").trim().to_owned()
@@ -212,10 +208,8 @@ impl Rp {
         let id_token: CoreIdToken = tokens["id_token"].as_str().unwrap().parse().unwrap();
         id_token.claims(&verifier, &Nonce::new(authorization.nonce.clone())).expect("ID token verifies against the JWKS");
         let payload = tokens["id_token"].as_str().unwrap().split('.').nth(1).unwrap().to_owned();
-        let claims: Value = serde_json::from_slice(
-            &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload).unwrap(),
-        )
-        .unwrap();
+        let claims: Value =
+            serde_json::from_slice(&base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload).unwrap()).unwrap();
         (tokens, claims)
     }
 }
@@ -237,9 +231,8 @@ async fn full_story(app: &TestApp, network: &Network, public_base: &str) {
     let html = browser.get(&app.url(&login_path)).await.text().await.unwrap();
     let csrf = helpers::hidden_input(&html, "csrf_token").unwrap();
     let request_id = helpers::hidden_input(&html, "request_id").unwrap();
-    let response = browser
-        .post_form(&app.url("/login"), &[("handle", &network.handle), ("request_id", &request_id), ("csrf_token", &csrf)])
-        .await;
+    let response =
+        browser.post_form(&app.url("/login"), &[("handle", &network.handle), ("request_id", &request_id), ("csrf_token", &csrf)]).await;
     assert_eq!(response.status(), 302, "login submit: {}", response.text().await.unwrap_or_default());
     let pds_authorize = location(&response);
     assert!(pds_authorize.starts_with(&format!("{}/oauth/authorize?", network.pds_url)), "{pds_authorize}");
@@ -283,9 +276,7 @@ async fn full_story(app: &TestApp, network: &Network, public_base: &str) {
     let upstream: atsso::atproto::UpstreamTokens = serde_json::from_str(&app.state.sealer.open_str(&row.tokens_sealed).unwrap()).unwrap();
 
     // Single logout from the first app.
-    let response = browser
-        .get(&format!("{}?id_token_hint={}", app.url("/oauth2/end_session"), tokens["id_token"].as_str().unwrap()))
-        .await;
+    let response = browser.get(&format!("{}?id_token_hint={}", app.url("/oauth2/end_session"), tokens["id_token"].as_str().unwrap())).await;
     assert!(response.status().is_success() || response.status().is_redirection());
     assert!(app.state.store.upstream_session(sid).await.unwrap().is_none());
     let refused = app.state.atproto.refresh(&upstream).await;

@@ -148,16 +148,7 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        manager
-            .create_index(
-                Index::create()
-                    .name("idx_clients_name")
-                    .table(Clients::Table)
-                    .col(Clients::Name)
-                    .unique()
-                    .to_owned(),
-            )
-            .await?;
+        manager.create_index(Index::create().name("idx_clients_name").table(Clients::Table).col(Clients::Name).unique().to_owned()).await?;
 
         manager
             .create_table(
@@ -174,15 +165,7 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        manager
-            .create_index(
-                Index::create()
-                    .name("idx_users_handle")
-                    .table(Users::Table)
-                    .col(Users::Handle)
-                    .to_owned(),
-            )
-            .await?;
+        manager.create_index(Index::create().name("idx_users_handle").table(Users::Table).col(Users::Handle).to_owned()).await?;
 
         manager
             .create_table(
@@ -199,13 +182,7 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("idx_sso_sessions_did")
-                    .table(SsoSessions::Table)
-                    .col(SsoSessions::Did)
-                    .to_owned(),
-            )
+            .create_index(Index::create().name("idx_sso_sessions_did").table(SsoSessions::Table).col(SsoSessions::Did).to_owned())
             .await?;
 
         manager
@@ -278,9 +255,7 @@ impl MigrationTrait for Migration {
             ("idx_refresh_tokens_sid", RefreshTokens::Sid),
             ("idx_refresh_tokens_expires", RefreshTokens::ExpiresAt),
         ] {
-            manager
-                .create_index(Index::create().name(name).table(RefreshTokens::Table).col(col).to_owned())
-                .await?;
+            manager.create_index(Index::create().name(name).table(RefreshTokens::Table).col(col).to_owned()).await?;
         }
 
         manager
@@ -305,9 +280,7 @@ impl MigrationTrait for Migration {
             ("idx_access_tokens_sid", AccessTokens::Sid),
             ("idx_access_tokens_expires", AccessTokens::ExpiresAt),
         ] {
-            manager
-                .create_index(Index::create().name(name).table(AccessTokens::Table).col(col).to_owned())
-                .await?;
+            manager.create_index(Index::create().name(name).table(AccessTokens::Table).col(col).to_owned()).await?;
         }
 
         manager

@@ -70,11 +70,7 @@ impl MigrationTrait for Migration {
             .await?;
         manager
             .create_index(
-                Index::create()
-                    .name("idx_upstream_sessions_did")
-                    .table(UpstreamSessions::Table)
-                    .col(UpstreamSessions::Did)
-                    .to_owned(),
+                Index::create().name("idx_upstream_sessions_did").table(UpstreamSessions::Table).col(UpstreamSessions::Did).to_owned(),
             )
             .await?;
         manager
@@ -91,11 +87,7 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        for table in [
-            AtprotoClientKeys::Table.into_iden(),
-            UpstreamSessions::Table.into_iden(),
-            UpstreamLogins::Table.into_iden(),
-        ] {
+        for table in [AtprotoClientKeys::Table.into_iden(), UpstreamSessions::Table.into_iden(), UpstreamLogins::Table.into_iden()] {
             manager.drop_table(Table::drop().table(table).to_owned()).await?;
         }
         Ok(())

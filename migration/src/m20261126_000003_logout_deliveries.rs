@@ -39,11 +39,7 @@ impl MigrationTrait for Migration {
             .await?;
         manager
             .create_index(
-                Index::create()
-                    .name("idx_logout_deliveries_sid")
-                    .table(LogoutDeliveries::Table)
-                    .col(LogoutDeliveries::Sid)
-                    .to_owned(),
+                Index::create().name("idx_logout_deliveries_sid").table(LogoutDeliveries::Table).col(LogoutDeliveries::Sid).to_owned(),
             )
             .await
     }

@@ -48,12 +48,7 @@ impl MigrationTrait for Migration {
             .await?;
         manager
             .create_index(
-                Index::create()
-                    .name("idx_admin_tokens_name")
-                    .table(AdminTokens::Table)
-                    .col(AdminTokens::Name)
-                    .unique()
-                    .to_owned(),
+                Index::create().name("idx_admin_tokens_name").table(AdminTokens::Table).col(AdminTokens::Name).unique().to_owned(),
             )
             .await?;
         manager
@@ -70,9 +65,7 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        manager
-            .create_index(Index::create().name("idx_audit_log_at").table(AuditLog::Table).col(AuditLog::At).to_owned())
-            .await
+        manager.create_index(Index::create().name("idx_audit_log_at").table(AuditLog::Table).col(AuditLog::At).to_owned()).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {

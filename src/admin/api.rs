@@ -54,10 +54,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 fn json_error(err: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
     let api = match &err {
-        JsonPayloadError::OverflowKnownLength { .. } | JsonPayloadError::Overflow { .. } => ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the request body is too large (at most {MAX_JSON_BYTES} bytes)"),
-        ),
+        JsonPayloadError::OverflowKnownLength { .. } | JsonPayloadError::Overflow { .. } => {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("the request body is too large (at most {MAX_JSON_BYTES} bytes)"))
+        }
         JsonPayloadError::ContentType => {
             ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "send a JSON body with Content-Type: application/json")
         }
@@ -89,11 +88,11 @@ impl From<TokenError> for ApiError {
 }
 
 /// Authenticates every `/api/admin` request before its body is read; the handler gets an `Actor`.
-async fn require_admin_token(req: ServiceRequest, next: Next<impl MessageBody>) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let state = req
-        .app_data::<web::Data<AppState>>()
-        .cloned()
-        .ok_or_else(|| ApiError::internal(&"application state is missing"))?;
+async fn require_admin_token(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let state = req.app_data::<web::Data<AppState>>().cloned().ok_or_else(|| ApiError::internal(&"application state is missing"))?;
     let presented = bearer(req.request()).ok_or_else(|| ApiError::from(TokenError::Missing))?;
     let token = auth::verify_token(&state.store, &presented, &[TokenKind::Admin]).await.map_err(ApiError::from)?;
     let actor = Actor::new(token.actor_name(), remote_addr(req.request()));
@@ -182,7 +181,11 @@ fn client_with_secret(view: ClientView, secret: Option<String>) -> Value {
 }
 
 #[tracing::instrument(name = "admin_create_client", skip_all)]
-async fn create_client(state: web::Data<AppState>, actor: web::ReqData<Actor>, body: web::Json<CreateClientBody>) -> Result<HttpResponse, ApiError> {
+async fn create_client(
+    state: web::Data<AppState>,
+    actor: web::ReqData<Actor>,
+    body: web::Json<CreateClientBody>,
+) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let new = NewClient {
         name: body.name,
@@ -342,7 +345,11 @@ async fn dynamic_register(state: web::Data<AppState>, req: HttpRequest, body: we
         Ok(token) => token,
         Err(TokenError::Store(e)) => {
             let error_id = crate::error::log_internal(&e);
-            return registration_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", &format!("internal error (reference {error_id})"));
+            return registration_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                &format!("internal error (reference {error_id})"),
+            );
         }
         Err(_) => return registration_error(StatusCode::UNAUTHORIZED, "invalid_token", "the initial access token is not valid"),
     };

@@ -117,9 +117,7 @@ pub async fn verify_token(store: &Store, presented: &str, accepted: &[TokenKind]
         .ok_or(TokenError::Invalid)?;
     let row = store.admin_token(id).await?.filter(|row| row.revoked_at.is_none()).ok_or(TokenError::Invalid)?;
     let digest: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
-    let cached = VERIFIED
-        .get(id)
-        .is_some_and(|entry| entry.0 == row.token_hash && constant_time_eq(&entry.1, &digest));
+    let cached = VERIFIED.get(id).is_some_and(|entry| entry.0 == row.token_hash && constant_time_eq(&entry.1, &digest));
     if !cached {
         let (secret, phc) = (secret.to_owned(), row.token_hash.clone());
         let ok = tokio::task::spawn_blocking(move || password::verify_secret(&secret, &phc)).await.unwrap_or(false);

@@ -297,11 +297,7 @@ pub async fn signing_keys(state: &AppState) -> Result<Vec<KeyView>, AdminError> 
 /// Makes a new active signing key and loads it on this node at once (others within a minute).
 pub async fn rotate_signing_key(state: &AppState, actor: &Actor) -> Result<String, AdminError> {
     let kid = keys::rotate(&state.store, &state.sealer).await.map_err(|e| AdminError::Internal(e.to_string()))?;
-    state
-        .keys
-        .reload(&state.store, &state.sealer, &state.config)
-        .await
-        .map_err(|e| AdminError::Internal(e.to_string()))?;
+    state.keys.reload(&state.store, &state.sealer, &state.config).await.map_err(|e| AdminError::Internal(e.to_string()))?;
     audit::record(&state.store, actor, "keys.rotate", Some(&kid), None).await;
     Ok(kid)
 }

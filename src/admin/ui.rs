@@ -58,10 +58,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 fn asset(content_type: &str, body: &'static str) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type(content_type)
-        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
-        .body(body)
+    HttpResponse::Ok().content_type(content_type).insert_header((header::CACHE_CONTROL, "public, max-age=3600")).body(body)
 }
 
 fn form_error(err: UrlencodedError, _req: &HttpRequest) -> actix_web::Error {
@@ -91,10 +88,7 @@ fn html(status: StatusCode, body: String, cookie: Option<Cookie<'static>>) -> Ht
 }
 
 fn redirect(location: &str) -> HttpResponse {
-    HttpResponse::SeeOther()
-        .insert_header((header::LOCATION, location))
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .finish()
+    HttpResponse::SeeOther().insert_header((header::LOCATION, location)).insert_header((header::CACHE_CONTROL, "no-store")).finish()
 }
 
 /// The signed-in administrator.
@@ -154,7 +148,15 @@ fn require_csrf(req: &HttpRequest, form: &FormData) -> Result<(), PageError> {
     }
 }
 
-fn render(state: &AppState, req: &HttpRequest, admin: &AdminUser, status: StatusCode, name: &str, nav: &str, mut context: Context) -> HttpResponse {
+fn render(
+    state: &AppState,
+    req: &HttpRequest,
+    admin: &AdminUser,
+    status: StatusCode,
+    name: &str,
+    nav: &str,
+    mut context: Context,
+) -> HttpResponse {
     let (csrf, cookie) = sso::csrf_token(&state.config, req);
     context.insert("csrf_token", &csrf);
     context.insert("admin_did", &admin.did);
@@ -203,7 +205,11 @@ fn pager(context: &mut Context, base: &str, extra: &[(&str, &str)], page: Page, 
             pairs.push(("offset", offset.to_string()));
         }
         let query = serde_urlencoded::to_string(&pairs).unwrap_or_default();
-        if query.is_empty() { base.to_owned() } else { format!("{base}?{query}") }
+        if query.is_empty() {
+            base.to_owned()
+        } else {
+            format!("{base}?{query}")
+        }
     };
     if page.offset > 0 {
         context.insert("prev_url", &link(page.offset.saturating_sub(page.limit)));
@@ -281,10 +287,7 @@ async fn clients_page(state: web::Data<AppState>, req: HttpRequest, query: web::
 /// The form values and scope checkboxes of the client form.
 fn client_form_context(context: &mut Context, form: Value, scopes: &[String], errors: &FieldErrors) {
     context.insert("form", &form);
-    let options: Vec<Value> = SUPPORTED_SCOPES
-        .iter()
-        .map(|s| json!({ "name": s, "checked": scopes.iter().any(|c| c == s) }))
-        .collect();
+    let options: Vec<Value> = SUPPORTED_SCOPES.iter().map(|s| json!({ "name": s, "checked": scopes.iter().any(|c| c == s) })).collect();
     context.insert("scope_options", &options);
     let errors: serde_json::Map<String, Value> = errors.0.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
     if !errors.is_empty() {
@@ -320,7 +323,12 @@ async fn new_client_page(state: web::Data<AppState>, req: HttpRequest) -> Result
     let admin = admin!(state, req);
     let mut context = Context::new();
     let defaults: Vec<String> = ["openid", "profile"].iter().map(|s| s.to_string()).collect();
-    client_form_context(&mut context, json!({ "name": "", "redirect_uris": "", "post_logout_redirect_uris": "", "backchannel_logout_uri": "", "frontchannel_logout_uri": "", "first_party": false, "public": false }), &defaults, &FieldErrors::default());
+    client_form_context(
+        &mut context,
+        json!({ "name": "", "redirect_uris": "", "post_logout_redirect_uris": "", "backchannel_logout_uri": "", "frontchannel_logout_uri": "", "first_party": false, "public": false }),
+        &defaults,
+        &FieldErrors::default(),
+    );
     Ok(render(&state, &req, &admin, StatusCode::OK, "admin/client_new.html", "clients", context))
 }
 
@@ -338,7 +346,11 @@ fn form_failure(err: AdminError) -> Result<(StatusCode, FieldErrors), PageError>
 }
 
 #[tracing::instrument(name = "admin_ui_create_client", skip_all)]
-async fn create_client(state: web::Data<AppState>, req: HttpRequest, form: web::Form<Vec<(String, String)>>) -> Result<HttpResponse, PageError> {
+async fn create_client(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    form: web::Form<Vec<(String, String)>>,
+) -> Result<HttpResponse, PageError> {
     let admin = admin!(state, req);
     let form = FormData(form.into_inner());
     require_csrf(&req, &form)?;
@@ -364,7 +376,14 @@ async fn create_client(state: web::Data<AppState>, req: HttpRequest, form: web::
     }
 }
 
-fn secret_page(state: &AppState, req: &HttpRequest, admin: &AdminUser, client: &Client, secret: Option<&str>, heading: &str) -> HttpResponse {
+fn secret_page(
+    state: &AppState,
+    req: &HttpRequest,
+    admin: &AdminUser,
+    client: &Client,
+    secret: Option<&str>,
+    heading: &str,
+) -> HttpResponse {
     let mut context = Context::new();
     context.insert("client", &ClientView::from(client));
     context.insert("heading", heading);
@@ -374,7 +393,12 @@ fn secret_page(state: &AppState, req: &HttpRequest, admin: &AdminUser, client: &
     render(state, req, admin, StatusCode::OK, "admin/secret.html", "clients", context)
 }
 
-async fn client_page(state: web::Data<AppState>, req: HttpRequest, path: web::Path<String>, query: web::Query<ListQuery>) -> Result<HttpResponse, PageError> {
+async fn client_page(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, PageError> {
     let admin = admin!(state, req);
     let client = super::client(&state, &path).await.map_err(page_error)?;
     let mut context = Context::new();
@@ -385,7 +409,14 @@ async fn client_page(state: web::Data<AppState>, req: HttpRequest, path: web::Pa
     Ok(client_detail(&state, &req, &admin, &client, StatusCode::OK, context))
 }
 
-fn client_detail(state: &AppState, req: &HttpRequest, admin: &AdminUser, client: &Client, status: StatusCode, mut context: Context) -> HttpResponse {
+fn client_detail(
+    state: &AppState,
+    req: &HttpRequest,
+    admin: &AdminUser,
+    client: &Client,
+    status: StatusCode,
+    mut context: Context,
+) -> HttpResponse {
     context.insert("client", &ClientView::from(client));
     context.insert("created", &when(client.created_at));
     render(state, req, admin, status, "admin/client.html", "clients", context)
@@ -446,7 +477,11 @@ fn confirm_page(state: &AppState, req: &HttpRequest, admin: &AdminUser, confirm:
     render(state, req, admin, StatusCode::OK, "admin/confirm.html", confirm.nav, context)
 }
 
-async fn confirm_client_action(state: web::Data<AppState>, req: HttpRequest, path: web::Path<(String, String)>) -> Result<HttpResponse, PageError> {
+async fn confirm_client_action(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, PageError> {
     let admin = admin!(state, req);
     let (client_id, action) = path.into_inner();
     let client = super::client(&state, &client_id).await.map_err(page_error)?;
@@ -519,10 +554,8 @@ async fn users_page(state: web::Data<AppState>, req: HttpRequest, query: web::Qu
     let page = query.page();
     let q = query.q.clone().unwrap_or_default();
     let (users, total) = state.store.list_users(Some(&q), page.limit, page.offset).await?;
-    let rows: Vec<Value> = users
-        .into_iter()
-        .map(|u| json!({ "did": u.did, "handle": u.handle, "last_seen_text": when(u.updated_at) }))
-        .collect();
+    let rows: Vec<Value> =
+        users.into_iter().map(|u| json!({ "did": u.did, "handle": u.handle, "last_seen_text": when(u.updated_at) })).collect();
     let mut context = Context::new();
     context.insert("users", &rows);
     context.insert("total", &total);
@@ -531,7 +564,12 @@ async fn users_page(state: web::Data<AppState>, req: HttpRequest, query: web::Qu
     Ok(render(&state, &req, &admin, StatusCode::OK, "admin/users.html", "users", context))
 }
 
-async fn user_page(state: web::Data<AppState>, req: HttpRequest, path: web::Path<String>, query: web::Query<ListQuery>) -> Result<HttpResponse, PageError> {
+async fn user_page(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, PageError> {
     let admin = admin!(state, req);
     let detail = super::user_detail(&state, &path).await.map_err(page_error)?;
     let mut context = Context::new();
@@ -571,7 +609,15 @@ async fn confirm_end_sessions(state: web::Data<AppState>, req: HttpRequest, path
         &state,
         &req,
         &admin,
-        Confirm { nav: "users", heading: &heading, message: &message, action: &action, button: "End all sessions", danger: true, cancel_url: &cancel },
+        Confirm {
+            nav: "users",
+            heading: &heading,
+            message: &message,
+            action: &action,
+            button: "End all sessions",
+            danger: true,
+            cancel_url: &cancel,
+        },
     ))
 }
 
@@ -631,7 +677,11 @@ async fn confirm_rotate_keys(state: web::Data<AppState>, req: HttpRequest) -> Re
 }
 
 #[tracing::instrument(name = "admin_ui_rotate_keys", skip_all)]
-async fn rotate_keys(state: web::Data<AppState>, req: HttpRequest, form: web::Form<Vec<(String, String)>>) -> Result<HttpResponse, PageError> {
+async fn rotate_keys(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    form: web::Form<Vec<(String, String)>>,
+) -> Result<HttpResponse, PageError> {
     let admin = admin!(state, req);
     let form = FormData(form.into_inner());
     require_csrf(&req, &form)?;

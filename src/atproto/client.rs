@@ -60,8 +60,7 @@ impl AtprotoClientConfig {
             public_url,
             mode: ClientMode::Confidential,
             scope: "atproto".to_string(),
-            plc_directory_url: Url::parse("https://plc.directory")
-                .map_err(|e| AtprotoError::Config(e.to_string()))?,
+            plc_directory_url: Url::parse("https://plc.directory").map_err(|e| AtprotoError::Config(e.to_string()))?,
             handle_resolver_url: None,
             allow_insecure_loopback: false,
             client_name: "atsso".to_string(),
@@ -78,42 +77,29 @@ pub struct ClientSigningKey {
 
 impl std::fmt::Debug for ClientSigningKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClientSigningKey")
-            .field("kid", &self.kid)
-            .finish_non_exhaustive()
+        f.debug_struct("ClientSigningKey").field("kid", &self.kid).finish_non_exhaustive()
     }
 }
 
 impl ClientSigningKey {
     /// A new random P-256 key.
     pub fn generate(kid: impl Into<String>) -> Result<Self, AtprotoError> {
-        let key_pair = EcKeyPair::generate(EcCurve::P256)
-            .map_err(|e| AtprotoError::Crypto(format!("client key generation: {e}")))?;
-        Ok(Self {
-            kid: kid.into(),
-            key_pair,
-        })
+        let key_pair = EcKeyPair::generate(EcCurve::P256).map_err(|e| AtprotoError::Crypto(format!("client key generation: {e}")))?;
+        Ok(Self { kid: kid.into(), key_pair })
     }
 
     /// From a PEM EC private key (PKCS#8 or SEC1), P-256 only.
     pub fn from_pem(pem: &str, kid: impl Into<String>) -> Result<Self, AtprotoError> {
         let key_pair = EcKeyPair::from_pem(pem.as_bytes(), Some(EcCurve::P256))
             .map_err(|e| AtprotoError::Config(format!("bad client key PEM: {e}")))?;
-        Ok(Self {
-            kid: kid.into(),
-            key_pair,
-        })
+        Ok(Self { kid: kid.into(), key_pair })
     }
 
     /// From a private JWK (JSON). `kid` overrides the JWK's own `kid`; one of them is required.
     pub fn from_jwk_json(json: &str, kid: Option<String>) -> Result<Self, AtprotoError> {
-        let jwk = Jwk::from_bytes(json.as_bytes())
-            .map_err(|e| AtprotoError::Config(format!("bad client key JWK: {e}")))?;
-        let kid = kid
-            .or_else(|| jwk.key_id().map(str::to_string))
-            .ok_or_else(|| AtprotoError::Config("client key has no kid".into()))?;
-        let key_pair = EcKeyPair::from_jwk(&jwk)
-            .map_err(|e| AtprotoError::Config(format!("bad client key JWK: {e}")))?;
+        let jwk = Jwk::from_bytes(json.as_bytes()).map_err(|e| AtprotoError::Config(format!("bad client key JWK: {e}")))?;
+        let kid = kid.or_else(|| jwk.key_id().map(str::to_string)).ok_or_else(|| AtprotoError::Config("client key has no kid".into()))?;
+        let key_pair = EcKeyPair::from_jwk(&jwk).map_err(|e| AtprotoError::Config(format!("bad client key JWK: {e}")))?;
         if key_pair.curve() != EcCurve::P256 {
             return Err(AtprotoError::Config("client key must be P-256".into()));
         }
@@ -149,16 +135,13 @@ impl ClientSigningKey {
         payload.set_jwt_id(random_token(16));
         let now = now_secs();
         let set = |p: &mut JwtPayload, k: &str, v: u64| {
-            p.set_claim(k, Some(Value::from(v)))
-                .map_err(|e| AtprotoError::Crypto(format!("client assertion {k}: {e}")))
+            p.set_claim(k, Some(Value::from(v))).map_err(|e| AtprotoError::Crypto(format!("client assertion {k}: {e}")))
         };
         set(&mut payload, "iat", now)?;
         set(&mut payload, "exp", now + 60)?;
-        let signer = ES256
-            .signer_from_jwk(&self.key_pair.to_jwk_private_key())
-            .map_err(|e| AtprotoError::Crypto(format!("client signer: {e}")))?;
-        jwt::encode_with_signer(&payload, &header, &signer)
-            .map_err(|e| AtprotoError::Crypto(format!("client assertion signing: {e}")))
+        let signer =
+            ES256.signer_from_jwk(&self.key_pair.to_jwk_private_key()).map_err(|e| AtprotoError::Crypto(format!("client signer: {e}")))?;
+        jwt::encode_with_signer(&payload, &header, &signer).map_err(|e| AtprotoError::Crypto(format!("client assertion signing: {e}")))
     }
 }
 
@@ -281,24 +264,15 @@ pub struct AtprotoClient {
 
 impl AtprotoClient {
     /// `client_key` is required in confidential mode.
-    pub fn new(
-        config: AtprotoClientConfig,
-        client_key: Option<ClientSigningKey>,
-    ) -> Result<Self, AtprotoError> {
+    pub fn new(config: AtprotoClientConfig, client_key: Option<ClientSigningKey>) -> Result<Self, AtprotoError> {
         if !config.scope.split_whitespace().any(|s| s == "atproto") {
             return Err(AtprotoError::Config("scope must contain atproto".into()));
         }
         if config.mode == ClientMode::Confidential && client_key.is_none() {
-            return Err(AtprotoError::Config(
-                "confidential mode needs a client signing key".into(),
-            ));
+            return Err(AtprotoError::Config("confidential mode needs a client signing key".into()));
         }
-        if config.mode == ClientMode::Loopback
-            && (config.public_url.scheme() != "http" || !is_loopback_host(&config.public_url))
-        {
-            return Err(AtprotoError::Config(
-                "loopback mode needs an http://localhost or loopback public URL".into(),
-            ));
+        if config.mode == ClientMode::Loopback && (config.public_url.scheme() != "http" || !is_loopback_host(&config.public_url)) {
+            return Err(AtprotoError::Config("loopback mode needs an http://localhost or loopback public URL".into()));
         }
         let http = SafeHttp::new(config.allow_insecure_loopback)?;
         let resolver = IdentityResolver::new(
@@ -357,10 +331,7 @@ impl AtprotoClient {
                     // set_host only fails for cannot-be-a-base URLs, which http URLs are not.
                     let _ = u.set_host(Some("127.0.0.1"));
                 }
-                format!(
-                    "{}/atproto/callback",
-                    u.as_str().trim_end_matches('/')
-                )
+                format!("{}/atproto/callback", u.as_str().trim_end_matches('/'))
             }
         }
     }
@@ -383,10 +354,7 @@ impl AtprotoClient {
                 ClientMode::Confidential => {
                     obj.insert("token_endpoint_auth_method".into(), json!("private_key_jwt"));
                     obj.insert("token_endpoint_auth_signing_alg".into(), json!("ES256"));
-                    obj.insert(
-                        "jwks_uri".into(),
-                        json!(format!("{}/atproto/jwks.json", self.base())),
-                    );
+                    obj.insert("jwks_uri".into(), json!(format!("{}/atproto/jwks.json", self.base())));
                 }
                 ClientMode::Loopback => {
                     obj.insert("token_endpoint_auth_method".into(), json!("none"));
@@ -398,11 +366,7 @@ impl AtprotoClient {
 
     /// The document served at `/atproto/jwks.json` (public key only).
     pub fn client_jwks(&self) -> Value {
-        let keys: Vec<Value> = self
-            .client_key
-            .iter()
-            .filter_map(|k| serde_json::to_value(k.public_jwk().as_ref()).ok())
-            .collect();
+        let keys: Vec<Value> = self.client_key.iter().filter_map(|k| serde_json::to_value(k.public_jwk().as_ref()).ok()).collect();
         json!({ "keys": keys })
     }
 
@@ -410,14 +374,8 @@ impl AtprotoClient {
         let client_id = self.client_id();
         let mut form = vec![("client_id", client_id.clone())];
         if self.config.mode == ClientMode::Confidential {
-            let key = self
-                .client_key
-                .as_ref()
-                .ok_or_else(|| AtprotoError::Config("no client key".into()))?;
-            form.push((
-                "client_assertion_type",
-                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".to_string(),
-            ));
+            let key = self.client_key.as_ref().ok_or_else(|| AtprotoError::Config("no client key".into()))?;
+            form.push(("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".to_string()));
             form.push(("client_assertion", key.assertion(&client_id, issuer)?));
         }
         Ok(form)
@@ -466,31 +424,24 @@ impl AtprotoClient {
     #[tracing::instrument(skip_all)]
     pub async fn start_login(&self, input: &str) -> Result<PendingLogin, AtprotoError> {
         let input = input.trim();
-        let (expected_did, handle, pds_url, as_info) =
-            if input.starts_with("https://") || input.starts_with("http://") {
-                let url = Url::parse(input)
-                    .map_err(|_| AtprotoError::InvalidInput("not a valid URL".into()))?;
-                self.http
-                    .check_url(&url)
-                    .map_err(|e| e.into_error(AtprotoError::InvalidInput))?;
-                match self.metadata.for_server_url(&url).await? {
-                    ServerKind::AuthServer(info) => (None, None, None, info),
-                    ServerKind::Pds {
-                        pds_url,
-                        auth_server,
-                    } => (None, None, Some(pds_url), auth_server),
-                }
-            } else if input.starts_with("did:") {
-                validate_did(input)?;
-                let id = self.resolver.resolve_from_did(input).await?;
-                let info = self.metadata.for_pds(&id.pds_url).await?;
-                (Some(id.did), id.handle, Some(id.pds_url), info)
-            } else {
-                let handle = normalize_handle(input)?;
-                let id = self.resolver.resolve_from_handle(&handle).await?;
-                let info = self.metadata.for_pds(&id.pds_url).await?;
-                (Some(id.did), id.handle, Some(id.pds_url), info)
-            };
+        let (expected_did, handle, pds_url, as_info) = if input.starts_with("https://") || input.starts_with("http://") {
+            let url = Url::parse(input).map_err(|_| AtprotoError::InvalidInput("not a valid URL".into()))?;
+            self.http.check_url(&url).map_err(|e| e.into_error(AtprotoError::InvalidInput))?;
+            match self.metadata.for_server_url(&url).await? {
+                ServerKind::AuthServer(info) => (None, None, None, info),
+                ServerKind::Pds { pds_url, auth_server } => (None, None, Some(pds_url), auth_server),
+            }
+        } else if input.starts_with("did:") {
+            validate_did(input)?;
+            let id = self.resolver.resolve_from_did(input).await?;
+            let info = self.metadata.for_pds(&id.pds_url).await?;
+            (Some(id.did), id.handle, Some(id.pds_url), info)
+        } else {
+            let handle = normalize_handle(input)?;
+            let id = self.resolver.resolve_from_handle(&handle).await?;
+            let info = self.metadata.for_pds(&id.pds_url).await?;
+            (Some(id.did), id.handle, Some(id.pds_url), info)
+        };
 
         let pkce_verifier = random_token(32);
         let code_challenge = b64_sha256(pkce_verifier.as_bytes());
@@ -518,9 +469,7 @@ impl AtprotoClient {
             }
             Ok(form)
         };
-        let resp = self
-            .dpop_request(&dpop, &par_url, None, Some(&build), AtprotoError::PdsUnreachable)
-            .await?;
+        let resp = self.dpop_request(&dpop, &par_url, None, Some(&build), AtprotoError::PdsUnreachable).await?;
         if !resp.is_success() {
             return Err(resp.upstream_error());
         }
@@ -528,15 +477,10 @@ impl AtprotoClient {
         struct ParResponse {
             request_uri: String,
         }
-        let par: ParResponse = resp
-            .json()
-            .map_err(|_| AtprotoError::InvalidResponse("PAR response without request_uri".into()))?;
-        let mut authorization_url = Url::parse(&as_info.authorization_endpoint)
-            .map_err(|_| AtprotoError::HostileMetadata("bad authorization endpoint".into()))?;
-        authorization_url
-            .query_pairs_mut()
-            .append_pair("client_id", &self.client_id())
-            .append_pair("request_uri", &par.request_uri);
+        let par: ParResponse = resp.json().map_err(|_| AtprotoError::InvalidResponse("PAR response without request_uri".into()))?;
+        let mut authorization_url =
+            Url::parse(&as_info.authorization_endpoint).map_err(|_| AtprotoError::HostileMetadata("bad authorization endpoint".into()))?;
+        authorization_url.query_pairs_mut().append_pair("client_id", &self.client_id()).append_pair("request_uri", &par.request_uri);
 
         tracing::info!(issuer = %as_info.issuer, did = ?expected_did, "ATProto login started");
         Ok(PendingLogin {
@@ -558,16 +502,8 @@ impl AtprotoClient {
     /// Handle the callback: check `state` and `iss`, exchange the code, check `sub` and that the
     /// issuer is authoritative for it, then read the profile.
     #[tracing::instrument(skip_all)]
-    pub async fn complete_login(
-        &self,
-        pending: &PendingLogin,
-        params: &CallbackParams,
-    ) -> Result<LoginResult, AtprotoError> {
-        let state_ok = params
-            .state
-            .as_deref()
-            .map(|s| bool::from(s.as_bytes().ct_eq(pending.state.as_bytes())))
-            .unwrap_or(false);
+    pub async fn complete_login(&self, pending: &PendingLogin, params: &CallbackParams) -> Result<LoginResult, AtprotoError> {
+        let state_ok = params.state.as_deref().map(|s| bool::from(s.as_bytes().ct_eq(pending.state.as_bytes()))).unwrap_or(false);
         if !state_ok {
             return Err(AtprotoError::StateMismatch);
         }
@@ -575,36 +511,22 @@ impl AtprotoClient {
             // RFC 9207: an error response carrying a foreign `iss` is not ours to trust either.
             if let Some(iss) = &params.iss {
                 if iss != &pending.issuer {
-                    return Err(AtprotoError::IssuerMismatch {
-                        expected: pending.issuer.clone(),
-                        got: Some(iss.clone()),
-                    });
+                    return Err(AtprotoError::IssuerMismatch { expected: pending.issuer.clone(), got: Some(iss.clone()) });
                 }
             }
             if error == "access_denied" {
                 return Err(AtprotoError::AccessDenied(params.error_description.clone()));
             }
-            return Err(AtprotoError::UpstreamError {
-                status: 0,
-                error: error.clone(),
-                description: params.error_description.clone(),
-            });
+            return Err(AtprotoError::UpstreamError { status: 0, error: error.clone(), description: params.error_description.clone() });
         }
         if params.iss.as_deref() != Some(pending.issuer.as_str()) {
-            return Err(AtprotoError::IssuerMismatch {
-                expected: pending.issuer.clone(),
-                got: params.iss.clone(),
-            });
+            return Err(AtprotoError::IssuerMismatch { expected: pending.issuer.clone(), got: params.iss.clone() });
         }
-        let code = params
-            .code
-            .as_deref()
-            .ok_or_else(|| AtprotoError::InvalidResponse("callback without code".into()))?;
+        let code = params.code.as_deref().ok_or_else(|| AtprotoError::InvalidResponse("callback without code".into()))?;
         let dpop = DpopKey::from_private_jwk_json(&pending.dpop_private_jwk)?;
         let as_info = &pending.as_metadata;
 
-        let token_url = Url::parse(&as_info.token_endpoint)
-            .map_err(|_| AtprotoError::HostileMetadata("bad token endpoint".into()))?;
+        let token_url = Url::parse(&as_info.token_endpoint).map_err(|_| AtprotoError::HostileMetadata("bad token endpoint".into()))?;
         let build = || -> Result<FormFields, AtprotoError> {
             let mut form = self.client_auth(&pending.issuer)?;
             form.extend([
@@ -615,25 +537,16 @@ impl AtprotoClient {
             ]);
             Ok(form)
         };
-        let resp = self
-            .dpop_request(&dpop, &token_url, None, Some(&build), AtprotoError::PdsUnreachable)
-            .await?;
+        let resp = self.dpop_request(&dpop, &token_url, None, Some(&build), AtprotoError::PdsUnreachable).await?;
         if !resp.is_success() {
             return Err(resp.upstream_error());
         }
         let token = parse_token_response(&resp)?;
-        let sub = token
-            .sub
-            .clone()
-            .ok_or_else(|| AtprotoError::InvalidResponse("token response without sub".into()))?;
-        validate_did(&sub)
-            .map_err(|_| AtprotoError::InvalidResponse("token sub is not a valid DID".into()))?;
+        let sub = token.sub.clone().ok_or_else(|| AtprotoError::InvalidResponse("token response without sub".into()))?;
+        validate_did(&sub).map_err(|_| AtprotoError::InvalidResponse("token sub is not a valid DID".into()))?;
         if let Some(expected) = &pending.expected_did {
             if expected != &sub {
-                return Err(AtprotoError::SubjectMismatch {
-                    expected: expected.clone(),
-                    got: sub,
-                });
+                return Err(AtprotoError::SubjectMismatch { expected: expected.clone(), got: sub });
             }
         }
 
@@ -641,10 +554,7 @@ impl AtprotoClient {
         let identity = self.resolver.resolve_from_did(&sub).await?;
         let authoritative = self.metadata.authorization_server_of(&identity.pds_url).await?;
         if authoritative != pending.issuer {
-            return Err(AtprotoError::NotAuthoritative(format!(
-                "{sub}'s PDS names {authoritative}, not {}",
-                pending.issuer
-            )));
+            return Err(AtprotoError::NotAuthoritative(format!("{sub}'s PDS names {authoritative}, not {}", pending.issuer)));
         }
         let pds_url = origin_string(&identity.pds_url);
         let scope = token.scope.clone().unwrap_or_default();
@@ -656,9 +566,8 @@ impl AtprotoClient {
                 profile::Profile::default()
             }
         };
-        let wants_email = scope
-            .split_whitespace()
-            .any(|s| s == "transition:email" || s == "account:email" || s.starts_with("account:email?"));
+        let wants_email =
+            scope.split_whitespace().any(|s| s == "transition:email" || s == "account:email" || s.starts_with("account:email?"));
         let (email, email_verified) = if wants_email {
             match profile::fetch_email(self, &dpop, &identity.pds_url, &sub, &token.access_token).await {
                 Ok(x) => x,
@@ -702,34 +611,22 @@ impl AtprotoClient {
     /// refreshes per upstream session).
     #[tracing::instrument(skip_all, fields(did = %tokens.sub))]
     pub async fn refresh(&self, tokens: &UpstreamTokens) -> Result<UpstreamTokens, AtprotoError> {
-        let refresh_token = tokens
-            .refresh_token
-            .as_deref()
-            .ok_or_else(|| AtprotoError::InvalidInput("no refresh token".into()))?;
+        let refresh_token = tokens.refresh_token.as_deref().ok_or_else(|| AtprotoError::InvalidInput("no refresh token".into()))?;
         let dpop = DpopKey::from_private_jwk_json(&tokens.dpop_private_jwk)?;
-        let url = Url::parse(&tokens.token_endpoint)
-            .map_err(|_| AtprotoError::Config("bad stored token endpoint".into()))?;
+        let url = Url::parse(&tokens.token_endpoint).map_err(|_| AtprotoError::Config("bad stored token endpoint".into()))?;
         let build = || -> Result<FormFields, AtprotoError> {
             let mut form = self.client_auth(&tokens.issuer)?;
-            form.extend([
-                ("grant_type", "refresh_token".to_string()),
-                ("refresh_token", refresh_token.to_string()),
-            ]);
+            form.extend([("grant_type", "refresh_token".to_string()), ("refresh_token", refresh_token.to_string())]);
             Ok(form)
         };
-        let resp = self
-            .dpop_request(&dpop, &url, None, Some(&build), AtprotoError::PdsUnreachable)
-            .await?;
+        let resp = self.dpop_request(&dpop, &url, None, Some(&build), AtprotoError::PdsUnreachable).await?;
         if !resp.is_success() {
             return Err(resp.upstream_error());
         }
         let token = parse_token_response(&resp)?;
         if let Some(sub) = &token.sub {
             if sub != &tokens.sub {
-                return Err(AtprotoError::SubjectMismatch {
-                    expected: tokens.sub.clone(),
-                    got: sub.clone(),
-                });
+                return Err(AtprotoError::SubjectMismatch { expected: tokens.sub.clone(), got: sub.clone() });
             }
         }
         Ok(UpstreamTokens {
@@ -754,8 +651,7 @@ impl AtprotoClient {
             tracing::warn!("authorization server has no revocation endpoint");
             return Ok(());
         };
-        let url = Url::parse(endpoint)
-            .map_err(|_| AtprotoError::Config("bad stored revocation endpoint".into()))?;
+        let url = Url::parse(endpoint).map_err(|_| AtprotoError::Config("bad stored revocation endpoint".into()))?;
         let dpop = DpopKey::from_private_jwk_json(&tokens.dpop_private_jwk)?;
         let mut to_revoke = Vec::new();
         if let Some(r) = &tokens.refresh_token {
@@ -769,9 +665,7 @@ impl AtprotoClient {
                 form.push(("token_type_hint", hint.to_string()));
                 Ok(form)
             };
-            let resp = self
-                .dpop_request(&dpop, &url, None, Some(&build), AtprotoError::PdsUnreachable)
-                .await?;
+            let resp = self.dpop_request(&dpop, &url, None, Some(&build), AtprotoError::PdsUnreachable).await?;
             if !resp.is_success() {
                 return Err(resp.upstream_error());
             }
@@ -781,20 +675,13 @@ impl AtprotoClient {
 }
 
 fn parse_token_response(resp: &HttpResponse) -> Result<TokenResponse, AtprotoError> {
-    let token: TokenResponse = resp
-        .json()
-        .map_err(|_| AtprotoError::InvalidResponse("token response is not valid JSON".into()))?;
+    let token: TokenResponse = resp.json().map_err(|_| AtprotoError::InvalidResponse("token response is not valid JSON".into()))?;
     if !token.token_type.eq_ignore_ascii_case("DPoP") {
-        return Err(AtprotoError::InvalidResponse(format!(
-            "token_type {} (DPoP required)",
-            token.token_type
-        )));
+        return Err(AtprotoError::InvalidResponse(format!("token_type {} (DPoP required)", token.token_type)));
     }
     if let Some(scope) = &token.scope {
         if !scope.split_whitespace().any(|s| s == "atproto") {
-            return Err(AtprotoError::InvalidResponse(
-                "granted scope lacks atproto".into(),
-            ));
+            return Err(AtprotoError::InvalidResponse("granted scope lacks atproto".into()));
         }
     }
     Ok(token)
@@ -803,12 +690,8 @@ fn parse_token_response(resp: &HttpResponse) -> Result<TokenResponse, AtprotoErr
 fn is_use_dpop_nonce(resp: &HttpResponse) -> bool {
     match resp.status {
         400 | 401 => {
-            let in_header = resp
-                .header("www-authenticate")
-                .is_some_and(|h| h.contains("use_dpop_nonce"));
-            let in_body = resp
-                .oauth_error()
-                .is_some_and(|(e, _)| e == "use_dpop_nonce");
+            let in_header = resp.header("www-authenticate").is_some_and(|h| h.contains("use_dpop_nonce"));
+            let in_body = resp.oauth_error().is_some_and(|(e, _)| e == "use_dpop_nonce");
             in_header || in_body
         }
         _ => false,

@@ -30,10 +30,7 @@ pub fn b64_sha256(data: &[u8]) -> String {
 }
 
 pub(crate) fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// RFC 7638 JWK thumbprint (SHA-256, base64url) of the public part of an EC, RSA or OKP key.
@@ -95,8 +92,7 @@ impl std::fmt::Debug for DpopKey {
 impl DpopKey {
     /// A fresh P-256 key.
     pub fn generate() -> Result<Self, AtprotoError> {
-        let key_pair = EcKeyPair::generate(EcCurve::P256)
-            .map_err(|e| AtprotoError::Crypto(format!("DPoP key generation: {e}")))?;
+        let key_pair = EcKeyPair::generate(EcCurve::P256).map_err(|e| AtprotoError::Crypto(format!("DPoP key generation: {e}")))?;
         Ok(Self::from_key_pair(key_pair))
     }
 
@@ -104,18 +100,13 @@ impl DpopKey {
         let mut public_jwk = key_pair.to_jwk_public_key();
         // The proof header carries the bare public key.
         public_jwk.set_algorithm("ES256");
-        Self {
-            key_pair,
-            public_jwk,
-        }
+        Self { key_pair, public_jwk }
     }
 
     /// Restore from the private JWK JSON produced by [`DpopKey::to_private_jwk_json`].
     pub fn from_private_jwk_json(json: &str) -> Result<Self, AtprotoError> {
-        let jwk = Jwk::from_bytes(json.as_bytes())
-            .map_err(|e| AtprotoError::Crypto(format!("bad DPoP JWK: {e}")))?;
-        let key_pair = EcKeyPair::from_jwk(&jwk)
-            .map_err(|e| AtprotoError::Crypto(format!("bad DPoP JWK: {e}")))?;
+        let jwk = Jwk::from_bytes(json.as_bytes()).map_err(|e| AtprotoError::Crypto(format!("bad DPoP JWK: {e}")))?;
+        let key_pair = EcKeyPair::from_jwk(&jwk).map_err(|e| AtprotoError::Crypto(format!("bad DPoP JWK: {e}")))?;
         if key_pair.curve() != EcCurve::P256 {
             return Err(AtprotoError::Crypto("DPoP key must be P-256".into()));
         }
@@ -137,13 +128,7 @@ impl DpopKey {
     }
 
     /// A DPoP proof for one request. `access_token` adds `ath`.
-    pub fn proof(
-        &self,
-        htm: &str,
-        url: &Url,
-        nonce: Option<&str>,
-        access_token: Option<&str>,
-    ) -> Result<String, AtprotoError> {
+    pub fn proof(&self, htm: &str, url: &Url, nonce: Option<&str>, access_token: Option<&str>) -> Result<String, AtprotoError> {
         let mut header = JwsHeader::new();
         header.set_token_type("dpop+jwt");
         header.set_algorithm("ES256");
@@ -151,8 +136,7 @@ impl DpopKey {
         let mut payload = JwtPayload::new();
         payload.set_jwt_id(random_token(16));
         let claim = |p: &mut JwtPayload, k: &str, v: Value| {
-            p.set_claim(k, Some(v))
-                .map_err(|e| AtprotoError::Crypto(format!("DPoP claim {k}: {e}")))
+            p.set_claim(k, Some(v)).map_err(|e| AtprotoError::Crypto(format!("DPoP claim {k}: {e}")))
         };
         claim(&mut payload, "htm", Value::String(htm.to_string()))?;
         claim(&mut payload, "htu", Value::String(htu(url)))?;
@@ -163,11 +147,9 @@ impl DpopKey {
         if let Some(t) = access_token {
             claim(&mut payload, "ath", Value::String(b64_sha256(t.as_bytes())))?;
         }
-        let signer = ES256
-            .signer_from_jwk(&self.key_pair.to_jwk_private_key())
-            .map_err(|e| AtprotoError::Crypto(format!("DPoP signer: {e}")))?;
-        jwt::encode_with_signer(&payload, &header, &signer)
-            .map_err(|e| AtprotoError::Crypto(format!("DPoP signing: {e}")))
+        let signer =
+            ES256.signer_from_jwk(&self.key_pair.to_jwk_private_key()).map_err(|e| AtprotoError::Crypto(format!("DPoP signer: {e}")))?;
+        jwt::encode_with_signer(&payload, &header, &signer).map_err(|e| AtprotoError::Crypto(format!("DPoP signing: {e}")))
     }
 }
 
@@ -210,10 +192,7 @@ mod tests {
             br#"{"kty":"RSA","n":"0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw","e":"AQAB","alg":"RS256","kid":"2011-04-29"}"#,
         )
         .unwrap();
-        assert_eq!(
-            jwk_thumbprint(&jwk).unwrap(),
-            "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
-        );
+        assert_eq!(jwk_thumbprint(&jwk).unwrap(), "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs");
     }
 
     #[test]
@@ -221,19 +200,14 @@ mod tests {
         let key = DpopKey::generate().unwrap();
         let mut with_extras = key.public_jwk().clone();
         with_extras.set_key_id("abc");
-        assert_eq!(
-            jwk_thumbprint(&with_extras).unwrap(),
-            key.thumbprint().unwrap()
-        );
+        assert_eq!(jwk_thumbprint(&with_extras).unwrap(), key.thumbprint().unwrap());
     }
 
     #[test]
     fn proof_has_required_claims_and_verifies() {
         let key = DpopKey::generate().unwrap();
         let url = Url::parse("https://pds.example.com/xrpc/foo?x=1#frag").unwrap();
-        let proof = key
-            .proof("GET", &url, Some("n-1"), Some("tok"))
-            .unwrap();
+        let proof = key.proof("GET", &url, Some("n-1"), Some("tok")).unwrap();
         let verifier = ES256.verifier_from_jwk(key.public_jwk()).unwrap();
         let (payload, header) = jwt::decode_with_verifier(&proof, &verifier).unwrap();
         assert_eq!(header.token_type(), Some("dpop+jwt"));
@@ -241,10 +215,7 @@ mod tests {
         let hjwk = header.jwk().unwrap();
         assert!(hjwk.parameter("d").is_none(), "private key leaked into header");
         assert_eq!(payload.claim("htm").unwrap(), "GET");
-        assert_eq!(
-            payload.claim("htu").unwrap(),
-            "https://pds.example.com/xrpc/foo"
-        );
+        assert_eq!(payload.claim("htu").unwrap(), "https://pds.example.com/xrpc/foo");
         assert_eq!(payload.claim("nonce").unwrap(), "n-1");
         assert_eq!(payload.claim("ath").unwrap().as_str().unwrap(), b64_sha256(b"tok"));
         assert!(payload.jwt_id().unwrap().len() >= 16);

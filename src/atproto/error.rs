@@ -50,11 +50,7 @@ pub enum AtprotoError {
     AccessDenied(Option<String>),
     /// The authorization server or PDS answered with an OAuth/XRPC error.
     #[error("upstream error (HTTP {status}): {error}{}", description.as_deref().map(|d| format!(": {d}")).unwrap_or_default())]
-    UpstreamError {
-        status: u16,
-        error: String,
-        description: Option<String>,
-    },
+    UpstreamError { status: u16, error: String, description: Option<String> },
     /// An outbound request was refused by the SSRF guard.
     #[error("outbound request refused: {0}")]
     Forbidden(String),
@@ -80,36 +76,20 @@ impl AtprotoError {
                 "That does not look like a valid handle (for example alice.bsky.social) or server address.".into()
             }
             Self::InvalidDid(_) => "This account uses an identifier we cannot handle.".into(),
-            Self::HandleNotFound(_) => {
-                "We could not find an account with that handle. Check the spelling and try again.".into()
-            }
-            Self::HandleMismatch { .. } => {
-                "That handle is not confirmed by its account, so we cannot sign you in with it.".into()
-            }
-            Self::DidResolution(_) => {
-                "We could not look up your account's identity document. Please try again later.".into()
-            }
-            Self::PdsUnreachable(_) | Self::Network(_) => {
-                "Your account's server could not be reached. Please try again later.".into()
-            }
+            Self::HandleNotFound(_) => "We could not find an account with that handle. Check the spelling and try again.".into(),
+            Self::HandleMismatch { .. } => "That handle is not confirmed by its account, so we cannot sign you in with it.".into(),
+            Self::DidResolution(_) => "We could not look up your account's identity document. Please try again later.".into(),
+            Self::PdsUnreachable(_) | Self::Network(_) => "Your account's server could not be reached. Please try again later.".into(),
             Self::NoOAuth(_) => "Your account's server does not support OAuth sign-in.".into(),
-            Self::HostileMetadata(_) => {
-                "Your account's server is not configured in a way we can safely sign in with.".into()
-            }
-            Self::StateMismatch => {
-                "This sign-in attempt expired or was not started here. Please start again.".into()
-            }
+            Self::HostileMetadata(_) => "Your account's server is not configured in a way we can safely sign in with.".into(),
+            Self::StateMismatch => "This sign-in attempt expired or was not started here. Please start again.".into(),
             Self::IssuerMismatch { .. } | Self::SubjectMismatch { .. } | Self::NotAuthoritative(_) => {
                 "The sign-in response did not come from your account's own server, so it was refused. Please start again.".into()
             }
             Self::AccessDenied(_) => "Sign-in was cancelled or refused.".into(),
-            Self::UpstreamError { .. } | Self::InvalidResponse(_) => {
-                "Your account's server returned an error. Please try again.".into()
-            }
+            Self::UpstreamError { .. } | Self::InvalidResponse(_) => "Your account's server returned an error. Please try again.".into(),
             Self::Forbidden(_) => "That server address is not allowed.".into(),
-            Self::Crypto(_) | Self::Config(_) => {
-                "Sign-in is temporarily unavailable. Please try again later.".into()
-            }
+            Self::Crypto(_) | Self::Config(_) => "Sign-in is temporarily unavailable. Please try again later.".into(),
         }
     }
 }

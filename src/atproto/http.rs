@@ -55,9 +55,7 @@ fn classify_v4(ip: Ipv4Addr) -> AddrClass {
         [169, 254, ..] => AddrClass::Forbidden("link-local address"),
         [100, b, ..] if (64..=127).contains(&b) => AddrClass::Forbidden("shared (CGNAT) address"),
         [192, 0, 0, _] => AddrClass::Forbidden("IETF protocol assignment address"),
-        [192, 0, 2, _] | [198, 51, 100, _] | [203, 0, 113, _] => {
-            AddrClass::Forbidden("documentation address")
-        }
+        [192, 0, 2, _] | [198, 51, 100, _] | [203, 0, 113, _] => AddrClass::Forbidden("documentation address"),
         [198, b, ..] if b == 18 || b == 19 => AddrClass::Forbidden("benchmarking address"),
         [192, 88, 99, _] => AddrClass::Forbidden("6to4 relay anycast address"),
         [a, ..] if (224..=239).contains(&a) => AddrClass::Forbidden("multicast address"),
@@ -149,10 +147,8 @@ impl GuardedResolver {
     /// Resolve `host` and keep only the allowed addresses (error if none is left).
     pub async fn resolve_filtered(&self, host: &str) -> Result<Vec<SocketAddr>, String> {
         let host = host.to_string();
-        let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-            .await
-            .map_err(|e| format!("cannot resolve {host}: {e}"))?
-            .collect();
+        let found: Vec<SocketAddr> =
+            tokio::net::lookup_host((host.as_str(), 0)).await.map_err(|e| format!("cannot resolve {host}: {e}"))?.collect();
         let mut refused = None;
         let kept: Vec<SocketAddr> = found
             .into_iter()
@@ -181,9 +177,7 @@ impl Resolve for GuardedResolver {
         Box::pin(async move {
             match this.resolve_filtered(&host).await {
                 Ok(addrs) => Ok(Box::new(addrs.into_iter()) as Addrs),
-                Err(reason) => {
-                    Err(Box::new(SsrfBlocked(reason)) as Box<dyn StdError + Send + Sync>)
-                }
+                Err(reason) => Err(Box::new(SsrfBlocked(reason)) as Box<dyn StdError + Send + Sync>),
             }
         })
     }
@@ -240,24 +234,15 @@ impl HttpResponse {
     pub fn oauth_error(&self) -> Option<(String, Option<String>)> {
         let v: serde_json::Value = self.json().ok()?;
         let error = v.get("error")?.as_str()?.to_string();
-        let description = v
-            .get("error_description")
-            .or_else(|| v.get("message"))
-            .and_then(|d| d.as_str())
-            .map(|d| d.chars().take(300).collect());
+        let description =
+            v.get("error_description").or_else(|| v.get("message")).and_then(|d| d.as_str()).map(|d| d.chars().take(300).collect());
         Some((error, description))
     }
 
     /// Turn a non-2xx answer into `UpstreamError` (error code and description from the body).
     pub fn upstream_error(&self) -> AtprotoError {
-        let (error, description) = self
-            .oauth_error()
-            .unwrap_or_else(|| ("http_error".to_string(), None));
-        AtprotoError::UpstreamError {
-            status: self.status,
-            error,
-            description,
-        }
+        let (error, description) = self.oauth_error().unwrap_or_else(|| ("http_error".to_string(), None));
+        AtprotoError::UpstreamError { status: self.status, error, description }
     }
 }
 
@@ -280,10 +265,7 @@ impl SafeHttp {
             .https_only(!allow_insecure_loopback)
             .build()
             .map_err(|e| AtprotoError::Config(format!("cannot build HTTP client: {e}")))?;
-        Ok(Self {
-            client,
-            allow_insecure_loopback,
-        })
+        Ok(Self { client, allow_insecure_loopback })
     }
 
     pub fn allow_insecure_loopback(&self) -> bool {
@@ -296,21 +278,12 @@ impl SafeHttp {
     }
 
     /// GET with extra headers.
-    pub async fn get(
-        &self,
-        url: &Url,
-        headers: &[(&str, String)],
-    ) -> Result<HttpResponse, HttpError> {
+    pub async fn get(&self, url: &Url, headers: &[(&str, String)]) -> Result<HttpResponse, HttpError> {
         self.send(Method::GET, url, headers, None).await
     }
 
     /// POST an `application/x-www-form-urlencoded` body.
-    pub async fn post_form(
-        &self,
-        url: &Url,
-        headers: &[(&str, String)],
-        form: &[(&str, String)],
-    ) -> Result<HttpResponse, HttpError> {
+    pub async fn post_form(&self, url: &Url, headers: &[(&str, String)], form: &[(&str, String)]) -> Result<HttpResponse, HttpError> {
         self.send(Method::POST, url, headers, Some(form)).await
     }
 
@@ -322,13 +295,9 @@ impl SafeHttp {
         form: Option<&[(&str, String)]>,
     ) -> Result<HttpResponse, HttpError> {
         self.check_url(url)?;
-        let mut req = self
-            .client
-            .request(method, url.clone())
-            .header(reqwest::header::ACCEPT, "application/json");
+        let mut req = self.client.request(method, url.clone()).header(reqwest::header::ACCEPT, "application/json");
         for (name, value) in headers {
-            let value = HeaderValue::from_str(value)
-                .map_err(|_| HttpError::Transport(format!("invalid value for header {name}")))?;
+            let value = HeaderValue::from_str(value).map_err(|_| HttpError::Transport(format!("invalid value for header {name}")))?;
             req = req.header(*name, value);
         }
         if let Some(form) = form {
@@ -349,11 +318,7 @@ impl SafeHttp {
             }
             body.extend_from_slice(&chunk);
         }
-        Ok(HttpResponse {
-            status,
-            headers,
-            body,
-        })
+        Ok(HttpResponse { status, headers, body })
     }
 }
 
@@ -391,9 +356,7 @@ pub fn check_url(url: &Url, allow_insecure_loopback: bool) -> Result<(), HttpErr
     if !url.username().is_empty() || url.password().is_some() {
         return Err(HttpError::Forbidden("URL with credentials".into()));
     }
-    let host = url
-        .host()
-        .ok_or_else(|| HttpError::Forbidden("URL without host".into()))?;
+    let host = url.host().ok_or_else(|| HttpError::Forbidden("URL without host".into()))?;
     let class = match &host {
         Host::Ipv4(ip) => classify_ip(IpAddr::V4(*ip)),
         Host::Ipv6(ip) => classify_ip(IpAddr::V6(*ip)),
@@ -407,14 +370,11 @@ pub fn check_url(url: &Url, allow_insecure_loopback: bool) -> Result<(), HttpErr
             }
         }
     };
-    allowed(class, allow_insecure_loopback)
-        .map_err(|r| HttpError::Forbidden(format!("{host}: {r}")))?;
+    allowed(class, allow_insecure_loopback).map_err(|r| HttpError::Forbidden(format!("{host}: {r}")))?;
     match url.scheme() {
         "https" => Ok(()),
         "http" if allow_insecure_loopback && class == AddrClass::Loopback => Ok(()),
-        "http" => Err(HttpError::Forbidden(format!(
-            "plain http to {host} (https required)"
-        ))),
+        "http" => Err(HttpError::Forbidden(format!("plain http to {host} (https required)"))),
         other => Err(HttpError::Forbidden(format!("scheme {other} not allowed"))),
     }
 }
@@ -467,10 +427,7 @@ mod tests {
             "http://2130706433/",
         ] {
             let parsed = Url::parse(u).unwrap();
-            assert!(
-                matches!(parsed.host(), Some(Host::Ipv4(_))),
-                "{u} not normalized to IPv4"
-            );
+            assert!(matches!(parsed.host(), Some(Host::Ipv4(_))), "{u} not normalized to IPv4");
             assert!(refused(u), "{u} must be refused");
         }
     }
@@ -515,10 +472,7 @@ mod tests {
         assert!(refused("https://[2002:7f00:1::]/"));
         // the mapped loopback is refused even when loopback is allowed
         assert!(check_url(&Url::parse("http://[::ffff:127.0.0.1]/").unwrap(), true).is_err());
-        assert_eq!(
-            classify_ip("::ffff:8.8.8.8".parse().unwrap()),
-            AddrClass::Global
-        );
+        assert_eq!(classify_ip("::ffff:8.8.8.8".parse().unwrap()), AddrClass::Global);
     }
 
     #[test]
@@ -559,23 +513,14 @@ mod tests {
         // Bypass the pre-flight check to prove the resolver itself refuses, and that the
         // refusal is recognised in reqwest's error chain.
         let http = SafeHttp::new(false).unwrap();
-        let err = http
-            .client
-            .get("https://localhost:9/")
-            .send()
-            .await
-            .map_err(map_reqwest_error)
-            .unwrap_err();
+        let err = http.client.get("https://localhost:9/").send().await.map_err(map_reqwest_error).unwrap_err();
         assert!(matches!(err, HttpError::Forbidden(_)), "{err:?}");
     }
 
     #[tokio::test]
     async fn forbidden_is_reported_from_request() {
         let http = SafeHttp::new(false).unwrap();
-        let err = http
-            .get(&Url::parse("https://127.0.0.1:9/").unwrap(), &[])
-            .await
-            .unwrap_err();
+        let err = http.get(&Url::parse("https://127.0.0.1:9/").unwrap(), &[]).await.unwrap_err();
         assert!(matches!(err, HttpError::Forbidden(_)), "{err:?}");
     }
 }

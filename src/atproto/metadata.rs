@@ -62,20 +62,13 @@ fn hostile(msg: impl Into<String>) -> AtprotoError {
     AtprotoError::HostileMetadata(msg.into())
 }
 
-fn endpoint(
-    http: &SafeHttp,
-    name: &str,
-    value: &Option<String>,
-) -> Result<String, AtprotoError> {
-    let v = value
-        .as_deref()
-        .ok_or_else(|| hostile(format!("no {name}")))?;
+fn endpoint(http: &SafeHttp, name: &str, value: &Option<String>) -> Result<String, AtprotoError> {
+    let v = value.as_deref().ok_or_else(|| hostile(format!("no {name}")))?;
     let u = Url::parse(v).map_err(|_| hostile(format!("{name} is not a URL")))?;
     if u.fragment().is_some() {
         return Err(hostile(format!("{name} has a fragment")));
     }
-    http.check_url(&u)
-        .map_err(|e| hostile(format!("{name} is not an allowed URL: {e:?}")))?;
+    http.check_url(&u).map_err(|e| hostile(format!("{name} is not an allowed URL: {e:?}")))?;
     Ok(u.to_string())
 }
 
@@ -88,17 +81,10 @@ pub fn validate_as_metadata(
 ) -> Result<AuthServerInfo, AtprotoError> {
     let issuer = meta.issuer.as_deref().ok_or_else(|| hostile("no issuer"))?;
     if issuer != expected_issuer {
-        return Err(hostile(format!(
-            "issuer {issuer:?} differs from the server it was fetched from ({expected_issuer})"
-        )));
+        return Err(hostile(format!("issuer {issuer:?} differs from the server it was fetched from ({expected_issuer})")));
     }
-    let par = endpoint(
-        http,
-        "pushed_authorization_request_endpoint",
-        &meta.pushed_authorization_request_endpoint,
-    )?;
-    let authorization_endpoint =
-        endpoint(http, "authorization_endpoint", &meta.authorization_endpoint)?;
+    let par = endpoint(http, "pushed_authorization_request_endpoint", &meta.pushed_authorization_request_endpoint)?;
+    let authorization_endpoint = endpoint(http, "authorization_endpoint", &meta.authorization_endpoint)?;
     let token_endpoint = endpoint(http, "token_endpoint", &meta.token_endpoint)?;
     let revocation_endpoint = match &meta.revocation_endpoint {
         Some(_) => Some(endpoint(http, "revocation_endpoint", &meta.revocation_endpoint)?),
@@ -116,10 +102,7 @@ pub fn validate_as_metadata(
     if !meta.scopes_supported.iter().any(|s| s == "atproto") {
         return Err(hostile("scope atproto not supported"));
     }
-    if let Some(missing) = scope
-        .split_whitespace()
-        .find(|s| !meta.scopes_supported.iter().any(|m| m == s))
-    {
+    if let Some(missing) = scope.split_whitespace().find(|s| !meta.scopes_supported.iter().any(|m| m == s)) {
         tracing::warn!(scope = missing, "authorization server does not list a requested scope");
     }
     Ok(AuthServerInfo {
@@ -153,10 +136,7 @@ impl MetadataFetcher {
     }
 
     async fn get(&self, url: &Url) -> Result<HttpResponse, AtprotoError> {
-        self.http
-            .get(url, &[])
-            .await
-            .map_err(|e| e.into_error(AtprotoError::PdsUnreachable))
+        self.http.get(url, &[]).await.map_err(|e| e.into_error(AtprotoError::PdsUnreachable))
     }
 
     /// PDS → the issuer URL named by its protected-resource metadata.
@@ -168,40 +148,25 @@ impl MetadataFetcher {
         )?;
         let resp = self.get(&url).await?;
         if resp.status == 404 {
-            return Err(AtprotoError::NoOAuth(format!(
-                "{origin} has no protected-resource metadata"
-            )));
+            return Err(AtprotoError::NoOAuth(format!("{origin} has no protected-resource metadata")));
         }
         if !resp.is_success() {
-            return Err(AtprotoError::PdsUnreachable(format!(
-                "protected-resource metadata answered HTTP {}",
-                resp.status
-            )));
+            return Err(AtprotoError::PdsUnreachable(format!("protected-resource metadata answered HTTP {}", resp.status)));
         }
-        let prm: ProtectedResourceMetadata = resp
-            .json()
-            .map_err(|_| AtprotoError::NoOAuth("protected-resource metadata is not JSON".into()))?;
+        let prm: ProtectedResourceMetadata =
+            resp.json().map_err(|_| AtprotoError::NoOAuth("protected-resource metadata is not JSON".into()))?;
         if let Some(resource) = &prm.resource {
-            let same = Url::parse(resource)
-                .map(|r| origin_string(&r) == origin)
-                .unwrap_or(false);
+            let same = Url::parse(resource).map(|r| origin_string(&r) == origin).unwrap_or(false);
             if !same {
-                return Err(hostile(format!(
-                    "protected-resource metadata names resource {resource:?}, not {origin}"
-                )));
+                return Err(hostile(format!("protected-resource metadata names resource {resource:?}, not {origin}")));
             }
         }
-        let first = prm
-            .authorization_servers
-            .first()
-            .ok_or_else(|| AtprotoError::NoOAuth("no authorization_servers".into()))?;
+        let first = prm.authorization_servers.first().ok_or_else(|| AtprotoError::NoOAuth("no authorization_servers".into()))?;
         let as_url = Url::parse(first).map_err(|_| hostile("authorization server is not a URL"))?;
         if as_url.path() != "/" || as_url.query().is_some() || as_url.fragment().is_some() {
             return Err(hostile("authorization server URL must be an origin"));
         }
-        self.http
-            .check_url(&as_url)
-            .map_err(|e| e.into_error(AtprotoError::HostileMetadata))?;
+        self.http.check_url(&as_url).map_err(|e| e.into_error(AtprotoError::HostileMetadata))?;
         Ok(origin_string(&as_url))
     }
 
@@ -209,17 +174,12 @@ impl MetadataFetcher {
     pub async fn auth_server_metadata(&self, issuer: &str) -> Result<AuthServerInfo, AtprotoError> {
         match self.try_auth_server_metadata(issuer).await? {
             Some(info) => Ok(info),
-            None => Err(AtprotoError::NoOAuth(format!(
-                "{issuer} serves no authorization server metadata"
-            ))),
+            None => Err(AtprotoError::NoOAuth(format!("{issuer} serves no authorization server metadata"))),
         }
     }
 
     /// Like [`Self::auth_server_metadata`], but `Ok(None)` when the server has no such document.
-    async fn try_auth_server_metadata(
-        &self,
-        issuer: &str,
-    ) -> Result<Option<AuthServerInfo>, AtprotoError> {
+    async fn try_auth_server_metadata(&self, issuer: &str) -> Result<Option<AuthServerInfo>, AtprotoError> {
         let base = Url::parse(issuer).map_err(|_| hostile("issuer is not a URL"))?;
         let url = join_path(&base, "/.well-known/oauth-authorization-server")?;
         let resp = self.get(&url).await?;
@@ -227,14 +187,9 @@ impl MetadataFetcher {
             return Ok(None);
         }
         if !resp.is_success() {
-            return Err(AtprotoError::PdsUnreachable(format!(
-                "authorization server metadata answered HTTP {}",
-                resp.status
-            )));
+            return Err(AtprotoError::PdsUnreachable(format!("authorization server metadata answered HTTP {}", resp.status)));
         }
-        let meta: AuthServerMetadata = resp
-            .json()
-            .map_err(|_| hostile("authorization server metadata is not valid JSON"))?;
+        let meta: AuthServerMetadata = resp.json().map_err(|_| hostile("authorization server metadata is not valid JSON"))?;
         validate_as_metadata(&self.http, &meta, issuer, &self.scope).map(Some)
     }
 
@@ -251,13 +206,9 @@ impl MetadataFetcher {
         if let Some(info) = self.try_auth_server_metadata(&origin).await? {
             return Ok(ServerKind::AuthServer(info));
         }
-        let pds_url =
-            Url::parse(&origin).map_err(|e| AtprotoError::InvalidInput(e.to_string()))?;
+        let pds_url = Url::parse(&origin).map_err(|e| AtprotoError::InvalidInput(e.to_string()))?;
         let auth_server = self.for_pds(&pds_url).await?;
-        Ok(ServerKind::Pds {
-            pds_url,
-            auth_server,
-        })
+        Ok(ServerKind::Pds { pds_url, auth_server })
     }
 }
 
@@ -280,10 +231,7 @@ mod tests {
         let info = check(&good()).unwrap();
         assert_eq!(info.issuer, "http://localhost:2583");
         assert_eq!(info.token_endpoint, "http://localhost:2583/oauth/token");
-        assert_eq!(
-            info.revocation_endpoint.as_deref(),
-            Some("http://localhost:2583/oauth/revoke")
-        );
+        assert_eq!(info.revocation_endpoint.as_deref(), Some("http://localhost:2583/oauth/revoke"));
     }
 
     #[test]
@@ -311,10 +259,7 @@ mod tests {
         for (name, mutate) in cases {
             let mut m = good();
             mutate(&mut m);
-            assert!(
-                matches!(check(&m), Err(AtprotoError::HostileMetadata(_))),
-                "{name} should be refused"
-            );
+            assert!(matches!(check(&m), Err(AtprotoError::HostileMetadata(_))), "{name} should be refused");
         }
     }
 }

@@ -14,8 +14,8 @@ pub mod resolve;
 pub mod syntax;
 
 pub use client::{
-    AtprotoClient, AtprotoClientConfig, CallbackParams, ClientMode, ClientSigningKey, LoginResult,
-    PendingLogin, UpstreamIdentity, UpstreamTokens,
+    AtprotoClient, AtprotoClientConfig, CallbackParams, ClientMode, ClientSigningKey, LoginResult, PendingLogin, UpstreamIdentity,
+    UpstreamTokens,
 };
 pub use error::AtprotoError;
 pub use metadata::AuthServerInfo;

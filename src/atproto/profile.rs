@@ -29,26 +29,16 @@ pub fn profile_from_record(record: &Value, pds_url: &Url, did: &str) -> Result<P
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(|s| s.chars().take(640).collect::<String>());
-    let cid = value.get("avatar").and_then(|a| {
-        a.get("ref")
-            .and_then(|r| r.get("$link"))
-            .or_else(|| a.get("cid"))
-            .and_then(Value::as_str)
-    });
+    let cid = value.get("avatar").and_then(|a| a.get("ref").and_then(|r| r.get("$link")).or_else(|| a.get("cid")).and_then(Value::as_str));
     let avatar = match cid {
         Some(cid) if is_cid(cid) => {
             let mut u = join_path(pds_url, "/xrpc/com.atproto.sync.getBlob")?;
-            u.query_pairs_mut()
-                .append_pair("did", did)
-                .append_pair("cid", cid);
+            u.query_pairs_mut().append_pair("did", did).append_pair("cid", cid);
             Some(u.to_string())
         }
         _ => None,
     };
-    Ok(Profile {
-        display_name,
-        avatar,
-    })
+    Ok(Profile { display_name, avatar })
 }
 
 /// `com.atproto.repo.getRecord` for `app.bsky.actor.profile/self`.
@@ -60,13 +50,8 @@ pub(crate) async fn fetch_profile(
     access_token: &str,
 ) -> Result<Profile, AtprotoError> {
     let mut url = join_path(pds_url, "/xrpc/com.atproto.repo.getRecord")?;
-    url.query_pairs_mut()
-        .append_pair("repo", did)
-        .append_pair("collection", "app.bsky.actor.profile")
-        .append_pair("rkey", "self");
-    let resp = client
-        .dpop_request(dpop, &url, Some(access_token), None, AtprotoError::PdsUnreachable)
-        .await?;
+    url.query_pairs_mut().append_pair("repo", did).append_pair("collection", "app.bsky.actor.profile").append_pair("rkey", "self");
+    let resp = client.dpop_request(dpop, &url, Some(access_token), None, AtprotoError::PdsUnreachable).await?;
     if !resp.is_success() {
         if let Some((error, _)) = resp.oauth_error() {
             if resp.status == 400 && error == "RecordNotFound" {
@@ -78,9 +63,7 @@ pub(crate) async fn fetch_profile(
         }
         return Err(resp.upstream_error());
     }
-    let record: Value = resp
-        .json()
-        .map_err(|_| AtprotoError::InvalidResponse("profile record is not JSON".into()))?;
+    let record: Value = resp.json().map_err(|_| AtprotoError::InvalidResponse("profile record is not JSON".into()))?;
     profile_from_record(&record, pds_url, did)
 }
 
@@ -93,26 +76,16 @@ pub(crate) async fn fetch_email(
     access_token: &str,
 ) -> Result<(Option<String>, Option<bool>), AtprotoError> {
     let url = join_path(pds_url, "/xrpc/com.atproto.server.getSession")?;
-    let resp = client
-        .dpop_request(dpop, &url, Some(access_token), None, AtprotoError::PdsUnreachable)
-        .await?;
+    let resp = client.dpop_request(dpop, &url, Some(access_token), None, AtprotoError::PdsUnreachable).await?;
     if !resp.is_success() {
         return Err(resp.upstream_error());
     }
-    let v: Value = resp
-        .json()
-        .map_err(|_| AtprotoError::InvalidResponse("getSession is not JSON".into()))?;
+    let v: Value = resp.json().map_err(|_| AtprotoError::InvalidResponse("getSession is not JSON".into()))?;
     if v.get("did").and_then(Value::as_str) != Some(did) {
         return Err(AtprotoError::InvalidResponse("getSession is for another DID".into()));
     }
-    let email = v
-        .get("email")
-        .and_then(Value::as_str)
-        .filter(|e| e.contains('@') && e.len() <= 320)
-        .map(str::to_string);
-    let verified = email
-        .as_ref()
-        .map(|_| v.get("emailConfirmed").and_then(Value::as_bool).unwrap_or(false));
+    let email = v.get("email").and_then(Value::as_str).filter(|e| e.contains('@') && e.len() <= 320).map(str::to_string);
+    let verified = email.as_ref().map(|_| v.get("emailConfirmed").and_then(Value::as_bool).unwrap_or(false));
     Ok((email, verified))
 }
 

@@ -43,9 +43,7 @@ impl DidDocument {
     /// The PDS endpoint (`#atproto_pds`, type `AtprotoPersonalDataServer`), as an origin URL.
     pub fn pds_endpoint(&self) -> Option<Url> {
         let full = format!("{}#atproto_pds", self.id);
-        let svc = self.service.iter().find(|s| {
-            (s.id == "#atproto_pds" || s.id == full) && s.kind == "AtprotoPersonalDataServer"
-        })?;
+        let svc = self.service.iter().find(|s| (s.id == "#atproto_pds" || s.id == full) && s.kind == "AtprotoPersonalDataServer")?;
         let url = Url::parse(svc.service_endpoint.as_str()?).ok()?;
         if !matches!(url.scheme(), "https" | "http")
             || url.host().is_none()
@@ -61,18 +59,13 @@ impl DidDocument {
 
     /// The first `at://` handle the document claims (normalized), if syntactically valid.
     pub fn claimed_handle(&self) -> Option<String> {
-        self.also_known_as
-            .iter()
-            .find_map(|a| a.strip_prefix("at://"))
-            .and_then(|h| normalize_handle(h).ok())
+        self.also_known_as.iter().find_map(|a| a.strip_prefix("at://")).and_then(|h| normalize_handle(h).ok())
     }
 
     /// Does the document claim `handle` (bidirectional check)?
     pub fn claims_handle(&self, handle: &str) -> bool {
         let want = format!("at://{}", handle.to_ascii_lowercase());
-        self.also_known_as
-            .iter()
-            .any(|a| a.to_ascii_lowercase() == want)
+        self.also_known_as.iter().any(|a| a.to_ascii_lowercase() == want)
     }
 }
 
@@ -115,24 +108,15 @@ impl IdentityResolver {
     async fn resolve_handle_xrpc(&self, base: &Url, handle: &str) -> Result<String, AtprotoError> {
         let mut url = join_path(base, "/xrpc/com.atproto.identity.resolveHandle")?;
         url.query_pairs_mut().append_pair("handle", handle);
-        let resp = self
-            .http
-            .get(&url, &[])
-            .await
-            .map_err(|e| e.into_error(AtprotoError::HandleNotFound))?;
+        let resp = self.http.get(&url, &[]).await.map_err(|e| e.into_error(AtprotoError::HandleNotFound))?;
         if !resp.is_success() {
-            return Err(AtprotoError::HandleNotFound(format!(
-                "resolveHandle answered HTTP {}",
-                resp.status
-            )));
+            return Err(AtprotoError::HandleNotFound(format!("resolveHandle answered HTTP {}", resp.status)));
         }
         #[derive(Deserialize)]
         struct Out {
             did: String,
         }
-        let out: Out = resp
-            .json()
-            .map_err(|_| AtprotoError::HandleNotFound("bad resolveHandle response".into()))?;
+        let out: Out = resp.json().map_err(|_| AtprotoError::HandleNotFound("bad resolveHandle response".into()))?;
         validate_did(&out.did)?;
         Ok(out.did)
     }
@@ -153,12 +137,9 @@ impl IdentityResolver {
             },
         };
         let name = format!("_atproto.{handle}.");
-        let lookup = tokio::time::timeout(
-            std::time::Duration::from_secs(5),
-            resolver.txt_lookup(name.as_str()),
-        )
-        .await
-        .map_err(|_| AtprotoError::HandleNotFound("DNS timeout".into()))?;
+        let lookup = tokio::time::timeout(std::time::Duration::from_secs(5), resolver.txt_lookup(name.as_str()))
+            .await
+            .map_err(|_| AtprotoError::HandleNotFound("DNS timeout".into()))?;
         let lookup = match lookup {
             Ok(l) => l,
             Err(e) => {
@@ -187,30 +168,19 @@ impl IdentityResolver {
                 validate_did(&did)?;
                 Ok(Some(did))
             }
-            _ => Err(AtprotoError::HandleNotFound(
-                "several different DIDs in DNS".into(),
-            )),
+            _ => Err(AtprotoError::HandleNotFound("several different DIDs in DNS".into())),
         }
     }
 
     async fn resolve_handle_well_known(&self, handle: &str) -> Result<String, AtprotoError> {
-        let url = Url::parse(&format!("https://{handle}/.well-known/atproto-did"))
-            .map_err(|e| AtprotoError::InvalidHandle(e.to_string()))?;
-        let resp = self
-            .http
-            .get(&url, &[])
-            .await
-            .map_err(|e| e.into_error(AtprotoError::HandleNotFound))?;
+        let url =
+            Url::parse(&format!("https://{handle}/.well-known/atproto-did")).map_err(|e| AtprotoError::InvalidHandle(e.to_string()))?;
+        let resp = self.http.get(&url, &[]).await.map_err(|e| e.into_error(AtprotoError::HandleNotFound))?;
         if !resp.is_success() {
-            return Err(AtprotoError::HandleNotFound(format!(
-                "well-known answered HTTP {}",
-                resp.status
-            )));
+            return Err(AtprotoError::HandleNotFound(format!("well-known answered HTTP {}", resp.status)));
         }
-        let did = String::from_utf8(resp.body)
-            .map_err(|_| AtprotoError::HandleNotFound("non-UTF-8 atproto-did".into()))?
-            .trim()
-            .to_string();
+        let did =
+            String::from_utf8(resp.body).map_err(|_| AtprotoError::HandleNotFound("non-UTF-8 atproto-did".into()))?.trim().to_string();
         validate_did(&did).map_err(|_| AtprotoError::HandleNotFound("no valid DID".into()))?;
         Ok(did)
     }
@@ -222,34 +192,18 @@ impl IdentityResolver {
             join_path(&self.config.plc_directory_url, &format!("/{did}"))?
         } else if let Some(id) = did.strip_prefix("did:web:") {
             let host = did_web_host(id)?;
-            let scheme = if host.starts_with("localhost") && self.http.allow_insecure_loopback() {
-                "http"
-            } else {
-                "https"
-            };
-            Url::parse(&format!("{scheme}://{host}/.well-known/did.json"))
-                .map_err(|e| AtprotoError::InvalidDid(e.to_string()))?
+            let scheme = if host.starts_with("localhost") && self.http.allow_insecure_loopback() { "http" } else { "https" };
+            Url::parse(&format!("{scheme}://{host}/.well-known/did.json")).map_err(|e| AtprotoError::InvalidDid(e.to_string()))?
         } else {
             return Err(AtprotoError::InvalidDid("unsupported DID method".into()));
         };
-        let resp = self
-            .http
-            .get(&url, &[])
-            .await
-            .map_err(|e| e.into_error(AtprotoError::DidResolution))?;
+        let resp = self.http.get(&url, &[]).await.map_err(|e| e.into_error(AtprotoError::DidResolution))?;
         if !resp.is_success() {
-            return Err(AtprotoError::DidResolution(format!(
-                "DID document fetch answered HTTP {}",
-                resp.status
-            )));
+            return Err(AtprotoError::DidResolution(format!("DID document fetch answered HTTP {}", resp.status)));
         }
-        let doc: DidDocument = resp
-            .json()
-            .map_err(|e| AtprotoError::DidResolution(format!("bad DID document: {e}")))?;
+        let doc: DidDocument = resp.json().map_err(|e| AtprotoError::DidResolution(format!("bad DID document: {e}")))?;
         if doc.id != did {
-            return Err(AtprotoError::DidResolution(
-                "DID document id differs from the DID".into(),
-            ));
+            return Err(AtprotoError::DidResolution("DID document id differs from the DID".into()));
         }
         Ok(doc)
     }
@@ -262,23 +216,14 @@ impl IdentityResolver {
         if !document.claims_handle(&handle) {
             return Err(AtprotoError::HandleMismatch { handle, did });
         }
-        let pds_url = document
-            .pds_endpoint()
-            .ok_or_else(|| AtprotoError::DidResolution("no usable #atproto_pds service".into()))?;
-        Ok(ResolvedIdentity {
-            did,
-            handle: Some(handle),
-            pds_url,
-            document,
-        })
+        let pds_url = document.pds_endpoint().ok_or_else(|| AtprotoError::DidResolution("no usable #atproto_pds service".into()))?;
+        Ok(ResolvedIdentity { did, handle: Some(handle), pds_url, document })
     }
 
     /// DID → document → PDS, and the handle the document claims if it resolves back to the DID.
     pub async fn resolve_from_did(&self, did: &str) -> Result<ResolvedIdentity, AtprotoError> {
         let document = self.resolve_did(did).await?;
-        let pds_url = document
-            .pds_endpoint()
-            .ok_or_else(|| AtprotoError::DidResolution("no usable #atproto_pds service".into()))?;
+        let pds_url = document.pds_endpoint().ok_or_else(|| AtprotoError::DidResolution("no usable #atproto_pds service".into()))?;
         let handle = match document.claimed_handle() {
             Some(h) => match self.resolve_handle(&h).await {
                 Ok(back) if back == did => Some(h),
@@ -293,12 +238,7 @@ impl IdentityResolver {
             },
             None => None,
         };
-        Ok(ResolvedIdentity {
-            did: did.to_string(),
-            handle,
-            pds_url,
-            document,
-        })
+        Ok(ResolvedIdentity { did: did.to_string(), handle, pds_url, document })
     }
 }
 
@@ -418,9 +358,6 @@ mod tests {
     #[test]
     fn join_keeps_prefix() {
         let b = Url::parse("http://127.0.0.1:1234/plc/").unwrap();
-        assert_eq!(
-            join_path(&b, "/did:plc:abc").unwrap().as_str(),
-            "http://127.0.0.1:1234/plc/did:plc:abc"
-        );
+        assert_eq!(join_path(&b, "/did:plc:abc").unwrap().as_str(), "http://127.0.0.1:1234/plc/did:plc:abc");
     }
 }

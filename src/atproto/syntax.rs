@@ -4,16 +4,7 @@ use super::error::AtprotoError;
 
 /// TLDs that can never be a resolvable atproto handle (spec: "Additional Non-Syntax
 /// Restrictions"). `.test` stays allowed: local development networks use it.
-const DISALLOWED_TLDS: &[&str] = &[
-    "alt",
-    "arpa",
-    "example",
-    "internal",
-    "invalid",
-    "local",
-    "localhost",
-    "onion",
-];
+const DISALLOWED_TLDS: &[&str] = &["alt", "arpa", "example", "internal", "invalid", "local", "localhost", "onion"];
 
 /// Validate a handle and return it normalized (lowercase, no leading `@`, no trailing dot).
 pub fn normalize_handle(input: &str) -> Result<String, AtprotoError> {
@@ -106,8 +97,7 @@ pub fn validate_did_syntax(did: &str) -> Result<(), AtprotoError> {
 pub fn validate_did(did: &str) -> Result<(), AtprotoError> {
     validate_did_syntax(did)?;
     if let Some(id) = did.strip_prefix("did:plc:") {
-        if id.len() == 24 && id.bytes().all(|b| b.is_ascii_lowercase() || (b'2'..=b'7').contains(&b))
-        {
+        if id.len() == 24 && id.bytes().all(|b| b.is_ascii_lowercase() || (b'2'..=b'7').contains(&b)) {
             return Ok(());
         }
         return Err(AtprotoError::InvalidDid("did:plc must be 24 base32 characters".into()));
@@ -138,8 +128,7 @@ pub fn did_web_host(id: &str) -> Result<String, AtprotoError> {
     if lower == "localhost" {
         return Ok(lower);
     }
-    normalize_handle(&lower)
-        .map_err(|_| AtprotoError::InvalidDid("did:web host is not a valid hostname".into()))
+    normalize_handle(&lower).map_err(|_| AtprotoError::InvalidDid("did:web host is not a valid hostname".into()))
 }
 
 #[cfg(test)]
@@ -201,11 +190,7 @@ mod tests {
 
     #[test]
     fn valid_dids() {
-        for d in [
-            "did:plc:z72i7hdynmk6r22z27h6tvur",
-            "did:web:example.com",
-            "did:web:localhost%3A1234",
-        ] {
+        for d in ["did:plc:z72i7hdynmk6r22z27h6tvur", "did:web:example.com", "did:web:localhost%3A1234"] {
             assert!(validate_did(d).is_ok(), "{d}");
         }
         for d in [

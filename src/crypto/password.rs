@@ -21,10 +21,7 @@ fn hasher() -> Argon2<'static> {
 
 pub fn hash_secret(secret: &str) -> Result<String, HashError> {
     let salt = SaltString::generate(&mut rand::rngs::OsRng);
-    hasher()
-        .hash_password(secret.as_bytes(), &salt)
-        .map(|hash| hash.to_string())
-        .map_err(|e| HashError(e.to_string()))
+    hasher().hash_password(secret.as_bytes(), &salt).map(|hash| hash.to_string()).map_err(|e| HashError(e.to_string()))
 }
 
 /// True when `secret` matches the stored PHC string; a malformed hash never matches.

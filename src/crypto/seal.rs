@@ -42,10 +42,7 @@ impl Sealer {
     }
 
     pub fn from_base64(text: &str) -> Result<Self, SealError> {
-        let bytes = STANDARD
-            .decode(text.trim())
-            .or_else(|_| URL_SAFE_NO_PAD.decode(text.trim()))
-            .map_err(|_| SealError::BadMasterKey)?;
+        let bytes = STANDARD.decode(text.trim()).or_else(|_| URL_SAFE_NO_PAD.decode(text.trim())).map_err(|_| SealError::BadMasterKey)?;
         Self::from_key_bytes(&bytes)
     }
 

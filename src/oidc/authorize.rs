@@ -71,12 +71,7 @@ pub fn redirect_with(redirect_uri: &str, issuer: &str, state: Option<&str>, pair
 }
 
 pub fn error_redirect(issuer: &str, request: &AuthorizationRequest, code: ErrorCode, description: &str) -> String {
-    redirect_with(
-        &request.redirect_uri,
-        issuer,
-        request.state.as_deref(),
-        &[("error", code.as_str()), ("error_description", description)],
-    )
+    redirect_with(&request.redirect_uri, issuer, request.state.as_deref(), &[("error", code.as_str()), ("error_description", description)])
 }
 
 fn is_pkce_challenge(text: &str) -> bool {
@@ -215,7 +210,12 @@ pub async fn decide(
         let covered = request.scopes.iter().all(|s| granted.contains(s));
         if !covered || request.prompt_consent {
             if request.prompt_none {
-                return Ok(Outcome::Redirect(error_redirect(&issuer, request, ErrorCode::ConsentRequired, "the user has not approved this app")));
+                return Ok(Outcome::Redirect(error_redirect(
+                    &issuer,
+                    request,
+                    ErrorCode::ConsentRequired,
+                    "the user has not approved this app",
+                )));
             }
             let request_id = park(state, request, request_id).await?;
             return Ok(Outcome::Consent { request_id });
@@ -235,10 +235,7 @@ async fn park(state: &AppState, request: &AuthorizationRequest, existing: Option
     let id = random_token(24);
     let json = serde_json::to_string(request).map_err(|e| AuthorizeError::Page(PageError::internal(&e)))?;
     let created = now();
-    state
-        .store
-        .insert_authorization_request(&id, &request.client_id, json, created, created + AUTHORIZATION_REQUEST_TTL_SECS)
-        .await?;
+    state.store.insert_authorization_request(&id, &request.client_id, json, created, created + AUTHORIZATION_REQUEST_TTL_SECS).await?;
     Ok(id)
 }
 

@@ -84,12 +84,7 @@ pub async fn notify(state: &AppState, clients: &[Client], did: &str, sid: &str) 
 async fn deliver(state: &AppState, http: &reqwest::Client, delivery: &LogoutDelivery, uri: &str, token: &str) {
     let mut last_error = None;
     for attempt in 1..=ATTEMPTS {
-        let result = http
-            .post(uri)
-            .header("cache-control", "no-store")
-            .form(&[("logout_token", token)])
-            .send()
-            .await;
+        let result = http.post(uri).header("cache-control", "no-store").form(&[("logout_token", token)]).send().await;
         match result {
             // The spec: 200 (or 204) means the RP logged the session out.
             Ok(response) if response.status().is_success() => {

@@ -5,8 +5,22 @@ use crate::store::users::UserProfile;
 
 pub const SUPPORTED_SCOPES: &[&str] = &["openid", "profile", "email", "offline_access"];
 pub const SUPPORTED_CLAIMS: &[&str] = &[
-    "sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "sid", "azp", "at_hash",
-    "name", "preferred_username", "picture", "profile", "email", "email_verified",
+    "sub",
+    "iss",
+    "aud",
+    "exp",
+    "iat",
+    "auth_time",
+    "nonce",
+    "sid",
+    "azp",
+    "at_hash",
+    "name",
+    "preferred_username",
+    "picture",
+    "profile",
+    "email",
+    "email_verified",
 ];
 
 pub fn has_scope(scopes: &[String], scope: &str) -> bool {

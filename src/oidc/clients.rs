@@ -35,9 +35,7 @@ impl SecretCache {
     }
 
     fn matches(&self, client: &Client, phc: &str, digest: &[u8; 32]) -> bool {
-        self.verified
-            .get(&client.client_id)
-            .is_some_and(|entry| entry.0 == phc && constant_time_eq(&entry.1, digest))
+        self.verified.get(&client.client_id).is_some_and(|entry| entry.0 == phc && constant_time_eq(&entry.1, digest))
     }
 }
 
@@ -140,9 +138,7 @@ pub async fn authenticate_client(state: &AppState, req: &HttpRequest, params: &P
                 return Ok(client);
             }
             let phc_owned = phc.clone();
-            let verified = tokio::task::spawn_blocking(move || password::verify_secret(&secret, &phc_owned))
-                .await
-                .unwrap_or(false);
+            let verified = tokio::task::spawn_blocking(move || password::verify_secret(&secret, &phc_owned)).await.unwrap_or(false);
             if !verified {
                 return Err(failed("client authentication failed"));
             }

@@ -4,7 +4,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{backchannel::read_id_token_hint, params::Params};
-use crate::{error::PageError, state::{now, AppState}};
+use crate::{
+    error::PageError,
+    state::{now, AppState},
+};
 
 /// A validated logout request. Sealed into the confirmation form when the user must confirm.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -53,7 +56,9 @@ pub async fn validate(state: &AppState, params: &Params) -> Result<LogoutRequest
         request.client_name = Some(client.name.clone());
         if let Some(uri) = params.get("post_logout_redirect_uri") {
             if !client.post_logout_redirect_uris.iter().any(|registered| registered == uri) {
-                return Err(refused("The app asked to send you to an address it has not registered. For your safety you were not redirected."));
+                return Err(refused(
+                    "The app asked to send you to an address it has not registered. For your safety you were not redirected.",
+                ));
             }
             request.post_logout_redirect_uri = Some(uri.to_owned());
         }
@@ -85,4 +90,3 @@ impl LogoutRequest {
         (request.expires_at > now()).then_some(request)
     }
 }
-

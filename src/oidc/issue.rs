@@ -41,11 +41,7 @@ pub async fn issue_tokens(state: &AppState, grant: Grant<'_>, spend: Spend) -> R
     let config = &state.config;
     let issuer = config.issuer();
     let issued_at = now();
-    let user = state
-        .store
-        .user(grant.did)
-        .await?
-        .unwrap_or_else(|| UserProfile { did: grant.did.to_owned(), ..Default::default() });
+    let user = state.store.user(grant.did).await?.unwrap_or_else(|| UserProfile { did: grant.did.to_owned(), ..Default::default() });
     let scope = grant.scopes.join(" ");
     let jti = random_token(16);
     let access_expires = issued_at + config.access_token_ttl_secs;
@@ -118,12 +114,5 @@ pub async fn issue_tokens(state: &AppState, grant: Grant<'_>, spend: Spend) -> R
         return Ok(None);
     }
 
-    Ok(Some(TokenResponse {
-        access_token,
-        token_type: "Bearer",
-        expires_in: config.access_token_ttl_secs,
-        refresh_token,
-        id_token,
-        scope,
-    }))
+    Ok(Some(TokenResponse { access_token, token_type: "Bearer", expires_in: config.access_token_ttl_secs, refresh_token, id_token, scope }))
 }

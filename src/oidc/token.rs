@@ -67,13 +67,7 @@ async fn code_replayed(state: &AppState, record: &AuthorizationCode, now: i64) -
     OAuthError::invalid_grant("authorization code has already been used")
 }
 
-async fn check_code(
-    state: &AppState,
-    client: &Client,
-    params: &Params,
-    record: &AuthorizationCode,
-    now: i64,
-) -> Result<(), OAuthError> {
+async fn check_code(state: &AppState, client: &Client, params: &Params, record: &AuthorizationCode, now: i64) -> Result<(), OAuthError> {
     if record.client_id != client.client_id {
         return Err(OAuthError::invalid_grant("authorization code was issued to another client"));
     }
@@ -170,6 +164,5 @@ fn split_scopes(scope: &str) -> Vec<String> {
 
 /// RFC 7636 §4.1: 43–128 unreserved characters.
 fn is_code_verifier(text: &str) -> bool {
-    (43..=128).contains(&text.len())
-        && text.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+    (43..=128).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
 }

@@ -16,11 +16,7 @@ pub async fn userinfo(state: &AppState, token: &str) -> Result<Map<String, Value
     if !scopes.iter().any(|s| s == "openid") {
         return Err(BearerError { code: ErrorCode::InsufficientScope, description: "the token lacks the openid scope".into() });
     }
-    let user = state
-        .store
-        .user(&record.did)
-        .await?
-        .unwrap_or_else(|| UserProfile { did: record.did.clone(), ..Default::default() });
+    let user = state.store.user(&record.did).await?.unwrap_or_else(|| UserProfile { did: record.did.clone(), ..Default::default() });
     let mut claims = user_claims(&scopes, &user);
     claims.insert("sub".into(), record.did.clone().into());
     Ok(claims)

@@ -72,12 +72,7 @@ impl EstablishedSessionOrExisting {
 }
 
 /// Starts an upstream login and returns the PDS authorization URL to send the browser to.
-pub async fn begin_login(
-    state: &AppState,
-    input: &str,
-    request_id: Option<&str>,
-    browser_csrf: &str,
-) -> Result<String, LoginError> {
+pub async fn begin_login(state: &AppState, input: &str, request_id: Option<&str>, browser_csrf: &str) -> Result<String, LoginError> {
     let pending = state.atproto.start_login(input).await?;
     let json = serde_json::to_string(&pending).map_err(|e| LoginError::Seal(e.to_string()))?;
     let sealed = state.sealer.seal_str(&json).map_err(|e| LoginError::Seal(e.to_string()))?;
@@ -108,9 +103,8 @@ pub async fn take_login(state: &AppState, login_state: &str, browser_csrf: Optio
     if row.expires_at <= now() {
         return Err(LoginError::UnknownState);
     }
-    let bound = browser_csrf.is_some_and(|csrf| {
-        crate::crypto::constant_time_eq(sha256_b64(csrf).as_bytes(), row.browser_binding.as_bytes())
-    });
+    let bound =
+        browser_csrf.is_some_and(|csrf| crate::crypto::constant_time_eq(sha256_b64(csrf).as_bytes(), row.browser_binding.as_bytes()));
     if !bound {
         return Err(LoginError::WrongBrowser);
     }
@@ -212,10 +206,7 @@ pub async fn upstream_usable(state: &AppState, session: &SsoSession) -> Result<b
             };
             // If another request or node refreshed first, its tokens stand; ours are discarded
             // (the AS already rotated the refresh token we used, so the CAS loser's are the same grant).
-            state
-                .store
-                .swap_upstream_tokens(&row.sid, row.version, &sealed, fresh.expires_at.map(|t| t as i64), now)
-                .await?;
+            state.store.swap_upstream_tokens(&row.sid, row.version, &sealed, fresh.expires_at.map(|t| t as i64), now).await?;
             Ok(true)
         }
         Err(error) => {

@@ -1,8 +1,8 @@
 //! Administration: admin API tokens, the audit log, and the read-only listings of the admin
 //! pages (users, their sessions and consents, signing keys).
 use sea_orm::{
-    sea_query::Expr, ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect,
+    sea_query::Expr, ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect,
 };
 
 use super::{
@@ -155,20 +155,12 @@ impl Store {
         let mut query = user::Entity::find();
         if let Some(text) = search.map(str::trim).filter(|t| !t.is_empty()) {
             let text = text.trim_start_matches('@').to_lowercase();
-            query = query.filter(
-                Condition::any()
-                    .add(user::Column::Handle.contains(text.as_str()))
-                    .add(user::Column::Did.contains(text.as_str())),
-            );
+            query = query
+                .filter(Condition::any().add(user::Column::Handle.contains(text.as_str())).add(user::Column::Did.contains(text.as_str())));
         }
         let total = query.clone().count(&self.db).await?;
-        let rows = query
-            .order_by_desc(user::Column::UpdatedAt)
-            .order_by_asc(user::Column::Did)
-            .limit(limit)
-            .offset(offset)
-            .all(&self.db)
-            .await?;
+        let rows =
+            query.order_by_desc(user::Column::UpdatedAt).order_by_asc(user::Column::Did).limit(limit).offset(offset).all(&self.db).await?;
         Ok((rows, total))
     }
 
@@ -188,11 +180,7 @@ impl Store {
     }
 
     pub async fn consents_for_did(&self, did: &str) -> StoreResult<Vec<ConsentRow>> {
-        Ok(consent::Entity::find()
-            .filter(consent::Column::Did.eq(did))
-            .order_by_asc(consent::Column::ClientId)
-            .all(&self.db)
-            .await?)
+        Ok(consent::Entity::find().filter(consent::Column::Did.eq(did)).order_by_asc(consent::Column::ClientId).all(&self.db).await?)
     }
 
     /// Every signing key ever made (metadata only; the sealed key is left out), newest first.

@@ -245,10 +245,7 @@ impl ReadCache {
 
     /// A cached client younger than `CLIENT_TTL` (with any database).
     pub fn client(&self, client_id: &str) -> Option<Client> {
-        self.clients
-            .get(client_id)
-            .filter(|entry| entry.1.elapsed() < CLIENT_TTL)
-            .map(|entry| entry.0.clone())
+        self.clients.get(client_id).filter(|entry| entry.1.elapsed() < CLIENT_TTL).map(|entry| entry.0.clone())
     }
 
     pub fn put_client(&self, client: &Client, seen: u64) {

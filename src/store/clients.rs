@@ -1,7 +1,7 @@
 //! Tenant clients (relying parties).
 use sea_orm::{
-    sea_query::Expr, ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, TransactionTrait,
+    sea_query::Expr, ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    TransactionTrait,
 };
 
 use super::{conflict_or, entities::client, from_json_list, to_json_list, Store, StoreError, StoreResult};
@@ -75,8 +75,7 @@ impl Store {
             return Ok(Some(client));
         }
         let seen = self.cache.generation();
-        let client =
-            client::Entity::find_by_id(client_id.to_owned()).one(&self.db).await?.map(Client::try_from).transpose()?;
+        let client = client::Entity::find_by_id(client_id.to_owned()).one(&self.db).await?.map(Client::try_from).transpose()?;
         if let Some(client) = &client {
             self.cache.put_client(client, seen);
         }
@@ -84,13 +83,7 @@ impl Store {
     }
 
     pub async fn list_clients(&self) -> StoreResult<Vec<Client>> {
-        client::Entity::find()
-            .order_by_asc(client::Column::CreatedAt)
-            .all(&self.db)
-            .await?
-            .into_iter()
-            .map(Client::try_from)
-            .collect()
+        client::Entity::find().order_by_asc(client::Column::CreatedAt).all(&self.db).await?.into_iter().map(Client::try_from).collect()
     }
 
     /// Returns false when no such client exists.
@@ -169,10 +162,7 @@ impl Store {
             .exec(&txn)
             .await?;
         consent::Entity::delete_many().filter(consent::Column::ClientId.eq(client_id)).exec(&txn).await?;
-        authorization_request::Entity::delete_many()
-            .filter(authorization_request::Column::ClientId.eq(client_id))
-            .exec(&txn)
-            .await?;
+        authorization_request::Entity::delete_many().filter(authorization_request::Column::ClientId.eq(client_id)).exec(&txn).await?;
         let deleted = client::Entity::delete_by_id(client_id.to_owned()).exec(&txn).await?;
         txn.commit().await?;
         self.cache.forget_tokens();

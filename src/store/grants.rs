@@ -1,8 +1,5 @@
 //! Pending authorization requests, remembered consents and authorization codes.
-use sea_orm::{
-    sea_query::OnConflict,
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
-};
+use sea_orm::{sea_query::OnConflict, ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 
 use super::{
     entities::{authorization_code, authorization_request, consent},
@@ -133,14 +130,8 @@ impl Store {
 }
 
 pub(super) async fn sweep(db: &impl ConnectionTrait, now: i64) -> StoreResult<u64> {
-    let requests = authorization_request::Entity::delete_many()
-        .filter(authorization_request::Column::ExpiresAt.lte(now))
-        .exec(db)
-        .await?;
+    let requests = authorization_request::Entity::delete_many().filter(authorization_request::Column::ExpiresAt.lte(now)).exec(db).await?;
     // Spent codes are kept until they expire so a replay is still recognised.
-    let codes = authorization_code::Entity::delete_many()
-        .filter(authorization_code::Column::ExpiresAt.lte(now - 600))
-        .exec(db)
-        .await?;
+    let codes = authorization_code::Entity::delete_many().filter(authorization_code::Column::ExpiresAt.lte(now - 600)).exec(db).await?;
     Ok(requests.rows_affected + codes.rows_affected)
 }

@@ -10,9 +10,7 @@ impl Store {
     pub async fn published_signing_keys(&self, now: i64, overlap_secs: i64) -> StoreResult<Vec<SigningKeyRow>> {
         Ok(signing_key::Entity::find()
             .filter(
-                Condition::any()
-                    .add(signing_key::Column::RetiredAt.is_null())
-                    .add(signing_key::Column::RetiredAt.gt(now - overlap_secs)),
+                Condition::any().add(signing_key::Column::RetiredAt.is_null()).add(signing_key::Column::RetiredAt.gt(now - overlap_secs)),
             )
             .all(&self.db)
             .await?)

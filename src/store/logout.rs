@@ -1,9 +1,7 @@
 //! Which clients took part in a session, and the record of back-channel logout deliveries.
 use std::collections::BTreeSet;
 
-use sea_orm::{
-    sea_query::Expr, ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-};
+use sea_orm::{sea_query::Expr, ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use super::{
     entities::{access_token, logout_delivery, refresh_token},

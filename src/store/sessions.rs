@@ -1,8 +1,5 @@
 //! SSO browser sessions.
-use sea_orm::{
-    sea_query::Expr, ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait,
-    QueryFilter,
-};
+use sea_orm::{sea_query::Expr, ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter};
 
 use super::{entities::sso_session, Store, StoreResult};
 
@@ -66,11 +63,7 @@ impl Store {
 
 pub(super) async fn sweep(db: &impl ConnectionTrait, now: i64) -> StoreResult<u64> {
     let result = sso_session::Entity::delete_many()
-        .filter(
-            Condition::any()
-                .add(sso_session::Column::ExpiresAt.lte(now))
-                .add(sso_session::Column::EndedAt.lte(now - 86400)),
-        )
+        .filter(Condition::any().add(sso_session::Column::ExpiresAt.lte(now)).add(sso_session::Column::EndedAt.lte(now - 86400)))
         .exec(db)
         .await?;
     Ok(result.rows_affected)

@@ -1,8 +1,5 @@
 //! Refresh tokens (opaque, stored hashed, rotated) and access-token records (for revocation).
-use sea_orm::{
-    sea_query::Expr, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
-    TransactionTrait,
-};
+use sea_orm::{sea_query::Expr, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, TransactionTrait};
 
 use super::{
     entities::{access_token, authorization_code, refresh_token},
@@ -79,10 +76,7 @@ impl Store {
             return Ok(Some(record));
         }
         let seen = self.cache.generation();
-        let record = access_token::Entity::find()
-            .filter(access_token::Column::TokenHash.eq(token_hash))
-            .one(&self.db)
-            .await?;
+        let record = access_token::Entity::find().filter(access_token::Column::TokenHash.eq(token_hash)).one(&self.db).await?;
         if let Some(record) = &record {
             self.cache.put_access_token(record, seen);
         }
@@ -92,12 +86,7 @@ impl Store {
     /// Revokes every refresh and access token of a grant family (code replay, refresh reuse,
     /// revocation of a refresh token).
     pub async fn revoke_family(&self, family_id: &str, now: i64) -> StoreResult<()> {
-        self.revoke_where(
-            refresh_token::Column::FamilyId.eq(family_id),
-            access_token::Column::FamilyId.eq(family_id),
-            now,
-        )
-        .await
+        self.revoke_where(refresh_token::Column::FamilyId.eq(family_id), access_token::Column::FamilyId.eq(family_id), now).await
     }
 
     /// Revokes every token issued under an SSO session, for all clients.
@@ -142,14 +131,9 @@ impl Store {
 }
 
 pub(super) async fn sweep(db: &impl ConnectionTrait, now: i64) -> StoreResult<u64> {
-    let refresh = refresh_token::Entity::delete_many()
-        .filter(refresh_token::Column::ExpiresAt.lte(now))
-        .exec(db)
-        .await?;
-    let access = access_token::Entity::delete_many()
-        .filter(Condition::all().add(access_token::Column::ExpiresAt.lte(now)))
-        .exec(db)
-        .await?;
+    let refresh = refresh_token::Entity::delete_many().filter(refresh_token::Column::ExpiresAt.lte(now)).exec(db).await?;
+    let access =
+        access_token::Entity::delete_many().filter(Condition::all().add(access_token::Column::ExpiresAt.lte(now))).exec(db).await?;
     Ok(refresh.rows_affected + access.rows_affected)
 }
 
@@ -205,9 +189,7 @@ impl Store {
             .await?;
         }
         if !refresh.is_empty() {
-            refresh_token::Entity::insert_many(refresh.into_iter().map(refresh_token::ActiveModel::from))
-                .exec(&txn)
-                .await?;
+            refresh_token::Entity::insert_many(refresh.into_iter().map(refresh_token::ActiveModel::from)).exec(&txn).await?;
         }
         txn.commit().await?;
         Ok(())

@@ -1,8 +1,5 @@
 //! Upstream (ATProto) rows: pending logins, sessions, our client key. Values arrive sealed.
-use sea_orm::{
-    sea_query::Expr, ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
-    QueryOrder,
-};
+use sea_orm::{sea_query::Expr, ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder};
 
 use super::{
     entities::{atproto_client_key, upstream_login, upstream_session},
@@ -75,28 +72,18 @@ impl Store {
 
     /// Our ATProto client keys, newest first.
     pub async fn atproto_client_keys(&self) -> StoreResult<Vec<atproto_client_key::Model>> {
-        Ok(atproto_client_key::Entity::find()
-            .order_by_desc(atproto_client_key::Column::CreatedAt)
-            .all(&self.db)
-            .await?)
+        Ok(atproto_client_key::Entity::find().order_by_desc(atproto_client_key::Column::CreatedAt).all(&self.db).await?)
     }
 
     pub async fn insert_atproto_client_key(&self, kid: &str, sealed_pem: &str, now: i64) -> StoreResult<()> {
-        atproto_client_key::ActiveModel {
-            kid: Set(kid.to_owned()),
-            private_key_sealed: Set(sealed_pem.to_owned()),
-            created_at: Set(now),
-        }
-        .insert(&self.writer)
-        .await?;
+        atproto_client_key::ActiveModel { kid: Set(kid.to_owned()), private_key_sealed: Set(sealed_pem.to_owned()), created_at: Set(now) }
+            .insert(&self.writer)
+            .await?;
         Ok(())
     }
 }
 
 pub(super) async fn sweep(db: &impl ConnectionTrait, now: i64) -> StoreResult<u64> {
-    let logins = upstream_login::Entity::delete_many()
-        .filter(upstream_login::Column::ExpiresAt.lte(now))
-        .exec(db)
-        .await?;
+    let logins = upstream_login::Entity::delete_many().filter(upstream_login::Column::ExpiresAt.lte(now)).exec(db).await?;
     Ok(logins.rows_affected)
 }

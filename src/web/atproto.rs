@@ -23,15 +23,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 async fn client_metadata(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
-        .json(state.atproto.client_metadata_document())
+    HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "public, max-age=300")).json(state.atproto.client_metadata_document())
 }
 
 async fn client_jwks(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
-        .json(state.atproto.client_jwks())
+    HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "public, max-age=300")).json(state.atproto.client_jwks())
 }
 
 #[derive(Deserialize)]
@@ -101,7 +97,8 @@ async fn callback(state: web::Data<AppState>, req: HttpRequest, query: web::Quer
         if let Some(id) = request_id.as_deref() {
             if let Some((request, _)) = authorize::load_parked(&state, id).await? {
                 state.store.delete_authorization_request(id).await?;
-                let url = authorize::error_redirect(&state.config.issuer(), &request, ErrorCode::AccessDenied, "the user cancelled the sign-in");
+                let url =
+                    authorize::error_redirect(&state.config.issuer(), &request, ErrorCode::AccessDenied, "the user cancelled the sign-in");
                 return Ok(found(&url));
             }
         }
@@ -122,17 +119,13 @@ async fn callback(state: web::Data<AppState>, req: HttpRequest, query: web::Quer
     crate::admin::audit::login(&state.store, &session.did, remote_addr).await;
     let mut response = match request_id.as_deref() {
         Some(id) => match authorize::load_parked(&state, id).await? {
-            Some((request, client)) => {
-                outcome_response(authorize::decide(&state, &request, &client, Some(&session), Some(id)).await)?
-            }
+            Some((request, client)) => outcome_response(authorize::decide(&state, &request, &client, Some(&session), Some(id)).await)?,
             None => found("/"),
         },
         None => found("/"),
     };
     if let EstablishedSessionOrExisting::New(new) = &established {
-        response
-            .add_cookie(&sso::session_cookie(&state.config, &new.cookie_value))
-            .map_err(|e| PageError::internal(&e))?;
+        response.add_cookie(&sso::session_cookie(&state.config, &new.cookie_value)).map_err(|e| PageError::internal(&e))?;
     }
     Ok(response)
 }

@@ -97,9 +97,8 @@ async fn logout_submit(state: web::Data<AppState>, req: HttpRequest, form: web::
         return Err(PageError::bad_request("Please try again", "The form expired or was not sent from this site."));
     }
     let request = match form.logout_request_id.as_deref().filter(|s| !s.is_empty()) {
-        Some(sealed) => LogoutRequest::unseal(&state, sealed).ok_or_else(|| {
-            PageError::bad_request("This sign-out request has expired", "Go back to the app and sign out again.")
-        })?,
+        Some(sealed) => LogoutRequest::unseal(&state, sealed)
+            .ok_or_else(|| PageError::bad_request("This sign-out request has expired", "Go back to the app and sign out again."))?,
         None => LogoutRequest::default(),
     };
     match form.decision.as_deref() {

@@ -17,12 +17,15 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
-        .app_data(web::FormConfig::default().limit(MAX_BODY_BYTES).error_handler(|err, _| {
-            PageError::bad_request("Invalid form", format!("The form could not be read: {err}")).into()
-        }))
-        .app_data(web::QueryConfig::default().error_handler(|_, _| {
-            PageError::bad_request("Invalid address", "The address has invalid parameters.").into()
-        }))
+        .app_data(
+            web::FormConfig::default()
+                .limit(MAX_BODY_BYTES)
+                .error_handler(|err, _| PageError::bad_request("Invalid form", format!("The form could not be read: {err}")).into()),
+        )
+        .app_data(
+            web::QueryConfig::default()
+                .error_handler(|_, _| PageError::bad_request("Invalid address", "The address has invalid parameters.").into()),
+        )
         .route("/healthz", web::get().to(healthz))
         .route("/assets/style.css", web::get().to(stylesheet));
     oidc::configure(cfg);
@@ -45,10 +48,7 @@ async fn stylesheet() -> HttpResponse {
 }
 
 pub(crate) fn found(location: &str) -> HttpResponse {
-    HttpResponse::Found()
-        .insert_header((header::LOCATION, location))
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .finish()
+    HttpResponse::Found().insert_header((header::LOCATION, location)).insert_header((header::CACHE_CONTROL, "no-store")).finish()
 }
 
 /// Back-channel endpoints take form bodies only (RFC 6749 §3.2).

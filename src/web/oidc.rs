@@ -76,10 +76,7 @@ pub(crate) fn outcome_response(outcome: Result<Outcome, AuthorizeError>) -> Resu
 }
 
 fn no_store_json(body: impl serde::Serialize) -> HttpResponse {
-    HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .insert_header((header::PRAGMA, "no-cache"))
-        .json(body)
+    HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).insert_header((header::PRAGMA, "no-cache")).json(body)
 }
 
 #[tracing::instrument(name = "token", skip_all)]

@@ -38,10 +38,7 @@ pub(crate) fn html(body: String, cookies: Vec<Cookie<'static>>) -> HttpResponse 
 }
 
 fn expired_request() -> PageError {
-    PageError::bad_request(
-        "This sign-in request has expired",
-        "Go back to the app you came from and start signing in again.",
-    )
+    PageError::bad_request("This sign-in request has expired", "Go back to the app you came from and start signing in again.")
 }
 
 #[derive(Deserialize)]
@@ -127,11 +124,7 @@ async fn consent_page(state: web::Data<AppState>, req: HttpRequest, query: web::
     let Some(session) = sso::current_session(&state, &req).await? else {
         return Ok(found(&format!("/login?request_id={request_id}")));
     };
-    let user = state
-        .store
-        .user(&session.did)
-        .await?
-        .unwrap_or_else(|| UserProfile { did: session.did.clone(), ..Default::default() });
+    let user = state.store.user(&session.did).await?.unwrap_or_else(|| UserProfile { did: session.did.clone(), ..Default::default() });
     let (csrf, cookie) = sso::csrf_token(&state.config, &req);
     let mut context = Context::new();
     context.insert("client_name", &client.name);
@@ -140,11 +133,8 @@ async fn consent_page(state: web::Data<AppState>, req: HttpRequest, query: web::
     if let Some(handle) = &user.handle {
         context.insert("user_handle", handle);
     }
-    let scopes: Vec<serde_json::Value> = request
-        .scopes
-        .iter()
-        .map(|s| serde_json::json!({ "name": s, "description": scope_description(s) }))
-        .collect();
+    let scopes: Vec<serde_json::Value> =
+        request.scopes.iter().map(|s| serde_json::json!({ "name": s, "description": scope_description(s) })).collect();
     context.insert("scopes", &scopes);
     context.insert("claims", &consent_descriptions(&request.scopes, &user));
     context.insert("request_id", request_id);

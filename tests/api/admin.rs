@@ -62,9 +62,7 @@ impl AdminApp {
     }
 
     async fn create(&self, name: &str) -> (String, String) {
-        let (status, body) = self
-            .post("/clients", json!({ "name": name, "redirect_uris": [format!("https://{name}.example/cb")] }))
-            .await;
+        let (status, body) = self.post("/clients", json!({ "name": name, "redirect_uris": [format!("https://{name}.example/cb")] })).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         (body["client_id"].as_str().unwrap().to_owned(), body["client_secret"].as_str().unwrap().to_owned())
     }
@@ -387,7 +385,13 @@ async fn pagination_limits_and_offsets() {
     assert_eq!(page["items"].as_array().unwrap().len(), 2);
     let (_, rest) = admin.get("/clients?limit=2&offset=2").await;
     assert_eq!(rest["items"].as_array().unwrap().len(), 1);
-    let seen: Vec<&str> = page["items"].as_array().unwrap().iter().chain(rest["items"].as_array().unwrap()).map(|c| c["client_id"].as_str().unwrap()).collect();
+    let seen: Vec<&str> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(rest["items"].as_array().unwrap())
+        .map(|c| c["client_id"].as_str().unwrap())
+        .collect();
     assert_eq!(seen.len(), 3);
     for id in &ids {
         assert!(seen.contains(&id.as_str()));
@@ -607,7 +611,8 @@ async fn dynamic_registration_needs_the_setting_and_an_initial_access_token() {
     let stored = on.app.state.store.client(client_id).await.unwrap().unwrap();
     assert!(!stored.first_party, "dynamic clients always see the consent page");
 
-    let (status, body) = register(Some(initial.clone()), json!({ "redirect_uris": ["com.example.app:/cb"], "token_endpoint_auth_method": "none" })).await;
+    let (status, body) =
+        register(Some(initial.clone()), json!({ "redirect_uris": ["com.example.app:/cb"], "token_endpoint_auth_method": "none" })).await;
     assert_eq!(status, 201, "{body}");
     assert!(body.get("client_secret").is_none());
     assert_eq!(body["token_endpoint_auth_method"], "none");
@@ -618,7 +623,8 @@ async fn dynamic_registration_needs_the_setting_and_an_initial_access_token() {
     let (status, body) = register(Some(initial.clone()), metadata.clone()).await;
     assert_eq!(status, 400, "duplicate name");
     assert_eq!(body["error"], "invalid_client_metadata");
-    let (status, body) = register(Some(initial.clone()), json!({ "redirect_uris": ["https://x.example/cb"], "grant_types": ["client_credentials"] })).await;
+    let (status, body) =
+        register(Some(initial.clone()), json!({ "redirect_uris": ["https://x.example/cb"], "grant_types": ["client_credentials"] })).await;
     assert_eq!(status, 400);
     assert_eq!(body["error"], "invalid_client_metadata");
 
@@ -713,7 +719,12 @@ async fn ui_forms_create_show_secret_once_edit_confirm_and_act() {
     let response = browser
         .post_form(
             &format!("{base}/admin/clients"),
-            &[("csrf_token", &csrf), ("name", "Shop"), ("redirect_uris", "http://shop.example/cb\nhttps://shop.example/#x"), ("scope", "openid")],
+            &[
+                ("csrf_token", &csrf),
+                ("name", "Shop"),
+                ("redirect_uris", "http://shop.example/cb\nhttps://shop.example/#x"),
+                ("scope", "openid"),
+            ],
         )
         .await;
     assert_eq!(response.status(), 400);
@@ -726,7 +737,13 @@ async fn ui_forms_create_show_secret_once_edit_confirm_and_act() {
     let response = browser
         .post_form(
             &format!("{base}/admin/clients"),
-            &[("csrf_token", &csrf), ("name", "Shop"), ("redirect_uris", "https://shop.example/cb\r\n\r\n"), ("scope", "openid"), ("scope", "email")],
+            &[
+                ("csrf_token", &csrf),
+                ("name", "Shop"),
+                ("redirect_uris", "https://shop.example/cb\r\n\r\n"),
+                ("scope", "openid"),
+                ("scope", "email"),
+            ],
         )
         .await;
     assert_eq!(response.status(), 200);
@@ -744,7 +761,10 @@ async fn ui_forms_create_show_secret_once_edit_confirm_and_act() {
 
     // duplicate name in the form → 409 with the field message
     let response = browser
-        .post_form(&format!("{base}/admin/clients"), &[("csrf_token", &csrf), ("name", "Shop"), ("redirect_uris", "https://x.example/cb"), ("scope", "openid")])
+        .post_form(
+            &format!("{base}/admin/clients"),
+            &[("csrf_token", &csrf), ("name", "Shop"), ("redirect_uris", "https://x.example/cb"), ("scope", "openid")],
+        )
         .await;
     assert_eq!(response.status(), 409);
     assert!(response.text().await.unwrap().contains("already used"));
@@ -753,7 +773,13 @@ async fn ui_forms_create_show_secret_once_edit_confirm_and_act() {
     let response = browser
         .post_form(
             &format!("{base}/admin/clients/{id}"),
-            &[("csrf_token", &csrf), ("name", "Shop"), ("redirect_uris", "https://shop.example/cb\nhttps://shop.example/cb2"), ("scope", "openid"), ("first_party", "on")],
+            &[
+                ("csrf_token", &csrf),
+                ("name", "Shop"),
+                ("redirect_uris", "https://shop.example/cb\nhttps://shop.example/cb2"),
+                ("scope", "openid"),
+                ("first_party", "on"),
+            ],
         )
         .await;
     assert_eq!(response.status(), 303);

@@ -21,18 +21,12 @@ async fn admin_ui_in_headless_chromium() {
         return;
     }
     let admin = spawn_admin_app().await;
-    let profile = atsso::store::users::UserProfile {
-        did: ADMIN_DID.into(),
-        handle: Some("admin.test".into()),
-        ..Default::default()
-    };
+    let profile = atsso::store::users::UserProfile { did: ADMIN_DID.into(), handle: Some("admin.test".into()), ..Default::default() };
     let session = atsso::sso::establish_session(&admin.app.state, &profile).await.unwrap();
     // someone to show on the users pages
     admin.app.browser_with_session(super::mock_pds::ALICE_DID, "alice.test").await;
 
-    let shots = std::env::var("ATSSO_SCREENSHOT_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| root.join("target/screenshots"));
+    let shots = std::env::var("ATSSO_SCREENSHOT_DIR").map(std::path::PathBuf::from).unwrap_or_else(|_| root.join("target/screenshots"));
     std::fs::create_dir_all(&shots).unwrap();
     let output = tokio::time::timeout(
         std::time::Duration::from_secs(90),
@@ -63,7 +57,23 @@ async fn admin_ui_in_headless_chromium() {
     // ...because it is disabled: the rotated secret is right.
     atsso::oidc::clients::set_enabled(&admin.app.state.store, Some(&admin.app.state.secret_cache), client_id, true).await.unwrap();
     assert_eq!(token_request_status(&admin.app, client_id, secret).await, (400, "invalid_grant".into()));
-    for name in ["signin", "clients", "client-new", "client-secret", "client", "client-error", "confirm", "client-disabled", "users", "user", "keys", "audit", "clients-phone", "client-phone", "client-dark"] {
+    for name in [
+        "signin",
+        "clients",
+        "client-new",
+        "client-secret",
+        "client",
+        "client-error",
+        "confirm",
+        "client-disabled",
+        "users",
+        "user",
+        "keys",
+        "audit",
+        "clients-phone",
+        "client-phone",
+        "client-dark",
+    ] {
         assert!(shots.join(format!("admin-{name}.png")).exists(), "screenshot {name}");
     }
 }

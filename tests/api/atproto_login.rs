@@ -30,9 +30,7 @@ async fn submit_login(app: &TestApp, browser: &Browser, login_path: &str, handle
     let html = page.text().await.unwrap();
     let csrf = hidden_input(&html, "csrf_token").unwrap();
     let request_id = hidden_input(&html, "request_id").unwrap_or_default();
-    browser
-        .post_form(&app.url("/login"), &[("handle", handle), ("request_id", &request_id), ("csrf_token", &csrf)])
-        .await
+    browser.post_form(&app.url("/login"), &[("handle", handle), ("request_id", &request_id), ("csrf_token", &csrf)]).await
 }
 
 /// The user approves at the (mock) PDS: returns our callback URL with code/state/iss.
@@ -84,7 +82,8 @@ async fn login_with_handle_then_second_app_has_sso() {
     assert_eq!(response.status(), 302);
     let back = location(&response);
     assert!(back.starts_with(&first.redirect_uri), "first-party app gets its code directly: {back}");
-    let cookie = response.headers().get_all("set-cookie").iter().map(|c| c.to_str().unwrap().to_owned()).find(|c| c.starts_with("atsso_session="));
+    let cookie =
+        response.headers().get_all("set-cookie").iter().map(|c| c.to_str().unwrap().to_owned()).find(|c| c.starts_with("atsso_session="));
     let cookie = cookie.expect("session cookie set");
     assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"), "{cookie}");
 
@@ -167,7 +166,13 @@ async fn callback_rules_state_iss_sub_browser_and_access_denied() {
     // Wrong iss, wrong sub, and an issuer not authoritative for the DID: refused on the login page.
     for (label, setup) in [
         ("iss", Box::new(|c: &mut super::mock_pds::MockConfig| c.wrong_iss = true) as Box<dyn Fn(&mut super::mock_pds::MockConfig)>),
-        ("sub", Box::new(|c: &mut super::mock_pds::MockConfig| { c.wrong_iss = false; c.sub_override = Some(MALLORY_DID.into()); })),
+        (
+            "sub",
+            Box::new(|c: &mut super::mock_pds::MockConfig| {
+                c.wrong_iss = false;
+                c.sub_override = Some(MALLORY_DID.into());
+            }),
+        ),
     ] {
         mock.configure(|c| setup(c));
         let login_path = location(&browser.get(&rp.start(&[]).url).await);
@@ -251,7 +256,10 @@ async fn client_metadata_and_jwks_documents() {
 }
 
 fn refresh_count(mock: &MockPds) -> usize {
-    mock.log_for("/oauth/token").iter().filter(|r| r.status == 200 && r.form.get("grant_type").map(String::as_str) == Some("refresh_token")).count()
+    mock.log_for("/oauth/token")
+        .iter()
+        .filter(|r| r.status == 200 && r.form.get("grant_type").map(String::as_str) == Some("refresh_token"))
+        .count()
 }
 
 #[tokio::test]

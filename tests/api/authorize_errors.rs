@@ -15,7 +15,10 @@ async fn untrusted_client_or_redirect_gets_a_page_never_a_redirect() {
         format!("/oauth2/authorize?client_id={id}&response_type=code&scope=openid"),
         format!("/oauth2/authorize?client_id={id}&response_type=code&scope=openid&redirect_uri=https%3A%2F%2Fevil.example%2Fcb"),
         format!("/oauth2/authorize?client_id={id}&response_type=code&scope=openid&redirect_uri={}x", urlenc(&registered.redirect_uri)),
-        format!("/oauth2/authorize?client_id={id}&client_id={id}&response_type=code&scope=openid&redirect_uri={}", urlenc(&registered.redirect_uri)),
+        format!(
+            "/oauth2/authorize?client_id={id}&client_id={id}&response_type=code&scope=openid&redirect_uri={}",
+            urlenc(&registered.redirect_uri)
+        ),
     ];
     for path in cases {
         let response = browser.get(&app.url(&path)).await;
@@ -27,7 +30,10 @@ async fn untrusted_client_or_redirect_gets_a_page_never_a_redirect() {
 
     atsso::oidc::clients::set_enabled(&app.state.store, None, id, false).await.unwrap();
     let response = browser
-        .get(&app.url(&format!("/oauth2/authorize?client_id={id}&response_type=code&scope=openid&redirect_uri={}", urlenc(&registered.redirect_uri))))
+        .get(&app.url(&format!(
+            "/oauth2/authorize?client_id={id}&response_type=code&scope=openid&redirect_uri={}",
+            urlenc(&registered.redirect_uri)
+        )))
         .await;
     assert_eq!(response.status(), 400, "disabled client gets a page");
 }
@@ -50,7 +56,10 @@ async fn other_errors_redirect_with_error_state_and_iss() {
         (base(&confidential) + "&response_type=token&scope=openid", "unsupported_response_type"),
         (base(&confidential) + "&response_type=code", "invalid_scope"), // no openid
         (base(&confidential) + "&response_type=code&scope=openid%20admin", "invalid_scope"),
-        (base(&confidential) + &format!("&response_type=code&scope=openid&code_challenge={CHALLENGE}&code_challenge_method=plain"), "invalid_request"),
+        (
+            base(&confidential) + &format!("&response_type=code&scope=openid&code_challenge={CHALLENGE}&code_challenge_method=plain"),
+            "invalid_request",
+        ),
         (base(&confidential) + &format!("&response_type=code&scope=openid&code_challenge={CHALLENGE}"), "invalid_request"),
         (base(&confidential) + "&response_type=code&scope=openid&code_challenge=short&code_challenge_method=S256", "invalid_request"),
         (base(&public) + "&response_type=code&scope=openid", "invalid_request"), // public needs PKCE
@@ -112,19 +121,25 @@ async fn discovery_and_jwks_publish_what_a_certified_op_does() {
     let doc: serde_json::Value = reqwest::get(app.url("/.well-known/openid-configuration")).await.unwrap().json().await.unwrap();
     assert_eq!(doc["issuer"], app.base);
     for field in [
-        "authorization_endpoint", "token_endpoint", "userinfo_endpoint", "jwks_uri", "end_session_endpoint",
-        "revocation_endpoint", "introspection_endpoint", "scopes_supported", "claims_supported",
-        "response_types_supported", "grant_types_supported", "subject_types_supported",
+        "authorization_endpoint",
+        "token_endpoint",
+        "userinfo_endpoint",
+        "jwks_uri",
+        "end_session_endpoint",
+        "revocation_endpoint",
+        "introspection_endpoint",
+        "scopes_supported",
+        "claims_supported",
+        "response_types_supported",
+        "grant_types_supported",
+        "subject_types_supported",
     ] {
         assert!(doc.get(field).is_some(), "{field}");
     }
     assert_eq!(doc["code_challenge_methods_supported"], serde_json::json!(["S256"]));
     assert_eq!(doc["id_token_signing_alg_values_supported"], serde_json::json!(["RS256"]));
     assert_eq!(doc["authorization_response_iss_parameter_supported"], true);
-    assert_eq!(
-        doc["token_endpoint_auth_methods_supported"],
-        serde_json::json!(["client_secret_basic", "client_secret_post", "none"])
-    );
+    assert_eq!(doc["token_endpoint_auth_methods_supported"], serde_json::json!(["client_secret_basic", "client_secret_post", "none"]));
     for path in ["/.well-known/jwks.json", "/api/auth/jwks"] {
         let jwks: serde_json::Value = reqwest::get(app.url(path)).await.unwrap().json().await.unwrap();
         let keys = jwks["keys"].as_array().unwrap();

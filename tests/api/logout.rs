@@ -157,7 +157,8 @@ async fn rp_initiated_logout_logs_out_every_app() {
         .await
         .unwrap();
     assert_eq!(introspection["active"], false);
-    let userinfo = reqwest::Client::new().get(app.url("/oauth2/userinfo")).bearer_auth(two.tokens.access_token().secret()).send().await.unwrap();
+    let userinfo =
+        reqwest::Client::new().get(app.url("/oauth2/userinfo")).bearer_auth(two.tokens.access_token().secret()).send().await.unwrap();
     assert_eq!(userinfo.status(), 401);
     assert!(one.rp.userinfo(one.tokens.access_token()).await.is_err(), "RP 1's token too");
 
@@ -207,7 +208,13 @@ async fn end_session_refuses_bad_input_and_confirms_without_hint() {
     assert!(one.rp.userinfo(one.tokens.access_token()).await.is_ok());
 
     // Without a hint: a confirmation page; a cross-site POST without the CSRF token does nothing.
-    let response = browser.get(&format!("{end}?client_id={}&post_logout_redirect_uri={}&state=s1", app1.client.client_id, urlenc("http://127.0.0.1:9/one/logged-out"))).await;
+    let response = browser
+        .get(&format!(
+            "{end}?client_id={}&post_logout_redirect_uri={}&state=s1",
+            app1.client.client_id,
+            urlenc("http://127.0.0.1:9/one/logged-out")
+        ))
+        .await;
     assert_eq!(response.status(), 200);
     let html = response.text().await.unwrap();
     assert!(html.contains("Sign out?"));
@@ -218,17 +225,15 @@ async fn end_session_refuses_bad_input_and_confirms_without_hint() {
     assert!(one.rp.userinfo(one.tokens.access_token()).await.is_ok(), "still logged in");
 
     // Confirmed: logged out and sent back to the registered URI with state.
-    let response = browser
-        .post_form(&app.url("/logout"), &[("logout_request_id", &request_id), ("csrf_token", &csrf), ("decision", "logout")])
-        .await;
+    let response =
+        browser.post_form(&app.url("/logout"), &[("logout_request_id", &request_id), ("csrf_token", &csrf), ("decision", "logout")]).await;
     assert_eq!(response.status(), 302);
     let next = location(&response);
     assert!(next.starts_with("http://127.0.0.1:9/one/logged-out") && next.contains("state=s1"), "{next}");
     assert!(one.rp.userinfo(one.tokens.access_token()).await.is_err());
     // Replaying the POST is harmless.
-    let again = browser
-        .post_form(&app.url("/logout"), &[("logout_request_id", &request_id), ("csrf_token", &csrf), ("decision", "logout")])
-        .await;
+    let again =
+        browser.post_form(&app.url("/logout"), &[("logout_request_id", &request_id), ("csrf_token", &csrf), ("decision", "logout")]).await;
     assert!(again.status() == 302 || again.status() == 200);
     // An expired hint is still accepted (here: after the session ended, it ends nothing new).
     let response = browser.get(&format!("{end}?id_token_hint={}", one.id_token)).await;

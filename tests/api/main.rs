@@ -6,9 +6,9 @@ mod authorize_errors;
 mod helpers;
 mod hygiene;
 mod logout;
+#[path = "../support/mock_pds.rs"]
+mod mock_pds;
 mod pages;
 mod provider_flow;
 mod rp;
 mod token_errors;
-#[path = "../support/mock_pds.rs"]
-mod mock_pds;

@@ -52,8 +52,14 @@ fn screenshot(dir: &str, name: &str, html: &str, css: &str) {
         let profile = tempfile::tempdir().unwrap();
         let mut command = std::process::Command::new("/usr/bin/chromium");
         command.args([
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--hide-scrollbars",
         ]);
         command.arg(format!("--user-data-dir={}", profile.path().display()));
         command.arg(format!("--window-size={size}"));

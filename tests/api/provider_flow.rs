@@ -35,14 +35,14 @@ async fn full_flow(public: bool) {
 
     // The access token is an RFC 9068 JWT.
     let access = tokens.access_token().secret().clone();
-    let header: Value = serde_json::from_slice(
-        &base64_decode(access.split('.').next().unwrap()),
-    )
-    .unwrap();
+    let header: Value = serde_json::from_slice(&base64_decode(access.split('.').next().unwrap())).unwrap();
     assert_eq!(header["typ"], "at+jwt");
     assert_eq!(header["alg"], "ES256", "access tokens are ES256 by default (ATSSO_ACCESS_TOKEN_ALG)");
     let jwks: Value = reqwest::get(app.url("/.well-known/jwks.json")).await.unwrap().json().await.unwrap();
-    assert!(jwks["keys"].as_array().unwrap().iter().any(|k| k["kid"] == header["kid"] && k["alg"] == "ES256"), "published for offline verification");
+    assert!(
+        jwks["keys"].as_array().unwrap().iter().any(|k| k["kid"] == header["kid"] && k["alg"] == "ES256"),
+        "published for offline verification"
+    );
 
     // userinfo
     let info = rp.userinfo(tokens.access_token()).await.expect("userinfo");
@@ -189,16 +189,13 @@ async fn consent_required_and_denied() {
     assert_eq!(forged.status(), 400);
     assert!(app.state.store.consented_scopes(ALICE, &registered.client.client_id).await.unwrap().is_empty());
 
-    let response = browser
-        .post_form(&app.url("/consent"), &[("request_id", &request_id), ("csrf_token", &csrf), ("decision", "deny")])
-        .await;
+    let response =
+        browser.post_form(&app.url("/consent"), &[("request_id", &request_id), ("csrf_token", &csrf), ("decision", "deny")]).await;
     let next = location(&response);
     assert_eq!(query_param(&next, "error").as_deref(), Some("access_denied"));
     assert_eq!(query_param(&next, "state").as_deref(), Some(pending.state.secret().as_str()));
     // The request is gone: a second decision is refused with a page.
-    let again = browser
-        .post_form(&app.url("/consent"), &[("request_id", &request_id), ("csrf_token", &csrf), ("decision", "allow")])
-        .await;
+    let again = browser.post_form(&app.url("/consent"), &[("request_id", &request_id), ("csrf_token", &csrf), ("decision", "allow")]).await;
     assert_eq!(again.status(), 400);
 }
 

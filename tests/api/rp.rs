@@ -1,15 +1,14 @@
 //! A relying party built with the `openidconnect` crate, as tenant apps would use it.
 use openidconnect::{
     core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata, CoreTokenResponse, CoreUserInfoClaims},
-    AccessToken, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet, EndpointNotSet, EndpointSet,
-    IntrospectionUrl, IssuerUrl, Nonce, OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl,
-    RefreshToken, RevocationUrl, Scope, TokenResponse,
+    AccessToken, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet, EndpointNotSet, EndpointSet, IntrospectionUrl,
+    IssuerUrl, Nonce, OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken, RevocationUrl, Scope,
+    TokenResponse,
 };
 
 use super::helpers::{location, query_param, Browser, RegisteredClient, TestApp};
 
-pub type RpClient =
-    CoreClient<EndpointSet, EndpointNotSet, EndpointSet, EndpointSet, EndpointMaybeSet, EndpointMaybeSet>;
+pub type RpClient = CoreClient<EndpointSet, EndpointNotSet, EndpointSet, EndpointSet, EndpointMaybeSet, EndpointMaybeSet>;
 
 pub struct Rp {
     pub client: RpClient,
@@ -28,9 +27,8 @@ pub struct Pending {
 impl Rp {
     pub async fn discover(app: &TestApp, registered: &RegisteredClient) -> Self {
         let http = super::helpers::rp_http();
-        let metadata = CoreProviderMetadata::discover_async(IssuerUrl::new(app.base.clone()).unwrap(), &http)
-            .await
-            .expect("discovery must succeed");
+        let metadata =
+            CoreProviderMetadata::discover_async(IssuerUrl::new(app.base.clone()).unwrap(), &http).await.expect("discovery must succeed");
         let client = CoreClient::from_provider_metadata(
             metadata,
             ClientId::new(registered.client.client_id.clone()),
@@ -66,9 +64,8 @@ impl Rp {
             let html = page.text().await.unwrap();
             let request_id = super::helpers::hidden_input(&html, "request_id").expect("request_id on consent page");
             let csrf = super::helpers::hidden_input(&html, "csrf_token").expect("csrf on consent page");
-            let response = browser
-                .post_form(&app.url("/consent"), &[("request_id", &request_id), ("csrf_token", &csrf), ("decision", "allow")])
-                .await;
+            let response =
+                browser.post_form(&app.url("/consent"), &[("request_id", &request_id), ("csrf_token", &csrf), ("decision", "allow")]).await;
             assert_eq!(response.status(), 302);
             next = location(&response);
         }
@@ -116,10 +113,8 @@ impl Rp {
         // The crate's claim types drop claims it does not model (sid): read them from the
         // payload, now that the signature is verified.
         let payload = id_token.to_string().split('.').nth(1).unwrap().to_owned();
-        let raw: serde_json::Value = serde_json::from_slice(
-            &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload).unwrap(),
-        )
-        .unwrap();
+        let raw: serde_json::Value =
+            serde_json::from_slice(&base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload).unwrap()).unwrap();
         let mut merged = serde_json::to_value(&claims).unwrap();
         for (key, value) in raw.as_object().unwrap() {
             merged.as_object_mut().unwrap().entry(key.clone()).or_insert(value.clone());

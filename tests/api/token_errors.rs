@@ -43,7 +43,8 @@ async fn client_authentication_failures() {
     let (status, body, _) = post_token(&app, None, &[("grant_type", "authorization_code"), ("client_id", id)]).await;
     assert_eq!((status, body["error"].as_str()), (401, Some("invalid_client")), "confidential client without secret");
 
-    let (status, body, _) = post_token(&app, Some((id, &secret)), &[("grant_type", "authorization_code"), ("client_secret", &secret), ("client_id", id)]).await;
+    let (status, body, _) =
+        post_token(&app, Some((id, &secret)), &[("grant_type", "authorization_code"), ("client_secret", &secret), ("client_id", id)]).await;
     assert_eq!((status, body["error"].as_str()), (400, Some("invalid_request")), "two auth methods");
 
     let (status, body, _) = post_token(&app, Some(("unknown", "x")), &[("grant_type", "authorization_code")]).await;
@@ -55,9 +56,13 @@ async fn client_authentication_failures() {
     assert_eq!((status, body["error"].as_str()), (400, Some("invalid_request")));
 
     // client_secret_post works too, and the cached digest accepts the right secret only.
-    let (status, body, _) = post_token(&app, None, &[("grant_type", "authorization_code"), ("code", "nope"), ("client_id", id), ("client_secret", &secret)]).await;
+    let (status, body, _) =
+        post_token(&app, None, &[("grant_type", "authorization_code"), ("code", "nope"), ("client_id", id), ("client_secret", &secret)])
+            .await;
     assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")));
-    let (status, _, _) = post_token(&app, None, &[("grant_type", "authorization_code"), ("code", "nope"), ("client_id", id), ("client_secret", "nope")]).await;
+    let (status, _, _) =
+        post_token(&app, None, &[("grant_type", "authorization_code"), ("code", "nope"), ("client_id", id), ("client_secret", "nope")])
+            .await;
     assert_eq!(status, 401);
 
     // Wrong content type and duplicated parameters.
@@ -113,36 +118,67 @@ async fn code_rules_pkce_redirect_and_replay() {
     // Wrong PKCE verifier: refused, and the code is spent.
     let (code, _verifier) = code_for(&app, &rp).await;
     let wrong = "x".repeat(43);
-    let (status, body, _) = post_token(&app, Some((id, &secret)), &[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", &registered.redirect_uri), ("code_verifier", &wrong)]).await;
+    let (status, body, _) = post_token(
+        &app,
+        Some((id, &secret)),
+        &[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", &registered.redirect_uri), ("code_verifier", &wrong)],
+    )
+    .await;
     assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")));
 
     // Wrong redirect_uri.
     let (code, verifier) = code_for(&app, &rp).await;
-    let (status, body, _) = post_token(&app, Some((id, &secret)), &[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", "http://127.0.0.1:9/other"), ("code_verifier", verifier.secret())]).await;
+    let (status, body, _) = post_token(
+        &app,
+        Some((id, &secret)),
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", "http://127.0.0.1:9/other"),
+            ("code_verifier", verifier.secret()),
+        ],
+    )
+    .await;
     assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")));
 
     // Code of one client presented by another.
     let (code, verifier) = code_for(&app, &rp).await;
-    let (status, body, _) = post_token(&app, Some((&other.client.client_id, other.secret.as_deref().unwrap())), &[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", &registered.redirect_uri), ("code_verifier", verifier.secret())]).await;
+    let (status, body, _) = post_token(
+        &app,
+        Some((&other.client.client_id, other.secret.as_deref().unwrap())),
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", &registered.redirect_uri),
+            ("code_verifier", verifier.secret()),
+        ],
+    )
+    .await;
     assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")));
 
     // Replay: the second use fails and revokes the tokens of the first.
     let (code, verifier) = code_for(&app, &rp).await;
-    let form = [("grant_type", "authorization_code"), ("code", code.as_str()), ("redirect_uri", registered.redirect_uri.as_str()), ("code_verifier", verifier.secret().as_str())];
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", registered.redirect_uri.as_str()),
+        ("code_verifier", verifier.secret().as_str()),
+    ];
     let (status, tokens, headers) = post_token(&app, Some((id, &secret)), &form).await;
     assert_eq!(status, 200, "{tokens}");
     assert_eq!(headers["cache-control"], "no-store");
     assert_eq!(tokens["token_type"], "Bearer");
     let (status, body, _) = post_token(&app, Some((id, &secret)), &form).await;
     assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")));
-    let userinfo = reqwest::Client::new()
-        .get(app.url("/oauth2/userinfo"))
-        .bearer_auth(tokens["access_token"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap();
+    let userinfo =
+        reqwest::Client::new().get(app.url("/oauth2/userinfo")).bearer_auth(tokens["access_token"].as_str().unwrap()).send().await.unwrap();
     assert_eq!(userinfo.status(), 401, "access token from a replayed code is revoked");
-    let (status, _, _) = post_token(&app, Some((id, &secret)), &[("grant_type", "refresh_token"), ("refresh_token", tokens["refresh_token"].as_str().unwrap())]).await;
+    let (status, _, _) = post_token(
+        &app,
+        Some((id, &secret)),
+        &[("grant_type", "refresh_token"), ("refresh_token", tokens["refresh_token"].as_str().unwrap())],
+    )
+    .await;
     assert_eq!(status, 400, "refresh token from a replayed code is revoked");
 }
 
@@ -155,16 +191,36 @@ async fn refresh_token_of_another_client_is_refused_and_left_intact() {
     let (code, verifier) = code_for(&app, &rp).await;
     let tokens = rp.exchange(&code, verifier).await.unwrap();
     let refresh = openidconnect::OAuth2TokenResponse::refresh_token(&tokens).unwrap().secret().clone();
-    let (status, body, _) = post_token(&app, Some((&other.client.client_id, other.secret.as_deref().unwrap())), &[("grant_type", "refresh_token"), ("refresh_token", &refresh)]).await;
+    let (status, body, _) = post_token(
+        &app,
+        Some((&other.client.client_id, other.secret.as_deref().unwrap())),
+        &[("grant_type", "refresh_token"), ("refresh_token", &refresh)],
+    )
+    .await;
     assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")));
-    let (status, body, _) = post_token(&app, Some((&registered.client.client_id, registered.secret.as_deref().unwrap())), &[("grant_type", "refresh_token"), ("refresh_token", &refresh), ("scope", "openid email")]).await;
+    let (status, body, _) = post_token(
+        &app,
+        Some((&registered.client.client_id, registered.secret.as_deref().unwrap())),
+        &[("grant_type", "refresh_token"), ("refresh_token", &refresh), ("scope", "openid email")],
+    )
+    .await;
     assert_eq!(status, 200, "narrowing scope is allowed: {body}");
     assert_eq!(body["scope"], "openid email");
     let narrowed = body["refresh_token"].as_str().unwrap().to_owned();
-    let (status, body, _) = post_token(&app, Some((&registered.client.client_id, registered.secret.as_deref().unwrap())), &[("grant_type", "refresh_token"), ("refresh_token", &narrowed), ("scope", "openid offline_access")]).await;
+    let (status, body, _) = post_token(
+        &app,
+        Some((&registered.client.client_id, registered.secret.as_deref().unwrap())),
+        &[("grant_type", "refresh_token"), ("refresh_token", &narrowed), ("scope", "openid offline_access")],
+    )
+    .await;
     assert_eq!((status, body["error"].as_str()), (400, Some("invalid_scope")), "widening scope is refused");
     // A refused request does not spend the token.
-    let (status, body, _) = post_token(&app, Some((&registered.client.client_id, registered.secret.as_deref().unwrap())), &[("grant_type", "refresh_token"), ("refresh_token", &narrowed)]).await;
+    let (status, body, _) = post_token(
+        &app,
+        Some((&registered.client.client_id, registered.secret.as_deref().unwrap())),
+        &[("grant_type", "refresh_token"), ("refresh_token", &narrowed)],
+    )
+    .await;
     assert_eq!(status, 200, "the token survives a refused scope request: {body}");
 }
 
@@ -269,11 +325,7 @@ async fn client_disabled_by_another_process_is_refused_within_the_cache_lifetime
     let registered = app.register("outside", false, true).await;
     let (id, secret) = (registered.client.client_id.clone(), registered.secret.clone().unwrap());
     let introspect = || {
-        reqwest::Client::new()
-            .post(app.url("/oauth2/introspect"))
-            .basic_auth(&id, Some(&secret))
-            .form(&[("token", "not-a-token")])
-            .send()
+        reqwest::Client::new().post(app.url("/oauth2/introspect")).basic_auth(&id, Some(&secret)).form(&[("token", "not-a-token")]).send()
     };
     assert_eq!(introspect().await.unwrap().status(), 200, "client authenticates (and is now cached)");
 

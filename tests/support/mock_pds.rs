@@ -325,11 +325,7 @@ struct Proof {
 /// Verify a DPoP proof: signature with its own `jwk` header, `typ`, `htm`, `htu`, `iat`,
 /// unique `jti`, and `ath` when an access token is presented.
 fn verify_dpop(st: &MockState, req: &HttpRequest, htm: &str, path: &str, access_token: Option<&str>) -> Result<Proof, String> {
-    let proof = req
-        .headers()
-        .get("DPoP")
-        .and_then(|v| v.to_str().ok())
-        .ok_or("no DPoP header")?;
+    let proof = req.headers().get("DPoP").and_then(|v| v.to_str().ok()).ok_or("no DPoP header")?;
     let header = jwt::decode_header(proof).map_err(|e| e.to_string())?;
     if header.claim("typ") != Some(&json!("dpop+jwt")) {
         return Err("typ is not dpop+jwt".into());
@@ -415,7 +411,12 @@ fn client_auth(st: &MockState, form: &HashMap<String, String>) -> Result<&'stati
 }
 
 /// Common AS-endpoint checks: DPoP (with the AS nonce) and client auth.
-fn as_checks(st: &MockState, req: &HttpRequest, endpoint: &str, form: &HashMap<String, String>) -> Result<(Proof, &'static str), HttpResponse> {
+fn as_checks(
+    st: &MockState,
+    req: &HttpRequest,
+    endpoint: &str,
+    form: &HashMap<String, String>,
+) -> Result<(Proof, &'static str), HttpResponse> {
     let proof = match verify_dpop(st, req, "POST", endpoint, None) {
         Ok(p) => p,
         Err(e) => {
@@ -450,7 +451,12 @@ async fn par(req: HttpRequest, st: State, form: Form) -> HttpResponse {
         Err(r) => return r,
     };
     let get = |k: &str| form.get(k).cloned().unwrap_or_default();
-    if get("response_type") != "code" || get("code_challenge_method") != "S256" || get("code_challenge").len() != 43 || get("state").is_empty() || !get("scope").split(' ').any(|s| s == "atproto") {
+    if get("response_type") != "code"
+        || get("code_challenge_method") != "S256"
+        || get("code_challenge").len() != 43
+        || get("state").is_empty()
+        || !get("scope").split(' ').any(|s| s == "atproto")
+    {
         record(&st, "/oauth/par", proof.nonce, 400, Some(auth), &form);
         return oauth_err(400, "invalid_request", "bad PAR parameters");
     }
@@ -468,9 +474,7 @@ async fn par(req: HttpRequest, st: State, form: Form) -> HttpResponse {
         },
     );
     record(&st, "/oauth/par", proof.nonce, 201, Some(auth), &form);
-    HttpResponse::Created()
-        .insert_header(("DPoP-Nonce", AS_NONCE))
-        .json(json!({"request_uri": request_uri, "expires_in": 299}))
+    HttpResponse::Created().insert_header(("DPoP-Nonce", AS_NONCE)).json(json!({"request_uri": request_uri, "expires_in": 299}))
 }
 
 async fn authorize(st: State, q: Query) -> HttpResponse {
@@ -490,10 +494,7 @@ async fn authorize(st: State, q: Query) -> HttpResponse {
         } else {
             let code = rand_id("cod-");
             let sub = cfg.sub_override.clone().unwrap_or_else(|| {
-                p.login_hint
-                    .as_ref()
-                    .and_then(|h| st.handles.lock().unwrap().get(h).cloned())
-                    .unwrap_or_else(|| ALICE_DID.to_string())
+                p.login_hint.as_ref().and_then(|h| st.handles.lock().unwrap().get(h).cloned()).unwrap_or_else(|| ALICE_DID.to_string())
             });
             st.codes.lock().unwrap().insert(code.clone(), (p.clone(), sub));
             qp.append_pair("code", &code);
@@ -601,7 +602,11 @@ fn pds_checks(st: &MockState, req: &HttpRequest, endpoint: &str) -> Result<Grant
     };
     if proof.nonce.as_deref() != Some(PDS_NONCE) {
         record(st, endpoint, proof.nonce, 401, None, &empty);
-        return Err(pds_err(401, "use_dpop_nonce", Some("DPoP error=\"use_dpop_nonce\", error_description=\"Resource server requires nonce in DPoP proof\"")));
+        return Err(pds_err(
+            401,
+            "use_dpop_nonce",
+            Some("DPoP error=\"use_dpop_nonce\", error_description=\"Resource server requires nonce in DPoP proof\""),
+        ));
     }
     let Some(g) = st.access.lock().unwrap().get(tok).cloned() else {
         record(st, endpoint, proof.nonce, 401, None, &empty);
@@ -620,7 +625,10 @@ async fn get_record(req: HttpRequest, st: State, q: Query) -> HttpResponse {
         Ok(g) => g,
         Err(r) => return r,
     };
-    if q.get("repo") != Some(&g.sub) || q.get("collection").map(String::as_str) != Some("app.bsky.actor.profile") || q.get("rkey").map(String::as_str) != Some("self") {
+    if q.get("repo") != Some(&g.sub)
+        || q.get("collection").map(String::as_str) != Some("app.bsky.actor.profile")
+        || q.get("rkey").map(String::as_str) != Some("self")
+    {
         return pds_err(400, "InvalidRequest", None);
     }
     match st.config.lock().unwrap().profile.clone() {
