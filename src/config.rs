@@ -57,6 +57,12 @@ pub struct FileConfig {
     pub access_token_alg: Option<String>,
     pub admin_dids: Option<Vec<String>>,
     pub dynamic_registration: Option<bool>,
+    pub trusted_proxies: Option<Vec<String>>,
+    pub rate_limit_login: Option<u32>,
+    pub rate_limit_authorize: Option<u32>,
+    pub rate_limit_registration: Option<u32>,
+    pub rate_limit_client_auth_failures: Option<u32>,
+    pub rate_limit_admin_auth_failures: Option<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -83,6 +89,32 @@ pub struct Config {
     pub admin_dids: Vec<String>,
     /// RFC 7591 dynamic client registration at `/oauth2/register` (initial access token required).
     pub dynamic_registration: bool,
+    /// Proxies whose `X-Forwarded-For` we believe (`ATSSO_TRUSTED_PROXIES`, CIDRs). From any other
+    /// peer the header is ignored: the TCP peer is the source (audit log, rate limits).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub rate_limits: RateLimits,
+}
+
+/// Abuse limits, each a count per minute (0 turns a limit off). Counted per node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimits {
+    /// `POST /login` per source address (each costs DNS and up to six outbound fetches).
+    pub login: u32,
+    /// Authorization requests from browsers without a session (each parks a request) per address.
+    pub authorize: u32,
+    /// `POST /oauth2/register` per source address.
+    pub registration: u32,
+    /// Failed client authentications at the token, revocation and introspection endpoints, per
+    /// client and per source address. Successes are never counted.
+    pub client_auth_failures: u32,
+    /// Failed admin API / initial access token presentations per source address.
+    pub admin_auth_failures: u32,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        Self { login: 30, authorize: 120, registration: 10, client_auth_failures: 10, admin_auth_failures: 10 }
+    }
 }
 
 /// Authorization codes live at most this long (seconds).
@@ -177,7 +209,39 @@ impl Config {
             None => file.dynamic_registration.unwrap_or(false),
         };
 
+        let trusted_proxies = match env("ATSSO_TRUSTED_PROXIES") {
+            Some(text) => text.split(',').map(str::trim).filter(|t| !t.is_empty()).map(String::from).collect(),
+            None => file.trusted_proxies.unwrap_or_default(),
+        }
+        .iter()
+        .map(|text| parse_cidr(text))
+        .collect::<Result<Vec<_>, _>>()?;
+        let defaults = RateLimits::default();
+        let limit = |name: &'static str, value: Option<u32>, default: u32| -> Result<u32, ConfigError> {
+            match env(name) {
+                Some(text) => text.parse::<u32>().map_err(|_| invalid(name, format!("`{text}` is not a count (0 turns the limit off)"))),
+                None => Ok(value.unwrap_or(default)),
+            }
+        };
+        let rate_limits = RateLimits {
+            login: limit("ATSSO_RATE_LIMIT_LOGIN", file.rate_limit_login, defaults.login)?,
+            authorize: limit("ATSSO_RATE_LIMIT_AUTHORIZE", file.rate_limit_authorize, defaults.authorize)?,
+            registration: limit("ATSSO_RATE_LIMIT_REGISTRATION", file.rate_limit_registration, defaults.registration)?,
+            client_auth_failures: limit(
+                "ATSSO_RATE_LIMIT_CLIENT_AUTH_FAILURES",
+                file.rate_limit_client_auth_failures,
+                defaults.client_auth_failures,
+            )?,
+            admin_auth_failures: limit(
+                "ATSSO_RATE_LIMIT_ADMIN_AUTH_FAILURES",
+                file.rate_limit_admin_auth_failures,
+                defaults.admin_auth_failures,
+            )?,
+        };
+
         Ok(Self {
+            trusted_proxies,
+            rate_limits,
             access_token_alg,
             public_url,
             bind,
@@ -225,6 +289,13 @@ fn parse_bool(setting: &'static str, text: &str) -> Result<bool, ConfigError> {
         "0" | "false" | "no" | "off" => Ok(false),
         _ => Err(invalid(setting, format!("`{text}` is not true/false"))),
     }
+}
+
+/// A CIDR (`10.0.0.0/8`) or a single address (`10.0.0.7`).
+fn parse_cidr(text: &str) -> Result<ipnet::IpNet, ConfigError> {
+    text.parse::<ipnet::IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| invalid("ATSSO_TRUSTED_PROXIES", format!("`{text}` is not an address or CIDR")))
 }
 
 fn parse_base_url(setting: &'static str, text: &str) -> Result<Url, ConfigError> {
@@ -289,6 +360,25 @@ mod tests {
         assert!(err.problem.contains("alice.bsky.social"));
         let err = load(&[("ATSSO_DYNAMIC_REGISTRATION", "maybe")]).unwrap_err();
         assert_eq!(err.setting, "ATSSO_DYNAMIC_REGISTRATION");
+    }
+
+    #[test]
+    fn trusted_proxies_and_rate_limits() {
+        let config = load(&[]).unwrap();
+        assert!(config.trusted_proxies.is_empty());
+        assert_eq!(config.rate_limits, RateLimits::default());
+        let config = load(&[
+            ("ATSSO_TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1 ,::1"),
+            ("ATSSO_RATE_LIMIT_LOGIN", "0"),
+            ("ATSSO_RATE_LIMIT_CLIENT_AUTH_FAILURES", "3"),
+        ])
+        .unwrap();
+        assert_eq!(config.trusted_proxies.len(), 3);
+        assert!(config.trusted_proxies[1].contains(&"127.0.0.1".parse::<std::net::IpAddr>().unwrap()));
+        assert_eq!(config.rate_limits.login, 0);
+        assert_eq!(config.rate_limits.client_auth_failures, 3);
+        assert_eq!(load(&[("ATSSO_TRUSTED_PROXIES", "10.0.0.0/33")]).unwrap_err().setting, "ATSSO_TRUSTED_PROXIES");
+        assert_eq!(load(&[("ATSSO_RATE_LIMIT_LOGIN", "-1")]).unwrap_err().setting, "ATSSO_RATE_LIMIT_LOGIN");
     }
 
     #[test]

@@ -72,11 +72,28 @@ pub struct OAuthError {
     pub description: String,
     /// Set when the client tried HTTP Basic authentication (RFC 6749 §5.2: 401 + challenge).
     pub basic_challenge: bool,
+    /// Seconds for `Retry-After` on 429 (rate limited) and 503 (busy) answers.
+    pub retry_after: Option<u64>,
+    /// Over an abuse limit: 429 instead of 503 for `temporarily_unavailable`.
+    pub rate_limited: bool,
 }
 
 impl OAuthError {
     pub fn new(code: ErrorCode, description: impl Into<String>) -> Self {
-        Self { code, description: description.into(), basic_challenge: false }
+        Self { code, description: description.into(), basic_challenge: false, retry_after: None, rate_limited: false }
+    }
+    /// Over an abuse limit: 429, `temporarily_unavailable`, `Retry-After`.
+    pub fn rate_limited(limited: crate::limits::Limited) -> Self {
+        let mut err = Self::new(ErrorCode::TemporarilyUnavailable, "too many requests; try again later");
+        err.retry_after = Some(limited.retry_after_secs());
+        err.rate_limited = true;
+        err
+    }
+    /// Momentarily overloaded: 503, `temporarily_unavailable`, `Retry-After`.
+    pub fn busy(retry_after_secs: u64) -> Self {
+        let mut err = Self::new(ErrorCode::TemporarilyUnavailable, "the server is busy; try again shortly");
+        err.retry_after = Some(retry_after_secs);
+        err
     }
     pub fn invalid_request(description: impl Into<String>) -> Self {
         Self::new(ErrorCode::InvalidRequest, description)
@@ -104,6 +121,7 @@ impl ResponseError for OAuthError {
         match self.code {
             ErrorCode::InvalidClient => StatusCode::UNAUTHORIZED,
             ErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::TemporarilyUnavailable if self.rate_limited => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::BAD_REQUEST,
         }
@@ -112,6 +130,9 @@ impl ResponseError for OAuthError {
     fn error_response(&self) -> HttpResponse {
         let mut response = HttpResponse::build(self.status_code());
         response.insert_header((header::CACHE_CONTROL, "no-store")).insert_header((header::PRAGMA, "no-cache"));
+        if let Some(seconds) = self.retry_after {
+            response.insert_header((header::RETRY_AFTER, seconds.to_string()));
+        }
         if self.code == ErrorCode::InvalidClient {
             let scheme = if self.basic_challenge { "Basic" } else { "Bearer" };
             response.insert_header((header::WWW_AUTHENTICATE, format!("{scheme} realm=\"atsso\"")));
@@ -176,11 +197,24 @@ pub struct PageError {
     pub title: String,
     pub message: String,
     pub error_id: Option<String>,
+    /// Seconds for `Retry-After` (rate limited).
+    pub retry_after: Option<u64>,
 }
 
 impl PageError {
     pub fn new(status: StatusCode, title: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { status, title: title.into(), message: message.into(), error_id: None }
+        Self { status, title: title.into(), message: message.into(), error_id: None, retry_after: None }
+    }
+    /// Over an abuse limit: a 429 page with `Retry-After`.
+    pub fn rate_limited(limited: crate::limits::Limited) -> Self {
+        let seconds = limited.retry_after_secs();
+        let mut err = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many attempts",
+            format!("Too many requests came from your network. Please wait {seconds} seconds and try again."),
+        );
+        err.retry_after = Some(seconds);
+        err
     }
     pub fn bad_request(title: impl Into<String>, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, title, message)
@@ -192,6 +226,7 @@ impl PageError {
             title: "Something went wrong".into(),
             message: "The sign-in service ran into a problem. Please try again in a moment.".into(),
             error_id: Some(error_id),
+            retry_after: None,
         }
     }
 }
@@ -215,10 +250,12 @@ impl ResponseError for PageError {
         if let Some(id) = &self.error_id {
             context.insert("error_id", id);
         }
-        HttpResponse::build(self.status)
-            .insert_header((header::CACHE_CONTROL, "no-store"))
-            .content_type("text/html; charset=utf-8")
-            .body(templates::render("error.html", &context))
+        let mut response = HttpResponse::build(self.status);
+        if let Some(seconds) = self.retry_after {
+            response.insert_header((header::RETRY_AFTER, seconds.to_string()));
+        }
+        // The security headers are added by the one HTML middleware (web::security_headers).
+        response.content_type("text/html; charset=utf-8").body(templates::render("error.html", &context))
     }
 }
 
@@ -229,11 +266,18 @@ pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
     pub fields: std::collections::BTreeMap<String, String>,
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self { status, message: message.into(), fields: Default::default() }
+        Self { status, message: message.into(), fields: Default::default(), retry_after: None }
+    }
+    /// Over an abuse limit: 429 with `Retry-After`.
+    pub fn rate_limited(limited: crate::limits::Limited) -> Self {
+        let mut err = Self::new(StatusCode::TOO_MANY_REQUESTS, "too many failed attempts from this address; try again later");
+        err.retry_after = Some(limited.retry_after_secs());
+        err
     }
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, message)
@@ -263,6 +307,9 @@ impl ResponseError for ApiError {
         response.insert_header((header::CACHE_CONTROL, "no-store"));
         if self.status == StatusCode::UNAUTHORIZED {
             response.insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"atsso-admin\""));
+        }
+        if let Some(seconds) = self.retry_after {
+            response.insert_header((header::RETRY_AFTER, seconds.to_string()));
         }
         let mut body = json!({ "error": self.message });
         if !self.fields.is_empty() {

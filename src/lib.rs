@@ -10,6 +10,7 @@ pub mod bench_seam;
 pub mod config;
 pub mod crypto;
 pub mod error;
+pub mod limits;
 pub mod oidc;
 pub mod sso;
 pub mod state;
@@ -65,6 +66,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
     let (store, sealer) = open_store(&config).await?;
     let keys = KeyRing::load(&store, &sealer, &config).await?;
     let atproto = build_atproto_client(&store, &sealer, &config).await?;
+    let limits = limits::Limits::new(&config.rate_limits);
     Ok(AppState {
         atproto,
         discovery_json: oidc::discovery::document(&config).into_bytes().into(),
@@ -73,6 +75,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
         sealer,
         keys: Arc::new(keys),
         secret_cache: Arc::new(SecretCache::default()),
+        limits,
     })
 }
 
@@ -127,10 +130,11 @@ impl Application {
         let state = build_state(config).await?;
         let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
         let data = Data::new(state.clone());
+        let https = state.config.secure_cookies();
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
-                .wrap_fn(|req, srv| {
+                .wrap_fn(move |req, srv| {
                     // One span per request (debug: at info it would be formatted for every request
                     // even when nothing is logged). Only method and path: query strings carry codes
                     // and tokens.
@@ -138,7 +142,8 @@ impl Application {
                     let started = std::time::Instant::now();
                     let fut = srv.call(req);
                     async move {
-                        let response = fut.await?;
+                        let mut response = fut.await?;
+                        web::html::secure_response(response.headers_mut(), https);
                         let status = response.status().as_u16();
                         let elapsed_ms = started.elapsed().as_millis() as u64;
                         // Per-request lines are debug (ATSSO_LOG=debug): at tens of thousands of
@@ -154,6 +159,7 @@ impl Application {
                     .instrument(span)
                 })
                 .configure(web::configure)
+                .default_service(actix_web::web::route().to(web::not_found))
         })
         .listen(listener)
         .map_err(|e| StartError::Bind { bind, problem: e.to_string() })?
@@ -182,6 +188,7 @@ fn spawn_background_tasks(state: AppState) {
         let mut minutes: u64 = 0;
         loop {
             tick.tick().await;
+            state.limits.forget_idle();
             if let Err(error) = state.keys.reload(&state.store, &state.sealer, &state.config).await {
                 tracing::error!(%error, "reloading signing keys failed");
             }

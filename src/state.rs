@@ -12,6 +12,8 @@ pub struct AppState {
     pub sealer: Sealer,
     pub keys: Arc<KeyRing>,
     pub secret_cache: Arc<SecretCache>,
+    /// Abuse limits (per node).
+    pub limits: Arc<crate::limits::Limits>,
     /// Discovery document, rendered once (shared bytes: no copy per request).
     pub discovery_json: actix_web::web::Bytes,
 }

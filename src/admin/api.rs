@@ -66,8 +66,9 @@ fn json_error(err: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
     api.into()
 }
 
-pub(crate) fn remote_addr(req: &HttpRequest) -> Option<String> {
-    req.connection_info().realip_remote_addr().map(str::to_owned)
+/// The source address for the audit log (forwarded headers count only from trusted proxies).
+pub(crate) fn remote_addr(state: &AppState, req: &HttpRequest) -> Option<String> {
+    Some(crate::web::client_addr(req, &state.config.trusted_proxies).to_string())
 }
 
 fn bearer(req: &HttpRequest) -> Option<String> {
@@ -81,6 +82,11 @@ impl From<TokenError> for ApiError {
         match err {
             TokenError::Missing | TokenError::Invalid => ApiError::new(StatusCode::UNAUTHORIZED, err.to_string()),
             TokenError::WrongKind => ApiError::new(StatusCode::FORBIDDEN, "this token may only register clients, not use the admin API"),
+            TokenError::Busy => {
+                let mut busy = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, err.to_string());
+                busy.retry_after = Some(1);
+                busy
+            }
             TokenError::Store(e) => ApiError::internal(&e),
             other => ApiError::internal(&other),
         }
@@ -93,9 +99,16 @@ async fn require_admin_token(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let state = req.app_data::<web::Data<AppState>>().cloned().ok_or_else(|| ApiError::internal(&"application state is missing"))?;
+    let source = crate::web::client_addr(req.request(), &state.config.trusted_proxies);
+    state.limits.admin_auth_by_addr.check(&source).map_err(ApiError::rate_limited)?;
     let presented = bearer(req.request()).ok_or_else(|| ApiError::from(TokenError::Missing))?;
-    let token = auth::verify_token(&state.store, &presented, &[TokenKind::Admin]).await.map_err(ApiError::from)?;
-    let actor = Actor::new(token.actor_name(), remote_addr(req.request()));
+    let token = auth::verify_token(&state.store, &presented, &[TokenKind::Admin]).await.map_err(|err| {
+        if matches!(err, TokenError::Invalid) {
+            state.limits.admin_auth_by_addr.record_failure(&source);
+        }
+        ApiError::from(err)
+    })?;
+    let actor = Actor::new(token.actor_name(), remote_addr(&state, req.request()));
     req.extensions_mut().insert(actor);
     next.call(req).await
 }
@@ -338,11 +351,17 @@ async fn dynamic_register(state: web::Data<AppState>, req: HttpRequest, body: we
     if !state.config.dynamic_registration {
         return registration_error(StatusCode::NOT_FOUND, "not_found", "dynamic client registration is turned off");
     }
+    let source = crate::web::client_addr(&req, &state.config.trusted_proxies);
+    let limited = state.limits.registration.check(&source).and_then(|()| state.limits.admin_auth_by_addr.check(&source));
+    if let Err(limited) = limited {
+        return actix_web::ResponseError::error_response(&ApiError::rate_limited(limited));
+    }
     let Some(presented) = bearer(&req) else {
         return registration_error(StatusCode::UNAUTHORIZED, "invalid_token", "an initial access token is required");
     };
     let token = match auth::verify_token(&state.store, &presented, &[TokenKind::Registration, TokenKind::Admin]).await {
         Ok(token) => token,
+        Err(TokenError::Busy) => return actix_web::ResponseError::error_response(&ApiError::from(TokenError::Busy)),
         Err(TokenError::Store(e)) => {
             let error_id = crate::error::log_internal(&e);
             return registration_error(
@@ -351,13 +370,16 @@ async fn dynamic_register(state: web::Data<AppState>, req: HttpRequest, body: we
                 &format!("internal error (reference {error_id})"),
             );
         }
-        Err(_) => return registration_error(StatusCode::UNAUTHORIZED, "invalid_token", "the initial access token is not valid"),
+        Err(_) => {
+            state.limits.admin_auth_by_addr.record_failure(&source);
+            return registration_error(StatusCode::UNAUTHORIZED, "invalid_token", "the initial access token is not valid");
+        }
     };
     let request: registration::RegistrationRequest = match serde_json::from_slice(&body) {
         Ok(request) => request,
         Err(e) => return registration_error(StatusCode::BAD_REQUEST, "invalid_client_metadata", &format!("invalid JSON: {e}")),
     };
-    let actor = Actor::new(token.actor_name(), remote_addr(&req));
+    let actor = Actor::new(token.actor_name(), remote_addr(&state, &req));
     match registration::register(&state, &actor, request).await {
         Ok(body) => ok_json(StatusCode::CREATED, body),
         Err(refused) if refused.code == "server_error" => {

@@ -51,6 +51,8 @@ pub enum TokenError {
     Store(StoreError),
     #[error("hashing the token failed")]
     Hash,
+    #[error("too many token checks at once; try again shortly")]
+    Busy,
 }
 
 impl From<StoreError> for TokenError {
@@ -107,6 +109,11 @@ pub async fn create_token(store: &Store, name: &str, kind: TokenKind) -> Result<
 /// Argon2 is paid once per token and node: afterwards a SHA-256 of the verified secret is kept,
 /// keyed by token id and stored hash. Revocation is checked against the database on every use.
 static VERIFIED: LazyLock<DashMap<String, (String, [u8; 32])>> = LazyLock::new(DashMap::new);
+/// Argon2 checks of admin tokens queued or running (7 MiB each, one at a time): beyond this,
+/// `Busy` (503). With the per-address failure limit this bounds what a flood of wrong tokens costs.
+static VERIFYING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static ARGON2: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+const MAX_VERIFYING: usize = 16;
 
 /// Verifies a presented token and that its kind is one of `accepted`.
 pub async fn verify_token(store: &Store, presented: &str, accepted: &[TokenKind]) -> Result<VerifiedToken, TokenError> {
@@ -119,8 +126,17 @@ pub async fn verify_token(store: &Store, presented: &str, accepted: &[TokenKind]
     let digest: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
     let cached = VERIFIED.get(id).is_some_and(|entry| entry.0 == row.token_hash && constant_time_eq(&entry.1, &digest));
     if !cached {
+        use std::sync::atomic::Ordering;
+        if VERIFYING.fetch_add(1, Ordering::AcqRel) >= MAX_VERIFYING {
+            VERIFYING.fetch_sub(1, Ordering::AcqRel);
+            return Err(TokenError::Busy);
+        }
         let (secret, phc) = (secret.to_owned(), row.token_hash.clone());
-        let ok = tokio::task::spawn_blocking(move || password::verify_secret(&secret, &phc)).await.unwrap_or(false);
+        let ok = match ARGON2.acquire().await {
+            Ok(_permit) => tokio::task::spawn_blocking(move || password::verify_secret(&secret, &phc)).await.unwrap_or(false),
+            Err(_) => false,
+        };
+        VERIFYING.fetch_sub(1, Ordering::AcqRel);
         if !ok {
             return Err(TokenError::Invalid);
         }

@@ -74,17 +74,7 @@ fn form_error(err: UrlencodedError, _req: &HttpRequest) -> actix_web::Error {
 }
 
 fn html(status: StatusCode, body: String, cookie: Option<Cookie<'static>>) -> HttpResponse {
-    let mut response = HttpResponse::build(status);
-    response
-        .content_type("text/html; charset=utf-8")
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .insert_header(("X-Frame-Options", "DENY"))
-        .insert_header(("Referrer-Policy", "same-origin"))
-        .insert_header(("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'"));
-    if let Some(cookie) = cookie {
-        response.cookie(cookie);
-    }
-    response.body(body)
+    crate::web::html::page(status, body, cookie.into_iter().collect(), &Default::default())
 }
 
 fn redirect(location: &str) -> HttpResponse {
@@ -109,7 +99,7 @@ async fn gate(state: &AppState, req: &HttpRequest) -> Result<Gate, PageError> {
         if req.method() != Method::GET {
             return Err(PageError::new(StatusCode::UNAUTHORIZED, "Please sign in", "Sign in as an administrator, then try again."));
         }
-        let (csrf, cookie) = sso::csrf_token(&state.config, req);
+        let (csrf, cookie) = sso::csrf_token(state, req);
         let mut context = Context::new();
         context.insert("csrf_token", &csrf);
         return Ok(Gate::SignIn(html(StatusCode::OK, templates::render("admin/signin.html", &context), cookie)));
@@ -123,7 +113,7 @@ async fn gate(state: &AppState, req: &HttpRequest) -> Result<Gate, PageError> {
             format!("You are signed in as {who}, which is not listed in ATSSO_ADMIN_DIDS."),
         ));
     }
-    Ok(Gate::Admin(AdminUser { actor: Actor::new(session.did.clone(), remote_addr(req)), did: session.did, handle }))
+    Ok(Gate::Admin(AdminUser { actor: Actor::new(session.did.clone(), remote_addr(state, req)), did: session.did, handle }))
 }
 
 /// `let admin = admin!(state, req);` — the administrator, or the sign-in page returned early.
@@ -137,8 +127,8 @@ macro_rules! admin {
 }
 
 /// Refuses a form without the CSRF token of this browser.
-fn require_csrf(req: &HttpRequest, form: &FormData) -> Result<(), PageError> {
-    if sso::csrf_valid(req, form.get("csrf_token")) {
+fn require_csrf(state: &AppState, req: &HttpRequest, form: &FormData) -> Result<(), PageError> {
+    if sso::csrf_valid(state, req, form.get("csrf_token")) {
         Ok(())
     } else {
         Err(PageError::bad_request(
@@ -157,7 +147,7 @@ fn render(
     nav: &str,
     mut context: Context,
 ) -> HttpResponse {
-    let (csrf, cookie) = sso::csrf_token(&state.config, req);
+    let (csrf, cookie) = sso::csrf_token(state, req);
     context.insert("csrf_token", &csrf);
     context.insert("admin_did", &admin.did);
     if let Some(handle) = &admin.handle {
@@ -353,7 +343,7 @@ async fn create_client(
 ) -> Result<HttpResponse, PageError> {
     let admin = admin!(state, req);
     let form = FormData(form.into_inner());
-    require_csrf(&req, &form)?;
+    require_csrf(&state, &req, &form)?;
     let scopes = form.all("scope");
     let new = NewClient {
         name: form.text("name"),
@@ -431,7 +421,7 @@ async fn update_client(
 ) -> Result<HttpResponse, PageError> {
     let admin = admin!(state, req);
     let form = FormData(form.into_inner());
-    require_csrf(&req, &form)?;
+    require_csrf(&state, &req, &form)?;
     let client = super::client(&state, &path).await.map_err(page_error)?;
     let scopes = form.all("scope");
     let change = ClientUpdate {
@@ -526,7 +516,7 @@ async fn client_action(
 ) -> Result<HttpResponse, PageError> {
     let admin = admin!(state, req);
     let form = FormData(form.into_inner());
-    require_csrf(&req, &form)?;
+    require_csrf(&state, &req, &form)?;
     let (client_id, action) = path.into_inner();
     match action.as_str() {
         "rotate-secret" => {
@@ -630,7 +620,7 @@ async fn end_sessions(
 ) -> Result<HttpResponse, PageError> {
     let admin = admin!(state, req);
     let form = FormData(form.into_inner());
-    require_csrf(&req, &form)?;
+    require_csrf(&state, &req, &form)?;
     super::end_user_sessions(&state, &admin.actor, &path).await.map_err(page_error)?;
     Ok(redirect(&format!("/admin/users/{}?notice=sessions_ended", path.as_str())))
 }
@@ -684,7 +674,7 @@ async fn rotate_keys(
 ) -> Result<HttpResponse, PageError> {
     let admin = admin!(state, req);
     let form = FormData(form.into_inner());
-    require_csrf(&req, &form)?;
+    require_csrf(&state, &req, &form)?;
     super::rotate_signing_key(&state, &admin.actor).await.map_err(page_error)?;
     Ok(redirect("/admin/keys?notice=key_rotated"))
 }

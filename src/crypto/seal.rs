@@ -23,6 +23,9 @@ pub enum SealError {
 #[derive(Clone)]
 pub struct Sealer {
     cipher: Aes256Gcm,
+    /// Key for MACs of values we hand out and must recognise (CSRF tokens, browser ids):
+    /// HMAC-SHA256(master key, label), so it changes with the master key and differs per use.
+    mac_key: [u8; 32],
 }
 
 impl std::fmt::Debug for Sealer {
@@ -38,7 +41,8 @@ impl Sealer {
         if bytes.len() != 32 {
             return Err(SealError::BadMasterKey);
         }
-        Ok(Self { cipher: Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(bytes)) })
+        let mac_key = hmac_sha256(bytes, b"atsso mac key v1");
+        Ok(Self { cipher: Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(bytes)), mac_key })
     }
 
     pub fn from_base64(text: &str) -> Result<Self, SealError> {
@@ -85,6 +89,20 @@ impl Sealer {
     pub fn open_str(&self, sealed: &str) -> Result<String, SealError> {
         String::from_utf8(self.open(sealed)?).map_err(|_| SealError::Open)
     }
+
+    /// Base64url HMAC-SHA256 of `message` under the key derived from the master key: every node
+    /// sharing the master key computes the same value; nobody else can.
+    pub fn mac(&self, message: &str) -> String {
+        URL_SAFE_NO_PAD.encode(hmac_sha256(&self.mac_key, message.as_bytes()))
+    }
+}
+
+fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    use hmac::Mac;
+    // HMAC accepts keys of any length, so `new_from_slice` cannot fail here.
+    let mut mac = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+    mac.update(message);
+    mac.finalize().into_bytes().into()
 }
 
 fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
@@ -118,6 +136,16 @@ mod tests {
         tampered.push('A');
         assert!(sealer.open_str(&tampered).is_err() || tampered == sealed);
         assert!(sealer.open_str("garbage").is_err());
+    }
+
+    #[test]
+    fn macs_depend_on_the_master_key_and_the_message() {
+        let sealer = Sealer::from_key_bytes(&[7u8; 32]).unwrap();
+        let other = Sealer::from_key_bytes(&[8u8; 32]).unwrap();
+        assert_eq!(sealer.mac("a"), sealer.mac("a"));
+        assert_ne!(sealer.mac("a"), sealer.mac("b"));
+        assert_ne!(sealer.mac("a"), other.mac("a"));
+        assert_eq!(sealer.mac("a").len(), 43);
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Client registration and client authentication at the token, revocation and introspection
 //! endpoints. Argon2 is paid once per secret: afterwards a SHA-256 digest of the verified secret
 //! is kept in memory, keyed by the stored hash, so rotation or a new hash invalidates it everywhere.
+use std::net::IpAddr;
+
 use actix_web::{http::header, HttpRequest};
 use base64::{engine::general_purpose::STANDARD, Engine};
 use dashmap::DashMap;
@@ -17,15 +19,54 @@ use crate::{
 pub struct SecretCache {
     /// client_id → (stored PHC hash, SHA-256 of the secret that verified against it)
     verified: DashMap<String, (String, [u8; 32])>,
+    /// Secrets that just failed, by (client_id, SHA-256 of the secret): presenting the same wrong
+    /// secret again costs no argon2. Bounded and short-lived.
+    recent_failures: moka::sync::Cache<(String, [u8; 32]), ()>,
+    /// Argon2 verifications queued or running, per client: a flood against one client holds at
+    /// most `PER_CLIENT` places, so other clients are never queued behind it.
+    queued_per_client: DashMap<String, usize>,
+    queued: std::sync::atomic::AtomicUsize,
     /// One Argon2 verification at a time (7 MiB and ~20 ms each, see crypto/password.rs): a burst
     /// of first requests must not allocate 7 MiB each (it set the server's peak memory); after
     /// the first success the others hit the cache.
     argon2_permits: tokio::sync::Semaphore,
+    runs: std::sync::atomic::AtomicU64,
 }
+
+/// Argon2 verifications one client may have queued or running.
+const PER_CLIENT: usize = 2;
+/// Argon2 verifications queued or running in all (beyond: 503 + Retry-After).
+const QUEUED: usize = 16;
 
 impl Default for SecretCache {
     fn default() -> Self {
-        Self { verified: DashMap::new(), argon2_permits: tokio::sync::Semaphore::new(1) }
+        Self {
+            verified: DashMap::new(),
+            recent_failures: moka::sync::Cache::builder().max_capacity(10_000).time_to_live(std::time::Duration::from_secs(300)).build(),
+            queued_per_client: DashMap::new(),
+            queued: Default::default(),
+            argon2_permits: tokio::sync::Semaphore::new(1),
+            runs: Default::default(),
+        }
+    }
+}
+
+/// A place in the argon2 queue; given back when dropped.
+struct QueuePlace<'a> {
+    cache: &'a SecretCache,
+    client_id: String,
+}
+
+impl Drop for QueuePlace<'_> {
+    fn drop(&mut self) {
+        use std::sync::atomic::Ordering;
+        self.cache.queued.fetch_sub(1, Ordering::AcqRel);
+        if let dashmap::Entry::Occupied(mut entry) = self.cache.queued_per_client.entry(self.client_id.clone()) {
+            *entry.get_mut() -= 1;
+            if *entry.get() == 0 {
+                entry.remove();
+            }
+        }
     }
 }
 
@@ -34,8 +75,62 @@ impl SecretCache {
         self.verified.remove(client_id);
     }
 
+    /// Argon2 verifications run so far (tests and diagnostics).
+    pub fn argon2_runs(&self) -> u64 {
+        self.runs.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     fn matches(&self, client: &Client, phc: &str, digest: &[u8; 32]) -> bool {
         self.verified.get(&client.client_id).is_some_and(|entry| entry.0 == phc && constant_time_eq(&entry.1, digest))
+    }
+
+    /// A place in the argon2 queue, or None when this client or the whole queue is full.
+    fn queue_place(&self, client_id: &str) -> Option<QueuePlace<'_>> {
+        use std::sync::atomic::Ordering;
+        {
+            let mut mine = self.queued_per_client.entry(client_id.to_owned()).or_insert(0);
+            if *mine >= PER_CLIENT {
+                return None;
+            }
+            if self.queued.fetch_add(1, Ordering::AcqRel) >= QUEUED {
+                self.queued.fetch_sub(1, Ordering::AcqRel);
+                return None;
+            }
+            *mine += 1;
+        }
+        Some(QueuePlace { cache: self, client_id: client_id.to_owned() })
+    }
+
+    /// Checks `secret` against the stored hash `phc` of `client`: from memory when this exact
+    /// secret verified (or failed) recently, otherwise with argon2 through the bounded queue.
+    async fn verify(&self, client: &Client, phc: &str, secret: String) -> Result<bool, OAuthError> {
+        let digest: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
+        let failure_key = (client.client_id.clone(), digest);
+        if self.recent_failures.contains_key(&failure_key) {
+            return Ok(false);
+        }
+        let Some(_place) = self.queue_place(&client.client_id) else {
+            return Err(OAuthError::busy(1));
+        };
+        let Ok(_permit) = self.argon2_permits.acquire().await else {
+            return Err(OAuthError::busy(1));
+        };
+        // Another request may have verified this very secret while we waited.
+        if self.matches(client, phc, &digest) {
+            return Ok(true);
+        }
+        if self.recent_failures.contains_key(&failure_key) {
+            return Ok(false);
+        }
+        self.runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let phc_owned = phc.to_owned();
+        let verified = tokio::task::spawn_blocking(move || password::verify_secret(&secret, &phc_owned)).await.unwrap_or(false);
+        if verified {
+            self.verified.insert(client.client_id.clone(), (phc.to_owned(), digest));
+        } else {
+            self.recent_failures.insert(failure_key, ());
+        }
+        Ok(verified)
     }
 }
 
@@ -105,45 +200,46 @@ fn url_decode(text: &str) -> Option<String> {
 }
 
 /// Authenticates the client of a back-channel request. Public clients authenticate with their
-/// `client_id` alone (PKCE protects their codes).
-pub async fn authenticate_client(state: &AppState, req: &HttpRequest, params: &Params) -> Result<Client, OAuthError> {
+/// `client_id` alone (PKCE protects their codes). Failures count against the source address and
+/// the client (`limits`); an address or client over its limit is refused before any argon2.
+pub async fn authenticate_client(state: &AppState, req: &HttpRequest, params: &Params, source: IpAddr) -> Result<Client, OAuthError> {
+    let limits = &state.limits;
+    limits.client_auth_by_addr.check(&source).map_err(OAuthError::rate_limited)?;
     let presented = presented_credentials(req, params)?;
     let (client_id, basic) = match &presented {
         Presented::Secret { client_id, basic, .. } => (client_id.clone(), *basic),
         Presented::None { client_id } => (client_id.clone(), false),
     };
-    let failed = |description: &str| {
+    let failed = |description: &str, client_known: bool| {
+        limits.client_auth_by_addr.record_failure(&source);
+        if client_known {
+            limits.client_auth_by_client.record_failure(&client_id);
+        }
         let mut err = OAuthError::invalid_client(description);
         err.basic_challenge = basic;
         err
     };
     let client = match state.store.client(&client_id).await? {
         Some(client) if client.enabled => client,
-        _ => return Err(failed("client authentication failed")),
+        _ => return Err(failed("client authentication failed", false)),
     };
     match (presented, &client.secret_hash) {
         (Presented::None { .. }, None) => Ok(client),
-        (Presented::None { .. }, Some(_)) => Err(failed("this client must authenticate with its secret")),
-        (Presented::Secret { .. }, None) => Err(failed("this client is public and has no secret")),
+        (Presented::None { .. }, Some(_)) => Err(failed("this client must authenticate with its secret", true)),
+        (Presented::Secret { .. }, None) => Err(failed("this client is public and has no secret", true)),
         (Presented::Secret { secret, .. }, Some(phc)) => {
             let digest: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
+            // A secret this node already verified: no argon2, and no client limit (a flood
+            // against a client must not lock out the client itself).
             if state.secret_cache.matches(&client, phc, &digest) {
                 return Ok(client);
             }
-            let Ok(_permit) = state.secret_cache.argon2_permits.acquire().await else {
-                return Err(failed("client authentication failed"));
-            };
-            // Another request may have verified this very secret while we waited.
-            if state.secret_cache.matches(&client, phc, &digest) {
-                return Ok(client);
+            limits.client_auth_by_client.check(&client.client_id).map_err(OAuthError::rate_limited)?;
+            if state.secret_cache.verify(&client, phc, secret).await? {
+                Ok(client)
+            } else {
+                Err(failed("client authentication failed", true))
             }
-            let phc_owned = phc.clone();
-            let verified = tokio::task::spawn_blocking(move || password::verify_secret(&secret, &phc_owned)).await.unwrap_or(false);
-            if !verified {
-                return Err(failed("client authentication failed"));
-            }
-            state.secret_cache.verified.insert(client.client_id.clone(), (phc.clone(), digest));
-            Ok(client)
         }
     }
 }

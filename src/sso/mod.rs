@@ -2,6 +2,7 @@
 //! session (`establish_session`), the session cookie, and CSRF tokens for our forms.
 //! The ATProto login calls `establish_session` after a verified upstream login; integration
 //! tests call it directly. There is no HTTP route that creates a session without a login.
+pub mod csrf;
 pub mod logout;
 pub mod upstream;
 
@@ -17,8 +18,22 @@ use crate::{
     store::{sessions::SsoSession, users::UserProfile, StoreResult},
 };
 
+/// The session cookie's name on plain http (development); on https it is `__Host-atsso_session`.
 pub const SESSION_COOKIE: &str = "atsso_session";
-pub const CSRF_COOKIE: &str = "atsso_csrf";
+
+/// Cookie names get the `__Host-` prefix when we are served over https: browsers then refuse the
+/// cookie unless it is Secure, host-only and for `/`, so a sibling subdomain cannot plant it.
+pub fn cookie_name(config: &Config, base: &'static str) -> String {
+    if config.secure_cookies() {
+        format!("__Host-{base}")
+    } else {
+        base.to_owned()
+    }
+}
+
+pub fn session_cookie_name(config: &Config) -> String {
+    cookie_name(config, SESSION_COOKIE)
+}
 
 /// A new session: `cookie_value` goes into the browser, `sid` into ID tokens.
 pub struct EstablishedSession {
@@ -57,7 +72,7 @@ pub async fn current_session(state: &AppState, req: &HttpRequest) -> StoreResult
 
 /// The live session named by the cookie, without looking at the upstream grant (logout).
 pub async fn cookie_session(state: &AppState, req: &HttpRequest) -> StoreResult<Option<SsoSession>> {
-    let Some(cookie) = req.cookie(SESSION_COOKIE) else {
+    let Some(cookie) = req.cookie(&session_cookie_name(&state.config)) else {
         return Ok(None);
     };
     session_from_cookie_value(state, cookie.value()).await
@@ -78,7 +93,7 @@ pub async fn session_from_cookie_value(state: &AppState, value: &str) -> StoreRe
 }
 
 pub fn session_cookie(config: &Config, value: &str) -> Cookie<'static> {
-    Cookie::build(SESSION_COOKIE, value.to_owned())
+    Cookie::build(session_cookie_name(config), value.to_owned())
         .path("/")
         .http_only(true)
         .secure(config.secure_cookies())
@@ -93,29 +108,30 @@ pub fn clear_session_cookie(config: &Config) -> Cookie<'static> {
     cookie
 }
 
-/// CSRF: a double-submit token. The cookie (HttpOnly, SameSite=Lax) and the hidden form field
-/// must carry the same random value. Returns the token and a cookie to set when it is new.
-pub fn csrf_token(config: &Config, req: &HttpRequest) -> (String, Option<Cookie<'static>>) {
-    if let Some(existing) = req.cookie(CSRF_COOKIE) {
-        let value = existing.value();
-        if value.len() == 43 {
-            return (value.to_owned(), None);
+/// The CSRF token for this browser's forms, and the browser-id cookie to set when it has none.
+/// See `csrf` for what the token is bound to.
+pub fn csrf_token(state: &AppState, req: &HttpRequest) -> (String, Option<Cookie<'static>>) {
+    let (browser_id, cookie) = match csrf::browser_id(state, req) {
+        Some(id) => (id, None),
+        None => {
+            let (id, cookie) = csrf::new_browser_id(state);
+            (id, Some(cookie))
         }
-    }
-    let token = random_token(32);
-    let cookie = Cookie::build(CSRF_COOKIE, token.clone())
-        .path("/")
-        .http_only(true)
-        .secure(config.secure_cookies())
-        .same_site(SameSite::Lax)
-        .finish();
-    (token, Some(cookie))
+    };
+    (csrf::token_for(state, &browser_id, session_cookie_sid(state, req).as_deref()), cookie)
 }
 
-/// True when the form's token matches the CSRF cookie.
-pub fn csrf_valid(req: &HttpRequest, form_token: Option<&str>) -> bool {
-    match (req.cookie(CSRF_COOKIE), form_token) {
-        (Some(cookie), Some(token)) => cookie.value().len() == 43 && constant_time_eq(cookie.value().as_bytes(), token.as_bytes()),
-        _ => false,
-    }
+/// True when `form_token` is the token we issued to this browser (and its current session).
+pub fn csrf_valid(state: &AppState, req: &HttpRequest, form_token: Option<&str>) -> bool {
+    let (Some(browser_id), Some(presented)) = (csrf::browser_id(state, req), form_token) else {
+        return false;
+    };
+    let expected = csrf::token_for(state, &browser_id, session_cookie_sid(state, req).as_deref());
+    constant_time_eq(expected.as_bytes(), presented.as_bytes())
+}
+
+/// The session id named by the session cookie (unverified: it only binds tokens to the cookie).
+fn session_cookie_sid(state: &AppState, req: &HttpRequest) -> Option<String> {
+    let cookie = req.cookie(&session_cookie_name(&state.config))?;
+    cookie.value().split_once('.').map(|(sid, _)| sid.to_owned()).filter(|sid| !sid.is_empty() && sid.len() <= 64)
 }

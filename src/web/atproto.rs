@@ -39,9 +39,11 @@ struct LoginForm {
 
 #[tracing::instrument(name = "login", skip_all)]
 async fn login_submit(state: web::Data<AppState>, req: HttpRequest, form: web::Form<LoginForm>) -> Result<HttpResponse, PageError> {
+    // Each attempt costs DNS and up to six outbound fetches: bounded per address.
+    state.limits.login.check(&super::client_addr(&req, &state.config.trusted_proxies)).map_err(PageError::rate_limited)?;
     let request_id = form.request_id.as_deref().filter(|id| !id.is_empty());
     let handle = form.handle.as_deref().map(str::trim).unwrap_or("");
-    if !sso::csrf_valid(&req, form.csrf_token.as_deref()) {
+    if !sso::csrf_valid(&state, &req, form.csrf_token.as_deref()) {
         return render_login(&state, &req, request_id, Some("The form expired. Please try again."), Some(handle)).await;
     }
     if handle.is_empty() {
@@ -58,9 +60,9 @@ async fn login_submit(state: web::Data<AppState>, req: HttpRequest, form: web::F
             ));
         }
     }
-    // csrf_valid guarantees the cookie is present; it binds the login to this browser.
-    let csrf = req.cookie(sso::CSRF_COOKIE).map(|c| c.value().to_owned()).unwrap_or_default();
-    match upstream::begin_login(&state, handle, request_id, &csrf).await {
+    // csrf_valid guarantees a browser id we issued; it binds the login to this browser.
+    let browser_id = sso::csrf::browser_id(&state, &req).unwrap_or_default();
+    match upstream::begin_login(&state, handle, request_id, &browser_id).await {
         Ok(authorization_url) => Ok(found(&authorization_url)),
         Err(error) => {
             log_login_failure(&error);
@@ -82,8 +84,8 @@ async fn callback(state: web::Data<AppState>, req: HttpRequest, query: web::Quer
     let Some(login_state) = params.state.as_deref() else {
         return Err(PageError::bad_request("Sign-in failed", "The response from your provider is incomplete. Please start again."));
     };
-    let csrf = req.cookie(sso::CSRF_COOKIE).map(|c| c.value().to_owned());
-    let taken = match upstream::take_login(&state, login_state, csrf.as_deref()).await {
+    let browser_id = sso::csrf::browser_id(&state, &req);
+    let taken = match upstream::take_login(&state, login_state, browser_id.as_deref()).await {
         Ok(taken) => taken,
         Err(error) => {
             log_login_failure(&error);
@@ -115,7 +117,7 @@ async fn callback(state: web::Data<AppState>, req: HttpRequest, query: web::Quer
         }
     };
     let session = established.session().clone();
-    let remote_addr = req.connection_info().realip_remote_addr().map(str::to_owned);
+    let remote_addr = Some(super::client_addr(&req, &state.config.trusted_proxies).to_string());
     crate::admin::audit::login(&state.store, &session.did, remote_addr).await;
     let mut response = match request_id.as_deref() {
         Some(id) => match authorize::load_parked(&state, id).await? {

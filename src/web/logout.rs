@@ -1,9 +1,9 @@
 //! Logout: the OIDC end-session endpoint and the user-facing /logout page.
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{http::StatusCode, web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use tera::Context;
 
-use super::{found, pages::html};
+use super::{found, html::PagePolicy};
 use crate::{
     error::PageError,
     oidc::{end_session::LogoutRequest, params::Params},
@@ -46,7 +46,7 @@ async fn end_session_with(state: &AppState, req: &HttpRequest, encoded: &str) ->
 }
 
 fn confirmation_page(state: &AppState, req: &HttpRequest, request: &LogoutRequest) -> Result<HttpResponse, PageError> {
-    let (csrf, cookie) = sso::csrf_token(&state.config, req);
+    let (csrf, cookie) = sso::csrf_token(state, req);
     let mut context = Context::new();
     context.insert("csrf_token", &csrf);
     let sealed = request.seal(state).ok_or_else(|| PageError::internal(&"sealing a logout request failed"))?;
@@ -54,7 +54,8 @@ fn confirmation_page(state: &AppState, req: &HttpRequest, request: &LogoutReques
     if let Some(name) = &request.client_name {
         context.insert("client_name", name);
     }
-    Ok(html(templates::render("logout_confirm.html", &context), cookie.into_iter().collect()))
+    let policy = request.post_logout_redirect_uri.as_deref().map(PagePolicy::form_target).unwrap_or_default();
+    Ok(super::html::page(StatusCode::OK, templates::render("logout_confirm.html", &context), cookie.into_iter().collect(), &policy))
 }
 
 /// The end of every logout: a redirect to the app when it asked for one and no front-channel
@@ -68,7 +69,11 @@ fn logged_out(state: &AppState, request: &LogoutRequest, frontchannel_urls: Vec<
             if let Some(url) = redirect {
                 context.insert("post_logout_redirect_uri", &url);
             }
-            html(templates::render("logged_out.html", &context), Vec::new())
+            let policy = PagePolicy {
+                frame_sources: frontchannel_urls.iter().filter_map(|url| super::html::origin(url)).collect(),
+                ..Default::default()
+            };
+            super::html::page(StatusCode::OK, templates::render("logged_out.html", &context), Vec::new(), &policy)
         }
     };
     if clear_cookie {
@@ -93,7 +98,12 @@ struct LogoutForm {
 
 #[tracing::instrument(name = "logout", skip_all)]
 async fn logout_submit(state: web::Data<AppState>, req: HttpRequest, form: web::Form<LogoutForm>) -> Result<HttpResponse, PageError> {
-    if !sso::csrf_valid(&req, form.csrf_token.as_deref()) {
+    if !sso::csrf_valid(&state, &req, form.csrf_token.as_deref()) {
+        if sso::cookie_session(&state, &req).await?.is_none() && form.decision.as_deref() == Some("logout") {
+            // Nothing to end (e.g. the form sent twice: the first ended the session the token was
+            // bound to): the outcome the user asked for, and nothing done.
+            return Ok(logged_out(&state, &LogoutRequest::default(), Vec::new(), true));
+        }
         return Err(PageError::bad_request("Please try again", "The form expired or was not sent from this site."));
     }
     let request = match form.logout_request_id.as_deref().filter(|s| !s.is_empty()) {
@@ -103,17 +113,12 @@ async fn logout_submit(state: web::Data<AppState>, req: HttpRequest, form: web::
     };
     match form.decision.as_deref() {
         Some("logout") => {
-            // The browser's session, and the one the app's ID token named (confirmed by the user).
-            let mut sids: Vec<String> = sso::cookie_session(&state, &req).await?.map(|s| s.sid).into_iter().collect();
-            if let Some(hint_sid) = request.hint_sid.clone() {
-                if !sids.contains(&hint_sid) {
-                    sids.push(hint_sid);
-                }
-            }
+            // Only the browser's own session ends. The hint chose the app and where to go next;
+            // it never names whose session ends (a leaked ID token must not log anyone out).
             let mut frontchannel_urls = Vec::new();
-            for sid in sids {
+            if let Some(session) = sso::cookie_session(&state, &req).await? {
                 // Already ended sessions (a replayed form) yield nothing more.
-                frontchannel_urls.extend(end_session(&state, &sid).await?.frontchannel_urls);
+                frontchannel_urls = end_session(&state, &session.sid).await?.frontchannel_urls;
             }
             Ok(logged_out(&state, &request, frontchannel_urls, true))
         }

@@ -1,6 +1,7 @@
 //! HTTP glue: routes, extractors and responses. Handlers are thin: parse, call a plain
 //! function of the protocol modules, turn its outcome into a response.
 mod atproto;
+pub(crate) mod html;
 mod logout;
 mod oidc;
 mod pages;
@@ -36,6 +37,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     crate::admin::ui::configure(cfg);
 }
 
+/// Anything we do not serve: a readable page (JSON clients see the status).
+pub(crate) async fn not_found() -> HttpResponse {
+    actix_web::ResponseError::error_response(&PageError::new(
+        actix_web::http::StatusCode::NOT_FOUND,
+        "Page not found",
+        "There is nothing at this address.",
+    ))
+}
+
 async fn healthz() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain").body("ok")
 }
@@ -63,4 +73,62 @@ pub(crate) fn form_params(req: &HttpRequest, body: &[u8]) -> Result<Params, OAut
     }
     let text = std::str::from_utf8(body).map_err(|_| OAuthError::invalid_request("the body is not UTF-8"))?;
     Params::parse(text).map_err(|e| OAuthError::invalid_request(e.to_string()))
+}
+
+/// The address a request came from: the TCP peer; only when the peer is a trusted proxy
+/// (`ATSSO_TRUSTED_PROXIES`), the nearest address in `X-Forwarded-For` that is not one of ours.
+/// This is the address of the audit log and of the rate limits.
+pub(crate) fn client_addr(req: &HttpRequest, trusted_proxies: &[ipnet::IpNet]) -> std::net::IpAddr {
+    let peer = req.peer_addr().map(|a| a.ip()).unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+    let forwarded: Vec<&str> = req.headers().get_all("x-forwarded-for").filter_map(|v| v.to_str().ok()).collect();
+    source_address(peer, &forwarded.join(","), trusted_proxies)
+}
+
+/// `client_addr` without actix: walks `X-Forwarded-For` from the right while the hop is trusted.
+pub(crate) fn source_address(peer: std::net::IpAddr, forwarded_for: &str, trusted_proxies: &[ipnet::IpNet]) -> std::net::IpAddr {
+    let trusted = |ip: &std::net::IpAddr| trusted_proxies.iter().any(|net| net.contains(ip));
+    let mut source = peer;
+    if !trusted(&source) {
+        return source;
+    }
+    for hop in forwarded_for.rsplit(',').map(str::trim).filter(|h| !h.is_empty()) {
+        let Some(ip) = parse_hop(hop) else {
+            break; // garbage from a client: the last trusted hop is as far as we can see
+        };
+        source = ip;
+        if !trusted(&source) {
+            break;
+        }
+    }
+    source
+}
+
+/// `1.2.3.4`, `1.2.3.4:80`, `::1`, `[::1]:80`.
+fn parse_hop(hop: &str) -> Option<std::net::IpAddr> {
+    hop.parse::<std::net::IpAddr>().ok().or_else(|| hop.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::IpAddr;
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn forwarded_for_counts_only_from_trusted_proxies() {
+        let proxies: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        // An untrusted peer's header is ignored.
+        assert_eq!(source_address(ip("203.0.113.9"), "6.6.6.6", &proxies), ip("203.0.113.9"));
+        assert_eq!(source_address(ip("127.0.0.1"), "6.6.6.6", &[]), ip("127.0.0.1"));
+        // A trusted proxy: the nearest untrusted hop, not the client-supplied leftmost one.
+        assert_eq!(source_address(ip("10.0.0.2"), "6.6.6.6, 198.51.100.7", &proxies), ip("198.51.100.7"));
+        assert_eq!(source_address(ip("10.0.0.2"), "6.6.6.6, 198.51.100.7, 10.0.0.3", &proxies), ip("198.51.100.7"));
+        assert_eq!(source_address(ip("10.0.0.2"), "[2001:db8::1]:4711", &proxies), ip("2001:db8::1"));
+        // Garbage or nothing: the last trusted hop.
+        assert_eq!(source_address(ip("10.0.0.2"), "", &proxies), ip("10.0.0.2"));
+        assert_eq!(source_address(ip("10.0.0.2"), "6.6.6.6, unknown", &proxies), ip("10.0.0.2"));
+    }
 }

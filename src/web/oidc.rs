@@ -63,6 +63,10 @@ async fn authorize_with(state: &AppState, req: &HttpRequest, encoded: &str) -> R
         Err(AuthorizeError::Redirect(url)) => return Ok(found(&url)),
     };
     let session = sso::current_session(state, req).await?;
+    if session.is_none() && !request.prompt_none {
+        // Without a session the request is stored while the user signs in: bounded per address.
+        state.limits.authorize.check(&super::client_addr(req, &state.config.trusted_proxies)).map_err(PageError::rate_limited)?;
+    }
     outcome_response(authorize::decide(state, &request, &client, session.as_ref(), None).await)
 }
 
@@ -82,7 +86,7 @@ fn no_store_json(body: impl serde::Serialize) -> HttpResponse {
 #[tracing::instrument(name = "token", skip_all)]
 async fn token_endpoint(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, OAuthError> {
     let params = form_params(&req, &body)?;
-    let client = authenticate_client(&state, &req, &params).await?;
+    let client = authenticate_client(&state, &req, &params, super::client_addr(&req, &state.config.trusted_proxies)).await?;
     let response = token::exchange(&state, &client, &params).await?;
     Ok(no_store_json(response))
 }
@@ -90,7 +94,7 @@ async fn token_endpoint(state: web::Data<AppState>, req: HttpRequest, body: web:
 #[tracing::instrument(name = "revoke", skip_all)]
 async fn revoke_endpoint(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, OAuthError> {
     let params = form_params(&req, &body)?;
-    let client = authenticate_client(&state, &req, &params).await?;
+    let client = authenticate_client(&state, &req, &params, super::client_addr(&req, &state.config.trusted_proxies)).await?;
     revocation::revoke(&state, &client, &params).await?;
     Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).finish())
 }
@@ -98,7 +102,7 @@ async fn revoke_endpoint(state: web::Data<AppState>, req: HttpRequest, body: web
 #[tracing::instrument(name = "introspect", skip_all)]
 async fn introspect_endpoint(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, OAuthError> {
     let params = form_params(&req, &body)?;
-    let client = authenticate_client(&state, &req, &params).await?;
+    let client = authenticate_client(&state, &req, &params, super::client_addr(&req, &state.config.trusted_proxies)).await?;
     Ok(no_store_json(revocation::introspect(&state, &client, &params).await?))
 }
 

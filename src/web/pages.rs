@@ -4,7 +4,7 @@ use actix_web::{cookie::Cookie, web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use tera::Context;
 
-use super::{found, oidc::outcome_response};
+use super::{found, html::PagePolicy, oidc::outcome_response};
 use crate::{
     error::PageError,
     oidc::{
@@ -24,17 +24,20 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/consent", web::post().to(consent_submit));
 }
 
+/// A page whose forms post only to us.
 pub(crate) fn html(body: String, cookies: Vec<Cookie<'static>>) -> HttpResponse {
-    let mut response = HttpResponse::Ok();
-    response
-        .content_type("text/html; charset=utf-8")
-        .insert_header(("Cache-Control", "no-store"))
-        .insert_header(("X-Frame-Options", "DENY"))
-        .insert_header(("Content-Security-Policy", "default-src 'self'; img-src 'self' data: https:; frame-src https: http:; frame-ancestors 'none'; form-action 'self' https: http:"));
-    for cookie in cookies {
-        response.cookie(cookie);
+    super::html::page(actix_web::http::StatusCode::OK, body, cookies, &PagePolicy::default())
+}
+
+/// The login form leads (through our redirect) to the user's own authorization server, which can
+/// be any https origin (plain-http loopback ones only in development with
+/// ATSSO_ALLOW_INSECURE_LOOPBACK_UPSTREAM).
+fn login_policy(state: &AppState) -> PagePolicy {
+    let mut form_targets = vec!["https:".to_owned()];
+    if state.config.allow_insecure_loopback_upstream {
+        form_targets.extend(["http://localhost:*".to_owned(), "http://127.0.0.1:*".to_owned()]);
     }
-    response.body(body)
+    PagePolicy { form_targets, ..Default::default() }
 }
 
 fn expired_request() -> PageError {
@@ -55,7 +58,7 @@ async fn home(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRespon
 
 async fn signed_in_page(state: &AppState, req: &HttpRequest, did: &str) -> Result<HttpResponse, PageError> {
     let user = state.store.user(did).await?;
-    let (csrf, cookie) = sso::csrf_token(&state.config, req);
+    let (csrf, cookie) = sso::csrf_token(state, req);
     let mut context = Context::new();
     context.insert("user_did", did);
     if let Some(handle) = user.and_then(|u| u.handle) {
@@ -73,7 +76,7 @@ pub(crate) async fn render_login(
     error: Option<&str>,
     handle: Option<&str>,
 ) -> Result<HttpResponse, PageError> {
-    let (csrf, cookie) = sso::csrf_token(&state.config, req);
+    let (csrf, cookie) = sso::csrf_token(state, req);
     let mut context = Context::new();
     context.insert("csrf_token", &csrf);
     if let Some(id) = request_id {
@@ -88,7 +91,12 @@ pub(crate) async fn render_login(
     if let Some(handle) = handle {
         context.insert("handle", handle);
     }
-    let mut response = html(templates::render("login.html", &context), cookie.into_iter().collect());
+    let mut response = super::html::page(
+        actix_web::http::StatusCode::OK,
+        templates::render("login.html", &context),
+        cookie.into_iter().collect(),
+        &login_policy(state),
+    );
     if error.is_some() {
         *response.status_mut() = actix_web::http::StatusCode::BAD_REQUEST;
     }
@@ -125,7 +133,7 @@ async fn consent_page(state: web::Data<AppState>, req: HttpRequest, query: web::
         return Ok(found(&format!("/login?request_id={request_id}")));
     };
     let user = state.store.user(&session.did).await?.unwrap_or_else(|| UserProfile { did: session.did.clone(), ..Default::default() });
-    let (csrf, cookie) = sso::csrf_token(&state.config, &req);
+    let (csrf, cookie) = sso::csrf_token(&state, &req);
     let mut context = Context::new();
     context.insert("client_name", &client.name);
     context.insert("client_id", &client.client_id);
@@ -139,7 +147,14 @@ async fn consent_page(state: web::Data<AppState>, req: HttpRequest, query: web::
     context.insert("claims", &consent_descriptions(&request.scopes, &user));
     context.insert("request_id", request_id);
     context.insert("csrf_token", &csrf);
-    Ok(html(templates::render("consent.html", &context), cookie.into_iter().collect()))
+    // Allow/Deny lead back to the app's redirect URI: that origin, no other.
+    let policy = PagePolicy::form_target(&request.redirect_uri);
+    Ok(super::html::page(
+        actix_web::http::StatusCode::OK,
+        templates::render("consent.html", &context),
+        cookie.into_iter().collect(),
+        &policy,
+    ))
 }
 
 fn scope_description(scope: &str) -> &'static str {
@@ -160,7 +175,7 @@ struct ConsentForm {
 }
 
 async fn consent_submit(state: web::Data<AppState>, req: HttpRequest, form: web::Form<ConsentForm>) -> Result<HttpResponse, PageError> {
-    if !sso::csrf_valid(&req, form.csrf_token.as_deref()) {
+    if !sso::csrf_valid(&state, &req, form.csrf_token.as_deref()) {
         return Err(PageError::bad_request("Please try again", "The form expired or was not sent from this site."));
     }
     let request_id = form.request_id.as_deref().ok_or_else(expired_request)?;

@@ -11,4 +11,5 @@ mod mock_pds;
 mod pages;
 mod provider_flow;
 mod rp;
+mod security;
 mod token_errors;

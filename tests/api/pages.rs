@@ -16,7 +16,7 @@ async fn login_consent_and_error_pages_render() {
     assert_eq!(login.status(), 200);
     assert!(login.headers().get_all("set-cookie").iter().any(|c| {
         let c = c.to_str().unwrap();
-        c.starts_with("atsso_csrf=") && c.contains("HttpOnly") && c.contains("SameSite=Lax")
+        c.starts_with("atsso_browser=") && c.contains("HttpOnly") && c.contains("SameSite=Lax")
     }));
     let login_html = login.text().await.unwrap();
     assert!(login_html.contains("Example Notes"));
