@@ -1,5 +1,7 @@
 //! Upstream (ATProto) rows: pending logins, sessions, our client key. Values arrive sealed.
-use sea_orm::{sea_query::Expr, ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::{
+    sea_query::Expr, ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+};
 
 use super::{
     entities::{atproto_client_key, upstream_login, upstream_session},
@@ -34,7 +36,42 @@ impl Store {
         Ok(upstream_session::Entity::find_by_id(sid.to_owned()).one(&self.db).await?)
     }
 
-    /// Stores refreshed tokens if nobody else refreshed since `version` was read.
+    /// Takes the refresh lease of an upstream session for `owner` until `until`, if nobody
+    /// refreshed since `version` was read, the grant is not dead, and nobody holds the lease (or
+    /// its holder's time ran out). One conditional UPDATE, so it holds across nodes that share
+    /// the database. True when `owner` now holds the lease.
+    pub async fn take_refresh_lease(&self, sid: &str, version: i64, owner: &str, now: i64, until: i64) -> StoreResult<bool> {
+        let result = upstream_session::Entity::update_many()
+            .col_expr(upstream_session::Column::RefreshLeaseOwner, Expr::value(owner))
+            .col_expr(upstream_session::Column::RefreshLeaseUntil, Expr::value(until))
+            .filter(upstream_session::Column::Sid.eq(sid))
+            .filter(upstream_session::Column::Version.eq(version))
+            .filter(upstream_session::Column::Dead.eq(false))
+            .filter(
+                Condition::any()
+                    .add(upstream_session::Column::RefreshLeaseUntil.is_null())
+                    .add(upstream_session::Column::RefreshLeaseUntil.lte(now)),
+            )
+            .exec(&self.writer)
+            .await?;
+        Ok(result.rows_affected == 1)
+    }
+
+    /// Gives the refresh lease back (the refresh failed for now), if `owner` still holds it.
+    pub async fn release_refresh_lease(&self, sid: &str, owner: &str) -> StoreResult<()> {
+        upstream_session::Entity::update_many()
+            .col_expr(upstream_session::Column::RefreshLeaseOwner, Expr::value(Option::<String>::None))
+            .col_expr(upstream_session::Column::RefreshLeaseUntil, Expr::value(Option::<i64>::None))
+            .filter(upstream_session::Column::Sid.eq(sid))
+            .filter(upstream_session::Column::RefreshLeaseOwner.eq(owner))
+            .exec(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    /// Stores refreshed tokens if nobody else stored any since `version` was read (the version
+    /// is the compare-and-set: the tokens came from that version's refresh token), and frees
+    /// the refresh lease.
     pub async fn swap_upstream_tokens(
         &self,
         sid: &str,
@@ -48,6 +85,8 @@ impl Store {
             .col_expr(upstream_session::Column::ExpiresAt, Expr::value(expires_at))
             .col_expr(upstream_session::Column::Version, Expr::value(version + 1))
             .col_expr(upstream_session::Column::UpdatedAt, Expr::value(now))
+            .col_expr(upstream_session::Column::RefreshLeaseOwner, Expr::value(Option::<String>::None))
+            .col_expr(upstream_session::Column::RefreshLeaseUntil, Expr::value(Option::<i64>::None))
             .filter(upstream_session::Column::Sid.eq(sid))
             .filter(upstream_session::Column::Version.eq(version))
             .exec(&self.writer)
@@ -55,14 +94,21 @@ impl Store {
         Ok(result.rows_affected == 1)
     }
 
-    pub async fn mark_upstream_session_dead(&self, sid: &str, now: i64) -> StoreResult<()> {
-        upstream_session::Entity::update_many()
+    /// Marks the grant dead after its refresh was refused, if `owner` still holds the lease on
+    /// `version`: a refusal of a refresh token that someone else has replaced since says nothing
+    /// about the grant as it is now. True when marked.
+    pub async fn mark_upstream_refused(&self, sid: &str, version: i64, owner: &str, now: i64) -> StoreResult<bool> {
+        let result = upstream_session::Entity::update_many()
             .col_expr(upstream_session::Column::Dead, Expr::value(true))
             .col_expr(upstream_session::Column::UpdatedAt, Expr::value(now))
+            .col_expr(upstream_session::Column::RefreshLeaseOwner, Expr::value(Option::<String>::None))
+            .col_expr(upstream_session::Column::RefreshLeaseUntil, Expr::value(Option::<i64>::None))
             .filter(upstream_session::Column::Sid.eq(sid))
+            .filter(upstream_session::Column::Version.eq(version))
+            .filter(upstream_session::Column::RefreshLeaseOwner.eq(owner))
             .exec(&self.writer)
             .await?;
-        Ok(())
+        Ok(result.rows_affected == 1)
     }
 
     pub async fn delete_upstream_session(&self, sid: &str) -> StoreResult<()> {
