@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::{
     atproto_login::{app_with_mock, sign_in},
-    helpers::{location, query_param, Browser, RegisteredClient, TestApp},
+    helpers::{location, query_param, spawn_app_with, Browser, RegisteredClient, TestApp},
     mock_pds::MockPds,
     rp::Rp,
 };
@@ -130,6 +130,48 @@ async fn concurrent_authorizations_share_one_upstream_refresh() {
     let response = browser.get(&format!("{}&prompt=none", rp.start(&[]).url)).await;
     assert!(query_param(&location(&response), "code").is_some());
     assert_eq!(mock.refresh_grants(), 1);
+}
+
+#[tokio::test]
+async fn two_nodes_sharing_the_database_refresh_once() {
+    let (node_a, mock) = app_with_mock().await;
+    // A second node on the same database with the same master key (a cluster).
+    let master_key = std::fs::read_to_string(node_a._dir.path().join("master.key")).unwrap();
+    let shared = node_a.state.config.clone();
+    let node_b = spawn_app_with(|c| {
+        c.database_url = shared.database_url.clone();
+        c.master_key = Some(atsso::config::Secret::new(master_key.trim()));
+        c.plc_directory_url = shared.plc_directory_url.clone();
+        c.handle_resolver_url = shared.handle_resolver_url.clone();
+        c.allow_insecure_loopback_upstream = true;
+    })
+    .await;
+    let client = node_a.register("app", false, true).await;
+    let rp = Rp::discover(&node_a, &client).await;
+    let browser = Browser::new();
+    let (_tokens, sid) = sign_in_needing_refresh(&node_a, &mock, &rp, &browser).await;
+    mock.refresh_behaviour(|b| b.delay = Duration::from_millis(300));
+
+    // The browser's requests land on both nodes at once (the cookie is the host's, not the port's).
+    let urls: Vec<String> = (0..10)
+        .map(|i| {
+            let url = format!("{}&prompt=none", rp.start(&[]).url);
+            if i % 2 == 0 {
+                url
+            } else {
+                url.replace(&node_a.base, &node_b.base)
+            }
+        })
+        .collect();
+    assert!(urls.iter().any(|u| u.starts_with(&node_b.base)));
+    let responses = join_all(urls.iter().map(|url| browser.get(url))).await;
+    for response in &responses {
+        let next = location(response);
+        assert!(query_param(&next, "code").is_some(), "every authorization succeeds on either node: {next}");
+    }
+    assert_eq!(mock.refresh_grants(), 1, "one refresh at the PDS across both nodes");
+    assert!(session_live(&node_a, &sid).await);
+    assert!(!node_b.state.store.upstream_session(&sid).await.unwrap().unwrap().dead);
 }
 
 #[tokio::test]
