@@ -34,7 +34,7 @@ const REFRESH_LEASE_SECS: i64 = 30;
 const REFRESH_CALL_TIMEOUT: Duration = Duration::from_secs(15);
 /// How often a request waiting for another's refresh looks at the row, and for how long.
 const LEASE_POLL: Duration = Duration::from_millis(75);
-const LEASE_WAIT: Duration = Duration::from_secs(5);
+const LEASE_WAIT: Duration = Duration::from_secs(3);
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoginError {

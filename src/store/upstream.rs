@@ -133,3 +133,66 @@ pub(super) async fn sweep(db: &impl ConnectionTrait, now: i64) -> StoreResult<u6
     let logins = upstream_login::Entity::delete_many().filter(upstream_login::Column::ExpiresAt.lte(now)).exec(db).await?;
     Ok(logins.rows_affected)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::UpstreamSessionRow;
+    use crate::store::Store;
+
+    async fn store_with_session() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::connect(&format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display()), 2).await.unwrap();
+        store
+            .upsert_upstream_session(&UpstreamSessionRow {
+                sid: "sid".into(),
+                did: "did:plc:alice".into(),
+                tokens_sealed: "sealed-0".into(),
+                expires_at: Some(1),
+                dead: false,
+                version: 0,
+                created_at: 1,
+                updated_at: 1,
+                refresh_lease_until: None,
+                refresh_lease_owner: None,
+            })
+            .await
+            .unwrap();
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn one_lease_holder_until_its_time_runs_out() {
+        let (_dir, store) = store_with_session().await;
+        assert!(store.take_refresh_lease("sid", 0, "a", 100, 130).await.unwrap());
+        assert!(!store.take_refresh_lease("sid", 0, "b", 100, 130).await.unwrap(), "held");
+        assert!(!store.take_refresh_lease("sid", 0, "b", 129, 159).await.unwrap(), "still held");
+        assert!(!store.take_refresh_lease("unknown", 0, "b", 200, 230).await.unwrap());
+        // The holder's time ran out: another request may take over.
+        assert!(store.take_refresh_lease("sid", 0, "b", 130, 160).await.unwrap());
+        // The first holder's late refusal says nothing about the grant now: not marked.
+        assert!(!store.mark_upstream_refused("sid", 0, "a", 131).await.unwrap());
+        // Releasing needs the lease.
+        store.release_refresh_lease("sid", "a").await.unwrap();
+        assert_eq!(store.upstream_session("sid").await.unwrap().unwrap().refresh_lease_owner.as_deref(), Some("b"));
+        store.release_refresh_lease("sid", "b").await.unwrap();
+        let row = store.upstream_session("sid").await.unwrap().unwrap();
+        assert_eq!((row.refresh_lease_owner, row.refresh_lease_until), (None, None));
+    }
+
+    #[tokio::test]
+    async fn storing_new_tokens_bumps_the_version_and_frees_the_lease() {
+        let (_dir, store) = store_with_session().await;
+        assert!(store.take_refresh_lease("sid", 0, "a", 100, 130).await.unwrap());
+        assert!(store.swap_upstream_tokens("sid", 0, "sealed-1", Some(4000), 101).await.unwrap());
+        assert!(!store.swap_upstream_tokens("sid", 0, "sealed-late", Some(4000), 102).await.unwrap(), "compare-and-set on the version");
+        let row = store.upstream_session("sid").await.unwrap().unwrap();
+        assert_eq!((row.version, row.tokens_sealed.as_str(), row.refresh_lease_owner), (1, "sealed-1", None));
+        // A lease for the old version is refused: its refresh token is spent.
+        assert!(!store.take_refresh_lease("sid", 0, "b", 200, 230).await.unwrap());
+        assert!(store.take_refresh_lease("sid", 1, "b", 200, 230).await.unwrap());
+        assert!(store.mark_upstream_refused("sid", 1, "b", 201).await.unwrap());
+        let row = store.upstream_session("sid").await.unwrap().unwrap();
+        assert!(row.dead && row.refresh_lease_owner.is_none());
+        assert!(!store.take_refresh_lease("sid", 1, "c", 300, 330).await.unwrap(), "no refresh of a dead grant");
+    }
+}

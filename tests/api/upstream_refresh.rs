@@ -248,3 +248,56 @@ async fn transient_upstream_failure_keeps_the_session() {
     assert_eq!(row.version, version + 1);
     assert!(receiver.tokens.lock().unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_slow_refresh_makes_the_others_wait_then_give_up_softly() {
+    let (app, mock) = app_with_mock().await;
+    let receiver = receiver().await;
+    let registered = tenant(&app, &receiver.uri).await;
+    let rp = Rp::discover(&app, &registered).await;
+    let browser = Browser::new();
+    let (first, sid) = sign_in(&app, &rp, &browser).await;
+    let second = {
+        let pending = rp.start(&[]);
+        let code = query_param(&location(&browser.get(&pending.url).await), "code").unwrap();
+        rp.exchange(&code, pending.verifier).await.unwrap()
+    };
+    // The upstream access token expires; its refresh at the PDS takes longer than others wait.
+    let row = app.state.store.upstream_session(&sid).await.unwrap().unwrap();
+    assert!(app.state.store.swap_upstream_tokens(&sid, row.version, &row.tokens_sealed, Some(1), 1).await.unwrap());
+    mock.refresh_behaviour(|b| b.delay = Duration::from_secs(4));
+
+    let slow = {
+        let (base, client_id, secret) = (app.base.clone(), registered.client.client_id.clone(), registered.secret.clone());
+        let refresh_token = first.refresh_token().unwrap().secret().clone();
+        tokio::spawn(async move {
+            reqwest::Client::new()
+                .post(format!("{base}/oauth2/token"))
+                .basic_auth(client_id, secret)
+                .form(&[("grant_type", "refresh_token"), ("refresh_token", refresh_token.as_str())])
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while mock.refresh_grants() == 0 {
+        assert!(Instant::now() < deadline, "the first refresh reached the PDS");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Another app's refresh meanwhile waits for the first, then gives up: try again later.
+    let started = Instant::now();
+    let (status, body) = tenant_refresh(&app, &registered, second.refresh_token().unwrap().secret()).await;
+    assert_eq!((status, body["error"].as_str()), (503, Some("temporarily_unavailable")), "{body}");
+    assert!(started.elapsed() >= Duration::from_secs(3), "it waited for the first refresh: {:?}", started.elapsed());
+    assert!(!app.state.store.upstream_session(&sid).await.unwrap().unwrap().dead, "giving up marks nothing dead");
+
+    // The first refresh completes; the waiter's next try uses its tokens.
+    assert_eq!(slow.await.unwrap(), 200);
+    let (status, body) = tenant_refresh(&app, &registered, second.refresh_token().unwrap().secret()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(mock.refresh_grants(), 1, "one refresh at the PDS");
+    assert!(session_live(&app, &sid).await);
+}
