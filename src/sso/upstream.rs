@@ -222,6 +222,7 @@ pub enum UpstreamGrant {
 pub async fn upstream_grant(state: &AppState, sid: &str) -> Result<UpstreamGrant, StoreError> {
     let deadline = Instant::now() + LEASE_WAIT;
     let mut first_version = None;
+    let mut saw_other_holder = false;
     loop {
         let Some(row) = state.store.upstream_session(sid).await? else {
             return Ok(UpstreamGrant::Usable);
@@ -241,15 +242,21 @@ pub async fn upstream_grant(state: &AppState, sid: &str) -> Result<UpstreamGrant
             return Ok(UpstreamGrant::Usable);
         }
         if row.refresh_lease_until.is_none_or(|until| until <= now) {
+            if saw_other_holder {
+                // The refresh we waited for ended without new tokens: it failed for now. Do not
+                // line up behind it to call the PDS again, one request after another.
+                return Ok(UpstreamGrant::Unavailable);
+            }
             let owner = random_token(12);
             if state.store.take_refresh_lease(sid, row.version, &owner, now, now + REFRESH_LEASE_SECS).await? {
-                match refresh_under_lease(state, &row, &owner).await? {
-                    Some(outcome) => return Ok(outcome),
-                    None => continue,
+                if let Some(outcome) = refresh_under_lease(state, &row, &owner).await? {
+                    return Ok(outcome);
                 }
             }
-            // Taken by someone else between our read and our write: wait for their result.
-            continue;
+            // Taken by someone else between our read and our write, or our lease ran out and the
+            // row changed meanwhile: look again.
+        } else {
+            saw_other_holder = true;
         }
         if Instant::now() >= deadline {
             tracing::warn!("another request's upstream refresh is taking long; the session is not usable for now");

@@ -301,3 +301,32 @@ async fn a_slow_refresh_makes_the_others_wait_then_give_up_softly() {
     assert_eq!(mock.refresh_grants(), 1, "one refresh at the PDS");
     assert!(session_live(&app, &sid).await);
 }
+
+#[tokio::test]
+async fn requests_waiting_on_a_failed_refresh_do_not_retry_it_one_after_another() {
+    let (app, mock) = app_with_mock().await;
+    let client = app.register("app", false, true).await;
+    let rp = Rp::discover(&app, &client).await;
+    let browser = Browser::new();
+    let (_tokens, sid) = sign_in_needing_refresh(&app, &mock, &rp, &browser).await;
+    // The PDS's authorization server is slow and then fails.
+    mock.refresh_behaviour(|b| {
+        b.delay = Duration::from_millis(300);
+        b.fail_status = Some(503);
+    });
+    let urls: Vec<String> = (0..10).map(|_| format!("{}&prompt=none", rp.start(&[]).url)).collect();
+    let responses = join_all(urls.iter().map(|url| browser.get(url))).await;
+    for response in &responses {
+        assert_eq!(query_param(&location(response), "error").as_deref(), Some("login_required"), "not signed in for now");
+    }
+    assert_eq!(mock.refresh_grants(), 1, "the others took the failure as theirs instead of calling the PDS in turn");
+    assert!(session_live(&app, &sid).await, "nothing ended");
+    let row = app.state.store.upstream_session(&sid).await.unwrap().unwrap();
+    assert!(!row.dead && row.refresh_lease_owner.is_none());
+
+    // Back to normal: the next authorization refreshes and succeeds.
+    mock.refresh_behaviour(|b| b.fail_status = None);
+    let response = browser.get(&format!("{}&prompt=none", rp.start(&[]).url)).await;
+    assert!(query_param(&location(&response), "code").is_some());
+    assert_eq!(mock.refresh_grants(), 2);
+}
