@@ -130,7 +130,7 @@ async fn refresh_token(state: &AppState, client: &Client, params: &Params) -> Re
     }
     // Tenant tokens live no longer than the user's grant at their PDS: once its access token has
     // expired, it is refreshed first. A refusal has ended the session (single logout); when the
-    // PDS cannot be reached the grant waits, unspent, for a retry (README, "Upstream sessions").
+    // PDS cannot be reached, the refresh token stays unspent for a retry (README, "Upstream sessions": why 503).
     use crate::sso::upstream::{upstream_grant, UpstreamGrant};
     match upstream_grant(state, &record.sid).await? {
         UpstreamGrant::Usable => {}
