@@ -26,9 +26,16 @@ impl Store {
         Ok((deleted.rows_affected == 1).then_some(row))
     }
 
+    /// Stores the upstream grant of a session, replacing any earlier one. A replacement gets a
+    /// later `version` than the grant it replaces, so a refresh of the old grant still in flight
+    /// cannot store its tokens over the new ones.
     pub async fn upsert_upstream_session(&self, row: &UpstreamSessionRow) -> StoreResult<()> {
+        let mut row = row.clone();
+        if let Some(previous) = upstream_session::Entity::find_by_id(row.sid.clone()).one(&self.writer).await? {
+            row.version = row.version.max(previous.version.saturating_add(1));
+        }
         upstream_session::Entity::delete_by_id(row.sid.clone()).exec(&self.writer).await?;
-        upstream_session::ActiveModel::from(row.clone()).insert(&self.writer).await?;
+        upstream_session::ActiveModel::from(row).insert(&self.writer).await?;
         Ok(())
     }
 
@@ -177,6 +184,21 @@ mod tests {
         store.release_refresh_lease("sid", "b").await.unwrap();
         let row = store.upstream_session("sid").await.unwrap().unwrap();
         assert_eq!((row.refresh_lease_owner, row.refresh_lease_until), (None, None));
+    }
+
+    #[tokio::test]
+    async fn a_replaced_grant_is_safe_from_a_refresh_of_the_old_one() {
+        let (_dir, store) = store_with_session().await;
+        assert!(store.take_refresh_lease("sid", 0, "old", 100, 130).await.unwrap());
+        // The user signs in again meanwhile: the session's grant is replaced.
+        let mut replacement = store.upstream_session("sid").await.unwrap().unwrap();
+        (replacement.tokens_sealed, replacement.version, replacement.refresh_lease_owner, replacement.refresh_lease_until) =
+            ("sealed-new".into(), 0, None, None);
+        store.upsert_upstream_session(&replacement).await.unwrap();
+        assert!(!store.swap_upstream_tokens("sid", 0, "sealed-old-refreshed", Some(4000), 101).await.unwrap());
+        assert!(!store.mark_upstream_refused("sid", 0, "old", 101).await.unwrap());
+        let row = store.upstream_session("sid").await.unwrap().unwrap();
+        assert_eq!((row.tokens_sealed.as_str(), row.version, row.dead), ("sealed-new", 1, false));
     }
 
     #[tokio::test]
