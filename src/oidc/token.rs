@@ -128,6 +128,17 @@ async fn refresh_token(state: &AppState, client: &Client, params: &Params) -> Re
         state.store.revoke_family(&record.family_id, now).await?;
         return Err(OAuthError::invalid_grant("the sign-in session has ended"));
     }
+    // Tenant tokens live no longer than the user's grant at their PDS: once its access token has
+    // expired, it is refreshed first. A refusal has ended the session (single logout); when the
+    // PDS cannot be reached, the refresh token stays unspent for a retry (README, "Upstream sessions": why 503).
+    use crate::sso::upstream::{upstream_grant, UpstreamGrant};
+    match upstream_grant(state, &record.sid).await? {
+        UpstreamGrant::Usable => {}
+        UpstreamGrant::Ended => return Err(OAuthError::invalid_grant("the sign-in session has ended")),
+        UpstreamGrant::Unavailable => {
+            return Err(OAuthError::new(ErrorCode::TemporarilyUnavailable, "the account's server could not be reached; try again later"))
+        }
+    }
     let grant = Grant {
         client_id: &client.client_id,
         did: &record.did,

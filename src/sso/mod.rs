@@ -62,12 +62,14 @@ pub async fn establish_session(state: &AppState, profile: &UserProfile) -> Store
 }
 
 /// The live session named by the request's cookie, if any, whose upstream ATProto grant is
-/// still usable (refreshed here when it has expired; a dead grant means no session).
+/// usable now (refreshed here when it has expired). A grant the user's authorization server
+/// refused ends the session everywhere (single logout); one that cannot be confirmed now (the
+/// PDS is unreachable) means no session for this request, and nothing ends.
 pub async fn current_session(state: &AppState, req: &HttpRequest) -> StoreResult<Option<SsoSession>> {
     let Some(session) = cookie_session(state, req).await? else {
         return Ok(None);
     };
-    Ok(upstream::upstream_usable(state, &session).await?.then_some(session))
+    Ok((upstream::upstream_grant(state, &session.sid).await? == upstream::UpstreamGrant::Usable).then_some(session))
 }
 
 /// The live session named by the cookie, without looking at the upstream grant (logout).

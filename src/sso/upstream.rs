@@ -1,10 +1,15 @@
 //! Turning an ATProto login into an SSO session, and keeping the upstream grant alive:
 //! pending logins are sealed, single-use, expiring and bound to the browser that started them;
-//! upstream sessions are sealed, refreshed under a compare-and-swap (refresh tokens are
-//! single-use upstream), marked dead when a refresh fails, and revoked at logout.
+//! upstream sessions are sealed, refreshed by one request at a time across nodes (a lease on the
+//! row: refresh tokens are single-use upstream), end the SSO session when the authorization
+//! server refuses a refresh, and are revoked at logout.
+use std::time::Duration;
+
+use tokio::time::Instant;
+
 use crate::{
     atproto::{AtprotoError, CallbackParams, PendingLogin, UpstreamTokens},
-    crypto::sha256_b64,
+    crypto::{random_token, sha256_b64},
     state::{now, AppState},
     store::{
         sessions::SsoSession,
@@ -20,6 +25,16 @@ use super::EstablishedSession;
 pub const LOGIN_STATE_TTL_SECS: i64 = 600;
 /// Refresh the upstream access token this long before it expires.
 const REFRESH_MARGIN_SECS: i64 = 60;
+/// How long the holder of a refresh lease may take before another request may take it over.
+/// Well above [`REFRESH_CALL_TIMEOUT`], so a lease never runs out while its PDS call can still
+/// succeed (unless the database stalls for longer than the difference).
+const REFRESH_LEASE_SECS: i64 = 30;
+/// The most the refresh call at the authorization server may take (it makes up to two
+/// requests of at most 5 s each: the DPoP nonce retry).
+const REFRESH_CALL_TIMEOUT: Duration = Duration::from_secs(15);
+/// How often a request waiting for another's refresh looks at the row, and for how long.
+const LEASE_POLL: Duration = Duration::from_millis(75);
+const LEASE_WAIT: Duration = Duration::from_secs(3);
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoginError {
@@ -169,6 +184,8 @@ async fn store_upstream_session(state: &AppState, sid: &str, tokens: &UpstreamTo
             version: 0,
             created_at: now,
             updated_at: now,
+            refresh_lease_until: None,
+            refresh_lease_owner: None,
         })
         .await?;
     Ok(())
@@ -179,41 +196,158 @@ fn open_tokens(state: &AppState, row: &UpstreamSessionRow) -> Option<UpstreamTok
     serde_json::from_str(&json).ok()
 }
 
-/// True when the SSO session's upstream grant is usable, refreshing it when it has expired.
-/// Sessions without an upstream grant (none recorded) are usable. A failed refresh marks the
-/// grant dead, which ends the usefulness of the session: the user must sign in again.
-pub async fn upstream_usable(state: &AppState, session: &SsoSession) -> Result<bool, StoreError> {
-    let Some(row) = state.store.upstream_session(&session.sid).await? else {
-        return Ok(true);
-    };
-    if row.dead {
-        return Ok(false);
+/// What an SSO session's upstream grant allows now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamGrant {
+    /// Usable: fresh, just refreshed (by this request or another), or none recorded.
+    Usable,
+    /// Not confirmed now: the user's authorization server could not be reached or is in trouble,
+    /// or another request's refresh is taking long. Nothing was ended; a later request tries again.
+    Unavailable,
+    /// The user's authorization server refused the grant (revoked, account deactivated or taken
+    /// down): the SSO session has been ended with single logout.
+    Ended,
+}
+
+/// The state of the SSO session `sid`'s upstream grant, refreshing it first when its access
+/// token has expired (or is about to).
+///
+/// The PDS's refresh token is single use, so one request at a time, across every node, spends
+/// it: the request that takes the row's refresh lease (a compare-and-set in the database) calls
+/// the authorization server and stores the new tokens; the others poll the row every
+/// [`LEASE_POLL`] for at most [`LEASE_WAIT`] and use the winner's tokens once the row's version
+/// changes, or give up softly ([`UpstreamGrant::Unavailable`]). A refusal by the authorization
+/// server ends the SSO session (tokens revoked, back-channel logout); a transient failure ends
+/// nothing.
+pub async fn upstream_grant(state: &AppState, sid: &str) -> Result<UpstreamGrant, StoreError> {
+    let deadline = Instant::now() + LEASE_WAIT;
+    let mut first_version = None;
+    let mut saw_other_holder = false;
+    loop {
+        let Some(row) = state.store.upstream_session(sid).await? else {
+            return Ok(UpstreamGrant::Usable);
+        };
+        if row.dead {
+            // Refused earlier, but the single logout did not finish: finish it (idempotent).
+            super::logout::end_session(state, sid).await?;
+            return Ok(UpstreamGrant::Ended);
+        }
+        let now = now();
+        if row.expires_at.is_none_or(|expires| expires > now.saturating_add(REFRESH_MARGIN_SECS)) {
+            return Ok(UpstreamGrant::Usable);
+        }
+        // Another request stored fresh tokens while we waited: use them (even if the
+        // authorization server hands out tokens shorter-lived than our margin).
+        if *first_version.get_or_insert(row.version) != row.version {
+            return Ok(UpstreamGrant::Usable);
+        }
+        if row.refresh_lease_until.is_none_or(|until| until <= now) {
+            if saw_other_holder {
+                // The refresh we waited for ended without new tokens: it failed for now. Do not
+                // line up behind it to call the PDS again, one request after another.
+                return Ok(UpstreamGrant::Unavailable);
+            }
+            let owner = random_token(12);
+            if state.store.take_refresh_lease(sid, row.version, &owner, now, now + REFRESH_LEASE_SECS).await? {
+                if let Some(outcome) = refresh_under_lease(state, &row, &owner).await? {
+                    return Ok(outcome);
+                }
+            }
+            // Taken by someone else between our read and our write, or our lease ran out and the
+            // row changed meanwhile: look again.
+        } else {
+            saw_other_holder = true;
+        }
+        if Instant::now() >= deadline {
+            tracing::warn!("another request's upstream refresh is taking long; the session is not usable for now");
+            return Ok(UpstreamGrant::Unavailable);
+        }
+        tokio::time::sleep(LEASE_POLL).await;
     }
-    let now = now();
-    if row.expires_at.is_none_or(|expires| expires > now + REFRESH_MARGIN_SECS) {
-        return Ok(true);
-    }
-    let Some(tokens) = open_tokens(state, &row) else {
-        tracing::error!("upstream session cannot be unsealed; marking it dead");
-        state.store.mark_upstream_session_dead(&row.sid, now).await?;
-        return Ok(false);
+}
+
+/// Calls the authorization server while holding the refresh lease taken on `row`'s version.
+/// `None`: our lease ran out and someone else changed the row meanwhile; look at it again.
+async fn refresh_under_lease(state: &AppState, row: &UpstreamSessionRow, owner: &str) -> Result<Option<UpstreamGrant>, StoreError> {
+    let Some(tokens) = open_tokens(state, row) else {
+        tracing::error!("upstream session cannot be unsealed; ending the session");
+        return refused(state, row, owner).await;
     };
-    match state.atproto.refresh(&tokens).await {
-        Ok(fresh) => {
-            let json = serde_json::to_string(&fresh).unwrap_or_default();
-            let Ok(sealed) = state.sealer.seal_str(&json) else {
-                return Ok(false);
+    match tokio::time::timeout(REFRESH_CALL_TIMEOUT, state.atproto.refresh(&tokens)).await {
+        Ok(Ok(fresh)) => {
+            let sealed = match serde_json::to_string(&fresh)
+                .map_err(|e| e.to_string())
+                .and_then(|json| state.sealer.seal_str(&json).map_err(|e| e.to_string()))
+            {
+                Ok(sealed) => sealed,
+                Err(error) => {
+                    tracing::error!(%error, "sealing refreshed upstream tokens failed");
+                    state.store.release_refresh_lease(&row.sid, owner).await?;
+                    return Ok(Some(UpstreamGrant::Unavailable));
+                }
             };
-            // If another request or node refreshed first, its tokens stand; ours are discarded
-            // (the AS already rotated the refresh token we used, so the CAS loser's are the same grant).
-            state.store.swap_upstream_tokens(&row.sid, row.version, &sealed, fresh.expires_at.map(|t| t as i64), now).await?;
-            Ok(true)
+            // The version is the compare-and-set; it only moved if our lease ran out and someone
+            // else stored tokens meanwhile, and then theirs stand.
+            if !state.store.swap_upstream_tokens(&row.sid, row.version, &sealed, fresh.expires_at.map(|t| t as i64), now()).await? {
+                tracing::warn!("upstream tokens were replaced while our refresh was in flight; keeping the stored ones");
+            }
+            Ok(Some(UpstreamGrant::Usable))
         }
-        Err(error) => {
-            tracing::warn!(%error, "upstream refresh failed; the session needs a new sign-in");
-            state.store.mark_upstream_session_dead(&row.sid, now).await?;
-            Ok(false)
+        Ok(Err(error)) if refused_for_good(&error) => {
+            tracing::warn!(%error, "the upstream authorization server refused the refresh; ending the session");
+            refused(state, row, owner).await
         }
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "upstream refresh failed for now; the session is kept");
+            state.store.release_refresh_lease(&row.sid, owner).await?;
+            Ok(Some(UpstreamGrant::Unavailable))
+        }
+        Err(_) => {
+            tracing::warn!(timeout_secs = REFRESH_CALL_TIMEOUT.as_secs(), "upstream refresh timed out; the session is kept");
+            state.store.release_refresh_lease(&row.sid, owner).await?;
+            Ok(Some(UpstreamGrant::Unavailable))
+        }
+    }
+}
+
+/// The grant was refused: record it (only if we still hold the lease on the version we
+/// refreshed), then end the SSO session everywhere.
+async fn refused(state: &AppState, row: &UpstreamSessionRow, owner: &str) -> Result<Option<UpstreamGrant>, StoreError> {
+    if !state.store.mark_upstream_refused(&row.sid, row.version, owner, now()).await? {
+        return Ok(None);
+    }
+    super::logout::end_session(state, &row.sid).await?;
+    Ok(Some(UpstreamGrant::Ended))
+}
+
+/// True when a failed refresh means the grant is over: the authorization server said so
+/// (`invalid_grant`: revoked, expired, account deactivated or taken down; `access_denied`), or
+/// what it answered cannot be used (the single-use refresh token is spent by then), or there is
+/// no refresh token. Everything else (network, timeouts, 5xx, 429, any other 4xx, our own
+/// configuration) may pass: the session is kept and a later request tries again. Exhaustive on
+/// purpose, so a new error kind needs a decision here.
+fn refused_for_good(error: &AtprotoError) -> bool {
+    match error {
+        AtprotoError::UpstreamError { status, error, .. } => {
+            (400..500).contains(status) && matches!(error.as_str(), "invalid_grant" | "access_denied")
+        }
+        AtprotoError::InvalidResponse(_) | AtprotoError::SubjectMismatch { .. } | AtprotoError::InvalidInput(_) => true,
+        AtprotoError::PdsUnreachable(_)
+        | AtprotoError::Network(_)
+        | AtprotoError::Forbidden(_)
+        | AtprotoError::Crypto(_)
+        | AtprotoError::Config(_)
+        | AtprotoError::InvalidHandle(_)
+        | AtprotoError::InvalidDid(_)
+        | AtprotoError::HandleNotFound(_)
+        | AtprotoError::HandleMismatch { .. }
+        | AtprotoError::DidResolution(_)
+        | AtprotoError::NoOAuth(_)
+        | AtprotoError::HostileMetadata(_)
+        | AtprotoError::StateMismatch
+        | AtprotoError::IssuerMismatch { .. }
+        | AtprotoError::NotAuthoritative(_)
+        | AtprotoError::AccessDenied(_) => false,
     }
 }
 

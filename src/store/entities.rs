@@ -260,6 +260,10 @@ pub mod upstream_session {
         pub version: i64,
         pub created_at: i64,
         pub updated_at: i64,
+        /// While a refresh is in flight: until when its holder may call the PDS (unix seconds)...
+        pub refresh_lease_until: Option<i64>,
+        /// ...and who holds it (a random id per attempt).
+        pub refresh_lease_owner: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -6,7 +6,7 @@ use super::{
     rp::Rp,
 };
 
-async fn app_with_mock() -> (TestApp, MockPds) {
+pub(super) async fn app_with_mock() -> (TestApp, MockPds) {
     let mock = MockPds::spawn().await;
     mock.configure(|c| {
         c.profile = Some(serde_json::json!({ "displayName": "Alice Liddell" }));
@@ -47,7 +47,7 @@ async fn pds_callback(app: &TestApp, browser: &Browser, login_path: &str) -> Str
 }
 
 /// A whole sign-in of a first-party app: its tokens and the SSO session id.
-async fn sign_in(app: &TestApp, rp: &Rp, browser: &Browser) -> (openidconnect::core::CoreTokenResponse, String) {
+pub(super) async fn sign_in(app: &TestApp, rp: &Rp, browser: &Browser) -> (openidconnect::core::CoreTokenResponse, String) {
     let pending = rp.start(&[]);
     let login_path = location(&browser.get(&pending.url).await);
     let callback = pds_callback(app, browser, &login_path).await;
@@ -210,7 +210,7 @@ async fn dead_upstream_grant_means_login_required() {
     let client = app.register("app", false, true).await;
     let rp = Rp::discover(&app, &client).await;
     let browser = Browser::new();
-    let (_tokens, sid) = sign_in(&app, &rp, &browser).await;
+    let (tokens, sid) = sign_in(&app, &rp, &browser).await;
 
     // Expire the upstream access token: the next authorization refreshes it (rotation upstream).
     expire_upstream(&app, &sid).await;
@@ -224,12 +224,15 @@ async fn dead_upstream_grant_means_login_required() {
     assert_eq!(row.version, version_before + 1, "the refreshed tokens were stored");
     assert!(row.expires_at.unwrap() > atsso::state::now());
 
-    // The user revokes the app at their PDS: the refresh fails and prompt=none answers login_required.
+    // The user revokes the app at their PDS: the refresh is refused, prompt=none answers
+    // login_required, and the session ends everywhere (single logout): the app's tokens die too.
     expire_upstream(&app, &sid).await;
     mock.state.refresh_tokens_clear();
     let response = browser.get(&format!("{}&prompt=none", rp.start(&[]).url)).await;
     assert_eq!(query_param(&location(&response), "error").as_deref(), Some("login_required"));
-    assert!(app.state.store.upstream_session(&sid).await.unwrap().unwrap().dead);
+    assert!(app.state.store.live_session(&sid, atsso::state::now()).await.unwrap().is_none(), "the SSO session ended");
+    assert!(rp.userinfo(openidconnect::OAuth2TokenResponse::access_token(&tokens)).await.is_err(), "the app's token was revoked");
+    assert!(app.state.store.upstream_session(&sid).await.unwrap().is_none(), "the refused grant is forgotten");
 }
 
 async fn expire_upstream(app: &TestApp, sid: &str) {

@@ -13,3 +13,4 @@ mod provider_flow;
 mod rp;
 mod security;
 mod token_errors;
+mod upstream_refresh;

@@ -5,6 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::TcpListener;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -99,6 +100,27 @@ pub struct MockState {
     access: Mutex<HashMap<String, Grant>>,
     refresh: Mutex<HashMap<String, Grant>>,
     seen_jti: Mutex<HashSet<String>>,
+    /// How refresh-token grants are answered (upstream refresh tests).
+    pub refresh_behaviour: Mutex<RefreshBehaviour>,
+    /// Refresh-token grants that reached the token logic (past DPoP and client checks).
+    pub refresh_grants: AtomicUsize,
+}
+
+/// Knobs for the upstream refresh tests; the defaults behave like a real PDS.
+#[derive(Debug, Clone)]
+pub struct RefreshBehaviour {
+    /// `expires_in` of issued access tokens (a value under a minute makes them need a refresh at once).
+    pub access_expires_in: u64,
+    /// Time a refresh-token grant takes before it answers.
+    pub delay: std::time::Duration,
+    /// Answer refresh-token grants with an error: `invalid_grant` (400) for a status under 500, else a bare `status`.
+    pub fail_status: Option<u16>,
+}
+
+impl Default for RefreshBehaviour {
+    fn default() -> Self {
+        Self { access_expires_in: 3600, delay: std::time::Duration::ZERO, fail_status: None }
+    }
 }
 
 impl MockState {
@@ -165,6 +187,8 @@ impl MockPds {
             access: Mutex::new(HashMap::new()),
             refresh: Mutex::new(HashMap::new()),
             seen_jti: Mutex::new(HashSet::new()),
+            refresh_behaviour: Mutex::new(RefreshBehaviour::default()),
+            refresh_grants: AtomicUsize::new(0),
         });
         let data = web::Data::new(state.clone());
         let server = HttpServer::new(move || {
@@ -219,6 +243,15 @@ impl MockPds {
 
     pub fn revoked(&self) -> Vec<String> {
         self.state.revoked.lock().unwrap().clone()
+    }
+
+    pub fn refresh_behaviour(&self, f: impl FnOnce(&mut RefreshBehaviour)) {
+        f(&mut self.state.refresh_behaviour.lock().unwrap());
+    }
+
+    /// Refresh-token grants received so far (answered or refused).
+    pub fn refresh_grants(&self) -> usize {
+        self.state.refresh_grants.load(Ordering::SeqCst)
     }
 }
 
@@ -513,9 +546,10 @@ fn issue(st: &MockState, sub: &str, jkt: &str, scope: &str) -> HttpResponse {
     let g = Grant { sub: sub.into(), jkt: jkt.into(), scope: scope.into() };
     st.access.lock().unwrap().insert(at.clone(), g.clone());
     st.refresh.lock().unwrap().insert(rt.clone(), g);
+    let expires_in = st.refresh_behaviour.lock().unwrap().access_expires_in;
     HttpResponse::Ok()
         .insert_header(("DPoP-Nonce", AS_NONCE))
-        .json(json!({"access_token": at, "token_type": "DPoP", "expires_in": 3600, "refresh_token": rt, "scope": scope, "sub": sub}))
+        .json(json!({"access_token": at, "token_type": "DPoP", "expires_in": expires_in, "refresh_token": rt, "scope": scope, "sub": sub}))
 }
 
 async fn token(req: HttpRequest, st: State, form: Form) -> HttpResponse {
@@ -547,6 +581,19 @@ async fn token(req: HttpRequest, st: State, form: Form) -> HttpResponse {
             issue(&st, &sub, &proof.jkt, &granted)
         }
         Some("refresh_token") => {
+            st.refresh_grants.fetch_add(1, Ordering::SeqCst);
+            let behaviour = st.refresh_behaviour.lock().unwrap().clone();
+            if !behaviour.delay.is_zero() {
+                tokio::time::sleep(behaviour.delay).await;
+            }
+            match behaviour.fail_status {
+                Some(status) if status < 500 => return fail(&st, "refresh refused (test)"),
+                Some(status) => {
+                    record(&st, "/oauth/token", proof.nonce.clone(), status, Some(auth), &form);
+                    return HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap()).body("upstream trouble (test)");
+                }
+                None => {}
+            }
             let Some(g) = form.get("refresh_token").and_then(|r| st.refresh.lock().unwrap().remove(r)) else {
                 return fail(&st, "unknown or used refresh token");
             };
