@@ -90,8 +90,8 @@ impl OAuthError {
         err
     }
     /// Momentarily overloaded: 503, `temporarily_unavailable`, `Retry-After`.
-    pub fn busy(retry_after_secs: u64) -> Self {
-        let mut err = Self::new(ErrorCode::TemporarilyUnavailable, "the server is busy; try again shortly");
+    pub fn busy(description: impl Into<String>, retry_after_secs: u64) -> Self {
+        let mut err = Self::new(ErrorCode::TemporarilyUnavailable, description);
         err.retry_after = Some(retry_after_secs);
         err
     }

@@ -110,10 +110,10 @@ impl SecretCache {
             return Ok(false);
         }
         let Some(_place) = self.queue_place(&client.client_id) else {
-            return Err(OAuthError::busy(1));
+            return Err(OAuthError::busy("too many secret checks at once; try again shortly", 1));
         };
         let Ok(_permit) = self.argon2_permits.acquire().await else {
-            return Err(OAuthError::busy(1));
+            return Err(OAuthError::busy("too many secret checks at once; try again shortly", 1));
         };
         // Another request may have verified this very secret while we waited.
         if self.matches(client, phc, &digest) {

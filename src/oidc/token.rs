@@ -135,9 +135,7 @@ async fn refresh_token(state: &AppState, client: &Client, params: &Params) -> Re
     match upstream_grant(state, &record.sid).await? {
         UpstreamGrant::Usable => {}
         UpstreamGrant::Ended => return Err(OAuthError::invalid_grant("the sign-in session has ended")),
-        UpstreamGrant::Unavailable => {
-            return Err(OAuthError::new(ErrorCode::TemporarilyUnavailable, "the account's server could not be reached; try again later"))
-        }
+        UpstreamGrant::Unavailable => return Err(OAuthError::busy("the account's server could not be reached; try again later", 5)),
     }
     let grant = Grant {
         client_id: &client.client_id,

@@ -87,7 +87,7 @@ impl EstablishedSessionOrExisting {
 }
 
 /// Starts an upstream login and returns the PDS authorization URL to send the browser to.
-pub async fn begin_login(state: &AppState, input: &str, request_id: Option<&str>, browser_csrf: &str) -> Result<String, LoginError> {
+pub async fn begin_login(state: &AppState, input: &str, request_id: Option<&str>, browser_id: &str) -> Result<String, LoginError> {
     let pending = state.atproto.start_login(input).await?;
     let json = serde_json::to_string(&pending).map_err(|e| LoginError::Seal(e.to_string()))?;
     let sealed = state.sealer.seal_str(&json).map_err(|e| LoginError::Seal(e.to_string()))?;
@@ -97,7 +97,7 @@ pub async fn begin_login(state: &AppState, input: &str, request_id: Option<&str>
         .insert_upstream_login(&UpstreamLoginRow {
             state: pending.state.clone(),
             request_id: request_id.map(String::from),
-            browser_binding: sha256_b64(browser_csrf),
+            browser_binding: sha256_b64(browser_id),
             pending_sealed: sealed,
             created_at: created,
             expires_at: created + LOGIN_STATE_TTL_SECS,
@@ -113,13 +113,12 @@ pub struct TakenLogin {
 }
 
 /// Consumes the pending login named by `state` (single use) if it belongs to this browser.
-pub async fn take_login(state: &AppState, login_state: &str, browser_csrf: Option<&str>) -> Result<TakenLogin, LoginError> {
+pub async fn take_login(state: &AppState, login_state: &str, browser_id: Option<&str>) -> Result<TakenLogin, LoginError> {
     let row = state.store.take_upstream_login(login_state).await?.ok_or(LoginError::UnknownState)?;
     if row.expires_at <= now() {
         return Err(LoginError::UnknownState);
     }
-    let bound =
-        browser_csrf.is_some_and(|csrf| crate::crypto::constant_time_eq(sha256_b64(csrf).as_bytes(), row.browser_binding.as_bytes()));
+    let bound = browser_id.is_some_and(|id| crate::crypto::constant_time_eq(sha256_b64(id).as_bytes(), row.browser_binding.as_bytes()));
     if !bound {
         return Err(LoginError::WrongBrowser);
     }
