@@ -49,6 +49,10 @@ pub struct MockConfig {
     pub client_jwks: Option<Value>,
     /// Scope granted in token responses.
     pub granted_scope: String,
+    /// Leave `scope` out of token responses.
+    pub omit_scope: bool,
+    /// `expires_in` of token responses.
+    pub expires_in: u64,
     /// Profile record value; `None` answers `RecordNotFound`.
     pub profile: Option<Value>,
     pub email: Option<String>,
@@ -147,6 +151,8 @@ impl MockPds {
                 access_denied: false,
                 client_jwks: None,
                 granted_scope: "atproto transition:generic transition:email".into(),
+                omit_scope: false,
+                expires_in: 3600,
                 profile: Some(json!({
                     "$type": "app.bsky.actor.profile",
                     "displayName": "Alice Liddell",
@@ -513,9 +519,16 @@ fn issue(st: &MockState, sub: &str, jkt: &str, scope: &str) -> HttpResponse {
     let g = Grant { sub: sub.into(), jkt: jkt.into(), scope: scope.into() };
     st.access.lock().unwrap().insert(at.clone(), g.clone());
     st.refresh.lock().unwrap().insert(rt.clone(), g);
-    HttpResponse::Ok()
-        .insert_header(("DPoP-Nonce", AS_NONCE))
-        .json(json!({"access_token": at, "token_type": "DPoP", "expires_in": 3600, "refresh_token": rt, "scope": scope, "sub": sub}))
+    let (omit_scope, expires_in) = {
+        let cfg = st.config.lock().unwrap();
+        (cfg.omit_scope, cfg.expires_in)
+    };
+    let mut body =
+        json!({"access_token": at, "token_type": "DPoP", "expires_in": expires_in, "refresh_token": rt, "scope": scope, "sub": sub});
+    if omit_scope {
+        body.as_object_mut().unwrap().remove("scope");
+    }
+    HttpResponse::Ok().insert_header(("DPoP-Nonce", AS_NONCE)).json(body)
 }
 
 async fn token(req: HttpRequest, st: State, form: Form) -> HttpResponse {
