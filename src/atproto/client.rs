@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 use url::Url;
 
-use super::dpop::{b64_sha256, now_secs, random_token, DpopKey, NonceCache};
+use super::dpop::{b64_sha256, now_secs, random_token, usable_nonce, DpopKey, NonceCache};
 use super::error::AtprotoError;
 use super::http::{HttpResponse, SafeHttp};
 use super::metadata::{origin_string, AuthServerInfo, MetadataFetcher, ServerKind};
@@ -412,9 +412,9 @@ impl AtprotoClient {
     ) -> Result<HttpResponse, AtprotoError> {
         let method = if form.is_some() { "POST" } else { "GET" };
         let mut attempt = 0;
+        let mut nonce = self.nonces.get(url);
         loop {
             attempt += 1;
-            let nonce = self.nonces.get(url);
             let proof = key.proof(method, url, nonce.as_deref(), access_token)?;
             let mut headers = vec![("DPoP", proof)];
             if let Some(t) = access_token {
@@ -429,6 +429,10 @@ impl AtprotoClient {
             }
             .map_err(|e| e.into_error(context))?;
             let fresh = self.nonces.update(url, resp.header("dpop-nonce"));
+            // The retry uses the nonce just received, whether or not the bounded cache kept it.
+            if let Some(n) = usable_nonce(resp.header("dpop-nonce")) {
+                nonce = Some(n.to_string());
+            }
             if attempt == 1 && is_use_dpop_nonce(&resp) {
                 tracing::debug!(origin = %origin_string(url), fresh, "DPoP nonce challenge, retrying once");
                 continue;

@@ -36,7 +36,7 @@ pub enum AddrClass {
 }
 
 /// Classify an IP address. IPv4-mapped / NAT64 / 6to4 IPv6 addresses are judged by the IPv4
-/// address they embed.
+/// address they embed; local-use NAT64 (`64:ff9b:1::/48`) and SIIT (`::ffff:0:0:0/96`) are refused.
 pub fn classify_ip(ip: IpAddr) -> AddrClass {
     match ip {
         IpAddr::V4(v4) => classify_v4(v4),
@@ -83,6 +83,14 @@ fn classify_v6(ip: Ipv6Addr) -> AddrClass {
     // ::a.b.c.d (deprecated IPv4-compatible)
     if s[0..6].iter().all(|&x| x == 0) {
         return AddrClass::Forbidden("IPv4-compatible IPv6 address");
+    }
+    // ::ffff:0:a.b.c.d (RFC 2765 SIIT, IPv4-translated): translated inside someone's network.
+    if s[0..4].iter().all(|&x| x == 0) && s[4] == 0xffff && s[5] == 0 {
+        return AddrClass::Forbidden("IPv4-translated (SIIT) address");
+    }
+    // 64:ff9b:1::/48 (RFC 8215 local-use NAT64): the operator's own translator decides what is behind it.
+    if s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1 {
+        return AddrClass::Forbidden("local-use NAT64 address");
     }
     // 64:ff9b::/96 NAT64 and 2002::/16 6to4 embed an IPv4 address.
     let embedded = if s[0] == 0x64 && s[1] == 0xff9b && s[2..6].iter().all(|&x| x == 0) {
@@ -473,6 +481,25 @@ mod tests {
         // the mapped loopback is refused even when loopback is allowed
         assert!(check_url(&Url::parse("http://[::ffff:127.0.0.1]/").unwrap(), true).is_err());
         assert_eq!(classify_ip("::ffff:8.8.8.8".parse().unwrap()), AddrClass::Global);
+    }
+
+    #[test]
+    fn local_use_nat64_and_siit_are_not_global() {
+        // RFC 8215 local-use NAT64 (64:ff9b:1::/48): the embedded IPv4 address is the operator's
+        // own business, so the whole range is refused.
+        for ip in ["64:ff9b:1::1", "64:ff9b:1::808:808", "64:ff9b:1:ffff:ffff:ffff:ffff:ffff", "64:ff9b:1:0:0:0:a00:1"] {
+            assert!(matches!(classify_ip(ip.parse().unwrap()), AddrClass::Forbidden(_)), "{ip}");
+        }
+        // RFC 2765 SIIT IPv4-translated addresses (::ffff:0:0:0/96).
+        for ip in ["::ffff:0:808:808", "::ffff:0:7f00:1", "::ffff:0:a00:1", "::ffff:0:0:0", "::ffff:0:ffff:ffff"] {
+            assert!(matches!(classify_ip(ip.parse().unwrap()), AddrClass::Forbidden(_)), "{ip}");
+        }
+        assert!(refused("https://[64:ff9b:1::808:808]/"));
+        assert!(refused("https://[::ffff:0:808:808]/"));
+        assert!(check_url(&Url::parse("http://[::ffff:0:7f00:1]/").unwrap(), true).is_err(), "not loopback either");
+        // Just outside: the well-known NAT64 prefix with a public IPv4 address stays global.
+        assert_eq!(classify_ip("64:ff9b::808:808".parse().unwrap()), AddrClass::Global);
+        assert_eq!(classify_ip("64:ff9b:2::1".parse().unwrap()), AddrClass::Global);
     }
 
     #[test]
