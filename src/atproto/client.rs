@@ -316,6 +316,12 @@ impl AtprotoClient {
         self.config.email_trusted_issuers.iter().any(|t| t.trim_end_matches('/') == issuer)
     }
 
+    /// The SSRF-guarded HTTP client, for other requests to hosts someone else chose
+    /// (back-channel logout deliveries).
+    pub fn http(&self) -> &SafeHttp {
+        &self.http
+    }
+
     pub fn resolver(&self) -> &IdentityResolver {
         &self.resolver
     }

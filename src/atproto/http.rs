@@ -257,23 +257,39 @@ impl HttpResponse {
 /// The SSRF-guarded client.
 #[derive(Debug, Clone)]
 pub struct SafeHttp {
-    client: reqwest::Client,
+    /// Public addresses over https only.
+    strict: reqwest::Client,
+    /// The same guard, plus loopback (also over http).
+    loopback: reqwest::Client,
     allow_insecure_loopback: bool,
 }
 
+fn build_client(allow_loopback: bool) -> Result<reqwest::Client, AtprotoError> {
+    reqwest::Client::builder()
+        .dns_resolver(Arc::new(GuardedResolver::new(allow_loopback)))
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .timeout(REQUEST_TIMEOUT)
+        .connect_timeout(REQUEST_TIMEOUT)
+        .user_agent(concat!("atsso/", env!("CARGO_PKG_VERSION")))
+        .https_only(!allow_loopback)
+        .build()
+        .map_err(|e| AtprotoError::Config(format!("cannot build HTTP client: {e}")))
+}
+
 impl SafeHttp {
+    /// `allow_insecure_loopback` applies to the upstream fetches ([`SafeHttp::get`],
+    /// [`SafeHttp::post_form`]); [`SafeHttp::post_form_to`] decides per call.
     pub fn new(allow_insecure_loopback: bool) -> Result<Self, AtprotoError> {
-        let client = reqwest::Client::builder()
-            .dns_resolver(Arc::new(GuardedResolver::new(allow_insecure_loopback)))
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .timeout(REQUEST_TIMEOUT)
-            .connect_timeout(REQUEST_TIMEOUT)
-            .user_agent(concat!("atsso/", env!("CARGO_PKG_VERSION")))
-            .https_only(!allow_insecure_loopback)
-            .build()
-            .map_err(|e| AtprotoError::Config(format!("cannot build HTTP client: {e}")))?;
-        Ok(Self { client, allow_insecure_loopback })
+        Ok(Self { strict: build_client(false)?, loopback: build_client(true)?, allow_insecure_loopback })
+    }
+
+    fn client(&self, allow_loopback: bool) -> &reqwest::Client {
+        if allow_loopback {
+            &self.loopback
+        } else {
+            &self.strict
+        }
     }
 
     pub fn allow_insecure_loopback(&self) -> bool {
@@ -287,12 +303,29 @@ impl SafeHttp {
 
     /// GET with extra headers.
     pub async fn get(&self, url: &Url, headers: &[(&str, String)]) -> Result<HttpResponse, HttpError> {
-        self.send(Method::GET, url, headers, None).await
+        let resp = self.send(Method::GET, url, headers, None, self.allow_insecure_loopback).await?;
+        read_bounded(resp).await
     }
 
     /// POST an `application/x-www-form-urlencoded` body.
     pub async fn post_form(&self, url: &Url, headers: &[(&str, String)], form: &[(&str, String)]) -> Result<HttpResponse, HttpError> {
-        self.send(Method::POST, url, headers, Some(form)).await
+        let resp = self.send(Method::POST, url, headers, Some(form), self.allow_insecure_loopback).await?;
+        read_bounded(resp).await
+    }
+
+    /// POST a form to a URL that a tenant app chose (back-channel logout) and return the status;
+    /// the body is not read. Same guard, timeout and no redirects as the upstream fetches.
+    /// `allow_loopback` (also over http) only for URLs an admin registered; private and other
+    /// non-public addresses are refused whatever it says.
+    pub async fn post_form_to(
+        &self,
+        url: &Url,
+        headers: &[(&str, String)],
+        form: &[(&str, String)],
+        allow_loopback: bool,
+    ) -> Result<u16, HttpError> {
+        let resp = self.send(Method::POST, url, headers, Some(form), allow_loopback).await?;
+        Ok(resp.status().as_u16())
     }
 
     async fn send(
@@ -301,9 +334,10 @@ impl SafeHttp {
         url: &Url,
         headers: &[(&str, String)],
         form: Option<&[(&str, String)]>,
-    ) -> Result<HttpResponse, HttpError> {
-        self.check_url(url)?;
-        let mut req = self.client.request(method, url.clone()).header(reqwest::header::ACCEPT, "application/json");
+        allow_loopback: bool,
+    ) -> Result<reqwest::Response, HttpError> {
+        check_url(url, allow_loopback)?;
+        let mut req = self.client(allow_loopback).request(method, url.clone()).header(reqwest::header::ACCEPT, "application/json");
         for (name, value) in headers {
             let value = HeaderValue::from_str(value).map_err(|_| HttpError::Transport(format!("invalid value for header {name}")))?;
             req = req.header(*name, value);
@@ -311,23 +345,27 @@ impl SafeHttp {
         if let Some(form) = form {
             req = req.form(form);
         }
-        let mut resp = req.send().await.map_err(map_reqwest_error)?;
-        if let Some(len) = resp.content_length() {
-            if len > MAX_BODY_BYTES as u64 {
-                return Err(HttpError::TooLarge);
-            }
-        }
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let mut body = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(map_reqwest_error)? {
-            if body.len() + chunk.len() > MAX_BODY_BYTES {
-                return Err(HttpError::TooLarge);
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(HttpResponse { status, headers, body })
+        req.send().await.map_err(map_reqwest_error)
     }
+}
+
+/// Reads a response body, at most [`MAX_BODY_BYTES`] (stopped early).
+async fn read_bounded(mut resp: reqwest::Response) -> Result<HttpResponse, HttpError> {
+    if let Some(len) = resp.content_length() {
+        if len > MAX_BODY_BYTES as u64 {
+            return Err(HttpError::TooLarge);
+        }
+    }
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(map_reqwest_error)? {
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(HttpError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(HttpResponse { status, headers, body })
 }
 
 fn map_reqwest_error(e: reqwest::Error) -> HttpError {
@@ -540,8 +578,32 @@ mod tests {
         // Bypass the pre-flight check to prove the resolver itself refuses, and that the
         // refusal is recognised in reqwest's error chain.
         let http = SafeHttp::new(false).unwrap();
-        let err = http.client.get("https://localhost:9/").send().await.map_err(map_reqwest_error).unwrap_err();
+        let err = http.strict.get("https://localhost:9/").send().await.map_err(map_reqwest_error).unwrap_err();
         assert!(matches!(err, HttpError::Forbidden(_)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn post_form_to_allows_loopback_only_when_asked_and_never_private() {
+        let http = SafeHttp::new(false).unwrap();
+        let form = [("logout_token", "t".to_string())];
+        // A closed loopback port: refused by the guard unless loopback is allowed, then a
+        // plain connection failure (so the request was let through).
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = Url::parse(&format!("http://127.0.0.1:{}/bc", closed.local_addr().unwrap().port())).unwrap();
+        drop(closed);
+        assert!(matches!(http.post_form_to(&url, &[], &form, false).await, Err(HttpError::Forbidden(_))));
+        assert!(matches!(http.post_form_to(&url, &[], &form, true).await, Err(HttpError::Transport(_))));
+        // The name localhost is resolved by the guard too.
+        let by_name = Url::parse("https://localhost:9/bc").unwrap();
+        assert!(matches!(http.post_form_to(&by_name, &[], &form, false).await, Err(HttpError::Forbidden(_))));
+        // Private, link-local and mapped addresses are refused before any connection, loopback
+        // allowed or not (no packet is sent: the check runs before the request is built).
+        for u in ["https://10.0.0.1/bc", "https://169.254.169.254/latest", "https://[::ffff:192.168.0.1]/bc", "http://10.0.0.1/bc"] {
+            let url = Url::parse(u).unwrap();
+            for allow in [false, true] {
+                assert!(matches!(http.post_form_to(&url, &[], &form, allow).await, Err(HttpError::Forbidden(_))), "{u} {allow}");
+            }
+        }
     }
 
     #[tokio::test]
