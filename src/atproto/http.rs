@@ -613,3 +613,164 @@ mod tests {
         assert!(matches!(err, HttpError::Forbidden(_)), "{err:?}");
     }
 }
+
+/// Property tests of the address classifier and `check_url`: every input gives a clear answer,
+/// and no IPv4 address outside the public internet gets through in any of its spellings.
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// IPv4 ranges that are never public: (network, prefix length).
+    const NOT_PUBLIC_V4: &[([u8; 4], u32)] = &[
+        ([127, 0, 0, 0], 8),
+        ([10, 0, 0, 0], 8),
+        ([172, 16, 0, 0], 12),
+        ([192, 168, 0, 0], 16),
+        ([169, 254, 0, 0], 16),
+        ([0, 0, 0, 0], 8),
+        ([100, 64, 0, 0], 10),
+        ([192, 0, 0, 0], 24),
+        ([192, 0, 2, 0], 24),
+        ([198, 51, 100, 0], 24),
+        ([203, 0, 113, 0], 24),
+        ([198, 18, 0, 0], 15),
+        ([224, 0, 0, 0], 4),
+        ([240, 0, 0, 0], 4),
+    ];
+
+    fn not_public_v4() -> impl Strategy<Value = Ipv4Addr> {
+        (0..NOT_PUBLIC_V4.len(), any::<u32>()).prop_map(|(i, host)| {
+            let (net, len) = NOT_PUBLIC_V4[i];
+            let mask = u32::MAX << (32 - len);
+            Ipv4Addr::from((u32::from(Ipv4Addr::from(net)) & mask) | (host & !mask))
+        })
+    }
+
+    /// IPv6 spellings that embed an IPv4 address and must never make a non-public one public.
+    fn embeddings(ip: Ipv4Addr) -> [(&'static str, Ipv6Addr); 5] {
+        let [a, b, c, d] = ip.octets();
+        let (hi, lo) = (u16::from_be_bytes([a, b]), u16::from_be_bytes([c, d]));
+        [
+            ("IPv4-mapped", ip.to_ipv6_mapped()),
+            ("NAT64", Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, hi, lo)),
+            ("local-use NAT64", Ipv6Addr::new(0x64, 0xff9b, 1, 0, 0, 0, hi, lo)),
+            ("SIIT", Ipv6Addr::new(0, 0, 0, 0, 0xffff, 0, hi, lo)),
+            ("6to4", Ipv6Addr::new(0x2002, hi, lo, 0, 0, 0, 0, 1)),
+        ]
+    }
+
+    fn https(ip: IpAddr) -> Url {
+        let host = match ip {
+            IpAddr::V4(v4) => v4.to_string(),
+            IpAddr::V6(v6) => format!("[{v6}]"),
+        };
+        Url::parse(&format!("https://{host}/x")).unwrap()
+    }
+
+    proptest! {
+        #[test]
+        fn non_public_ipv4_is_refused_in_every_spelling(ip in not_public_v4(), allow_loopback in any::<bool>()) {
+            let class = classify_ip(IpAddr::V4(ip));
+            prop_assert_ne!(class, AddrClass::Global);
+            let n = u32::from(ip);
+            for text in [format!("https://{ip}/"), format!("https://{n}/"), format!("https://0x{n:x}/"), format!("https://0{n:o}/")] {
+                let url = Url::parse(&text).unwrap();
+                let answer = check_url(&url, allow_loopback);
+                if allow_loopback && class == AddrClass::Loopback {
+                    prop_assert!(answer.is_ok(), "{text}: {answer:?}");
+                } else {
+                    prop_assert!(matches!(answer, Err(HttpError::Forbidden(_))), "{text}: {answer:?}");
+                }
+            }
+            for (form, v6) in embeddings(ip) {
+                prop_assert!(matches!(classify_ip(IpAddr::V6(v6)), AddrClass::Forbidden(_)), "{form} {v6}");
+                for allow in [false, true] {
+                    prop_assert!(matches!(check_url(&https(IpAddr::V6(v6)), allow), Err(HttpError::Forbidden(_))), "{form} {v6}");
+                }
+            }
+            // The deprecated IPv4-compatible form (::a.b.c.d) is never public either.
+            let compatible = Ipv6Addr::from(u128::from(n));
+            prop_assert_ne!(classify_ip(IpAddr::V6(compatible)), AddrClass::Global, "{}", compatible);
+        }
+
+        #[test]
+        fn ipv4_mapped_is_judged_by_its_ipv4_address(ip in any::<Ipv4Addr>()) {
+            let v4 = classify_ip(IpAddr::V4(ip)) == AddrClass::Global;
+            prop_assert_eq!(classify_ip(IpAddr::V6(ip.to_ipv6_mapped())) == AddrClass::Global, v4);
+            let [_, (_, nat64), ..] = embeddings(ip);
+            prop_assert_eq!(classify_ip(IpAddr::V6(nat64)) == AddrClass::Global, v4, "{}", nat64);
+        }
+
+        #[test]
+        fn std_non_global_ipv4_is_never_global(ip in any::<Ipv4Addr>()) {
+            let flagged = ip.is_private() || ip.is_loopback() || ip.is_link_local() || ip.is_broadcast() || ip.is_documentation()
+                || ip.is_multicast() || ip.is_unspecified();
+            prop_assert!(!flagged || classify_ip(IpAddr::V4(ip)) != AddrClass::Global, "{}", ip);
+        }
+
+        #[test]
+        fn non_global_ipv6_is_never_global(ip in any::<Ipv6Addr>()) {
+            let s = ip.segments();
+            let flagged = ip.is_loopback() || ip.is_unspecified() || ip.is_multicast()
+                || s[0] & 0xfe00 == 0xfc00 // unique local
+                || s[0] & 0xffc0 == 0xfe80 // link-local
+                || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
+                || (s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1) // local-use NAT64
+                || (s[0..4] == [0, 0, 0, 0] && s[4] == 0xffff && s[5] == 0); // SIIT
+            prop_assert!(!flagged || classify_ip(IpAddr::V6(ip)) != AddrClass::Global, "{}", ip);
+        }
+
+        #[test]
+        fn check_url_agrees_with_the_classifier(ip in any::<IpAddr>(), allow_loopback in any::<bool>()) {
+            let class = classify_ip(ip);
+            let answer = check_url(&https(ip), allow_loopback);
+            let expected = class == AddrClass::Global || (allow_loopback && class == AddrClass::Loopback);
+            prop_assert_eq!(answer.is_ok(), expected, "{} {:?} {:?}", ip, class, answer);
+            prop_assert!(answer.as_ref().err().is_none_or(|e| matches!(e, HttpError::Forbidden(_))));
+        }
+
+        #[test]
+        fn any_url_gets_a_clear_answer(text in any::<String>(), allow_loopback in any::<bool>()) {
+            if let Ok(url) = Url::parse(&text) {
+                check_answer(&url, allow_loopback)?;
+            }
+        }
+
+        #[test]
+        fn url_like_strings_get_a_clear_answer(
+            scheme in "(https?|ftp|file|data|javascript)",
+            host in "[a-zA-Z0-9.:%@\\[\\]_-]{0,40}",
+            rest in "[/?#a-z0-9%@.:-]{0,20}",
+            allow_loopback in any::<bool>(),
+        ) {
+            if let Ok(url) = Url::parse(&format!("{scheme}://{host}{rest}")) {
+                check_answer(&url, allow_loopback)?;
+            }
+        }
+    }
+
+    /// An accepted URL is https (or http to loopback when allowed), has a host and no credentials.
+    fn check_answer(url: &Url, allow_loopback: bool) -> Result<(), TestCaseError> {
+        match check_url(url, allow_loopback) {
+            Ok(()) => {
+                prop_assert!(url.username().is_empty() && url.password().is_none(), "{}", url);
+                let host = url.host();
+                prop_assert!(host.is_some(), "{}", url);
+                match url.scheme() {
+                    "https" => {}
+                    "http" => prop_assert!(allow_loopback, "{}", url),
+                    other => prop_assert!(false, "scheme {} accepted: {}", other, url),
+                }
+                match host {
+                    Some(Host::Ipv4(ip)) => prop_assert!(!ip.is_private() && !ip.is_link_local() && !ip.is_unspecified(), "{}", url),
+                    Some(Host::Domain(d)) => prop_assert!(d.contains('.') && !d.trim_end_matches('.').eq_ignore_ascii_case("localhost")),
+                    _ => {}
+                }
+            }
+            Err(e) => prop_assert!(matches!(e, HttpError::Forbidden(_)), "{:?}", e),
+        }
+        Ok(())
+    }
+}
