@@ -54,6 +54,7 @@ pub struct FileConfig {
     pub handle_resolver_url: Option<String>,
     pub allow_insecure_loopback_upstream: Option<bool>,
     pub upstream_scope: Option<String>,
+    pub email_trusted_issuers: Option<Vec<String>>,
     pub access_token_alg: Option<String>,
     pub admin_dids: Option<Vec<String>>,
     pub dynamic_registration: Option<bool>,
@@ -83,6 +84,9 @@ pub struct Config {
     pub handle_resolver_url: Option<Url>,
     pub allow_insecure_loopback_upstream: bool,
     pub upstream_scope: String,
+    /// Authorization servers whose accounts' emails may be `email_verified: true`
+    /// (`ATSSO_EMAIL_TRUSTED_ISSUERS`, comma-separated issuer URLs; default the Bluesky entryway).
+    pub email_trusted_issuers: Vec<String>,
     /// ES256 (default: cheaper to sign) or RS256 access tokens. ID tokens are always RS256.
     pub access_token_alg: crate::crypto::signing::Alg,
     /// DIDs allowed into the admin UI (`ATSSO_ADMIN_DIDS`, comma-separated).
@@ -193,6 +197,14 @@ impl Config {
         if !upstream_scope.split(' ').any(|s| s == "atproto") {
             return Err(invalid("ATSSO_UPSTREAM_SCOPE", "must contain `atproto`"));
         }
+        let email_trusted_issuers = match env("ATSSO_EMAIL_TRUSTED_ISSUERS") {
+            Some(text) => text.split(',').map(str::trim).filter(|i| !i.is_empty()).map(String::from).collect(),
+            None => file.email_trusted_issuers.unwrap_or_else(|| vec![crate::atproto::client::DEFAULT_EMAIL_TRUSTED_ISSUER.into()]),
+        };
+        let email_trusted_issuers = email_trusted_issuers
+            .iter()
+            .map(|i| Ok(parse_base_url("ATSSO_EMAIL_TRUSTED_ISSUERS", i)?.as_str().trim_end_matches('/').to_owned()))
+            .collect::<Result<Vec<String>, ConfigError>>()?;
 
         let alg_text = env("ATSSO_ACCESS_TOKEN_ALG").or(file.access_token_alg).unwrap_or_else(|| "ES256".into());
         let access_token_alg = crate::crypto::signing::Alg::parse(&alg_text)
@@ -257,6 +269,7 @@ impl Config {
             handle_resolver_url,
             allow_insecure_loopback_upstream,
             upstream_scope,
+            email_trusted_issuers,
             admin_dids,
             dynamic_registration,
         })
@@ -328,6 +341,17 @@ mod tests {
         assert!(!config.secure_cookies());
         assert!(config.admin_dids.is_empty());
         assert!(!config.dynamic_registration);
+        assert_eq!(config.email_trusted_issuers, ["https://bsky.social"]);
+    }
+
+    #[test]
+    fn email_trusted_issuers_are_a_comma_separated_list_of_urls() {
+        let config = load(&[("ATSSO_EMAIL_TRUSTED_ISSUERS", " https://bsky.social/ , https://Pds.Example.com,")]).unwrap();
+        assert_eq!(config.email_trusted_issuers, ["https://bsky.social", "https://pds.example.com"]);
+        let err = load(&[("ATSSO_EMAIL_TRUSTED_ISSUERS", "bsky.social")]).unwrap_err();
+        assert_eq!(err.setting, "ATSSO_EMAIL_TRUSTED_ISSUERS");
+        let file: FileConfig = toml::from_str("email_trusted_issuers = []").unwrap();
+        assert!(Config::from_sources(file, |_| None).unwrap().email_trusted_issuers.is_empty(), "an empty list trusts none");
     }
 
     #[test]

@@ -92,6 +92,7 @@ async fn build_atproto_client(store: &Store, sealer: &Sealer, config: &Config) -
     client_config.plc_directory_url = config.plc_directory_url.clone();
     client_config.handle_resolver_url = config.handle_resolver_url.clone();
     client_config.allow_insecure_loopback = config.allow_insecure_loopback_upstream;
+    client_config.email_trusted_issuers = config.email_trusted_issuers.clone();
     if config.allow_insecure_loopback_upstream {
         tracing::warn!(
             "ATSSO_ALLOW_INSECURE_LOOPBACK_UPSTREAM is on: plain-http loopback PDS/PLC hosts are allowed. Never use this in production."

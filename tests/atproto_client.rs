@@ -62,7 +62,12 @@ fn stored(p: &PendingLogin) -> PendingLogin {
 #[tokio::test]
 async fn happy_path_confidential() {
     let mock = MockPds::spawn().await;
-    let client = confidential(&mock);
+    // The operator trusts this authorization server to vouch for email addresses.
+    let key = ClientSigningKey::generate("key-1").unwrap();
+    let mut cfg = config(&mock, ClientMode::Confidential);
+    cfg.email_trusted_issuers = vec![mock.base.clone()];
+    let client = AtprotoClient::new(cfg, Some(key)).unwrap();
+    mock.configure(|c| c.client_jwks = Some(client.client_jwks()));
 
     let pending = client.start_login("@Alice.Test").await.unwrap();
     assert_eq!(pending.issuer, mock.base);
@@ -481,4 +486,91 @@ async fn pending_login_is_single_login_bound() {
     forged.state = Some(b.state.clone());
     let err = client.complete_login(&b, &forged).await.unwrap_err();
     assert!(matches!(err, AtprotoError::UpstreamError { ref error, .. } if error == "invalid_grant"), "{err:?}");
+}
+
+// ---- issue 11: trust only what we asked for, and email only from trusted issuers ----
+
+/// A confidential client that requests `scope`.
+fn confidential_with_scope(mock: &MockPds, scope: &str) -> AtprotoClient {
+    let key = ClientSigningKey::generate("key-1").unwrap();
+    let mut cfg = config(mock, ClientMode::Confidential);
+    cfg.scope = scope.to_string();
+    let client = AtprotoClient::new(cfg, Some(key)).unwrap();
+    mock.configure(|c| c.client_jwks = Some(client.client_jwks()));
+    client
+}
+
+#[tokio::test]
+async fn granted_scopes_we_did_not_request_are_ignored() {
+    // We ask for `atproto` only; a hostile AS grants email too and its PDS vouches for an
+    // address that is not the user's.
+    let mock = MockPds::spawn().await;
+    mock.configure(|c| {
+        c.granted_scope = "atproto transition:email".into();
+        c.email = Some("ceo@victim.example".into());
+    });
+    let client = confidential_with_scope(&mock, "atproto");
+    let r = logged_in(&mock, &client).await;
+    assert_eq!(r.identity.email, None);
+    assert_eq!(r.identity.email_verified, None);
+    assert_eq!(r.session.scope, "atproto", "the stored scope is what we asked for and were granted");
+    assert!(mock.log_for("/xrpc/com.atproto.server.getSession").is_empty(), "email never fetched");
+    // A refresh that grants more does not widen the stored scope either.
+    let fresh = client.refresh(&r.session).await.unwrap();
+    assert_eq!(fresh.scope, "atproto");
+}
+
+#[tokio::test]
+async fn email_from_an_untrusted_issuer_is_passed_on_unverified() {
+    let mock = MockPds::spawn().await;
+    let client = confidential(&mock); // asks for transition:email; trusts only the default issuer list
+    let r = logged_in(&mock, &client).await;
+    assert_eq!(r.identity.email.as_deref(), Some("alice@example.com"));
+    assert_eq!(r.identity.email_verified, Some(false), "the mock's AS is not a trusted issuer");
+}
+
+#[tokio::test]
+async fn token_response_without_atproto_or_without_scope_is_refused() {
+    for (label, setup) in [
+        (
+            "no atproto",
+            Box::new(|c: &mut MockConfig| c.granted_scope = "transition:generic transition:email".into()) as Box<dyn Fn(&mut MockConfig)>,
+        ),
+        ("no scope", Box::new(|c: &mut MockConfig| c.omit_scope = true)),
+    ] {
+        let mock = MockPds::spawn().await;
+        let client = confidential(&mock);
+        mock.configure(|c| setup(c));
+        let pending = client.start_login(ALICE_HANDLE).await.unwrap();
+        let params = authorize(&pending).await;
+        let err = client.complete_login(&pending, &params).await.unwrap_err();
+        assert!(err.user_message().contains("did not grant"), "{label}: {err:?} / {}", err.user_message());
+        assert!(mock.log_for("/xrpc/com.atproto.repo.getRecord").is_empty(), "{label}: nothing fetched with the token");
+    }
+}
+
+#[tokio::test]
+async fn refresh_without_scope_is_refused() {
+    let mock = MockPds::spawn().await;
+    let client = confidential(&mock);
+    let session = logged_in(&mock, &client).await.session;
+    mock.configure(|c| c.omit_scope = true);
+    let err = client.refresh(&session).await.unwrap_err();
+    assert!(err.user_message().contains("did not grant"), "{err:?}");
+}
+
+#[tokio::test]
+async fn huge_expires_in_is_bounded() {
+    for huge in [u64::MAX, i64::MAX as u64, u64::MAX / 2 + 12345] {
+        let mock = MockPds::spawn().await;
+        mock.configure(|c| c.expires_in = huge);
+        let client = confidential(&mock);
+        let before = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        let r = logged_in(&mock, &client).await;
+        let expires_at = r.session.expires_at.unwrap();
+        assert!(expires_at > before && expires_at <= before + 366 * 86400, "{huge}: {expires_at}");
+        assert!(i64::try_from(expires_at).is_ok());
+        let fresh = client.refresh(&r.session).await.unwrap();
+        assert!(fresh.expires_at.unwrap() <= before + 366 * 86400 + 60, "{huge} refresh");
+    }
 }

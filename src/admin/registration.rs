@@ -1,6 +1,9 @@
 //! OAuth 2.0 Dynamic Client Registration (RFC 7591), behind `ATSSO_DYNAMIC_REGISTRATION=true`
 //! and an initial access token (`atsso admin-tokens create --name N --registration`).
-//! Clients registered this way are never first-party (they always see the consent page).
+//! Clients registered this way are never first-party (they always see the consent page), and
+//! their logout URIs must be public https targets: we make requests to them (back-channel) or
+//! have browsers load them (front-channel), so loopback and private addresses are refused here
+//! and again at delivery.
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -38,6 +41,23 @@ fn metadata_error(description: impl Into<String>) -> RegistrationRefused {
     RegistrationRefused { code: "invalid_client_metadata", description: description.into() }
 }
 
+/// A logout URI of a dynamically registered client: https to a public host (the SSRF guard's
+/// pre-flight rules: no loopback or private literal, no `localhost` names, no single-label
+/// hosts, no credentials). Names are checked again after DNS resolution at delivery.
+fn check_logout_uri(field: &'static str, uri: Option<&str>) -> Result<(), RegistrationRefused> {
+    let Some(uri) = uri else {
+        return Ok(());
+    };
+    let url = url::Url::parse(uri).map_err(|_| metadata_error(format!("{field}: not an absolute URL")))?;
+    crate::atproto::http::check_url(&url, false).map_err(|e| {
+        let reason = match e {
+            crate::atproto::http::HttpError::Forbidden(reason) => reason,
+            other => format!("{other:?}"),
+        };
+        metadata_error(format!("{field}: must be an https URL of a public host ({reason})"))
+    })
+}
+
 pub async fn register(state: &AppState, actor: &Actor, request: RegistrationRequest) -> Result<Value, RegistrationRefused> {
     let public = match request.token_endpoint_auth_method.as_deref().unwrap_or("client_secret_basic") {
         "client_secret_basic" | "client_secret_post" => false,
@@ -50,6 +70,8 @@ pub async fn register(state: &AppState, actor: &Actor, request: RegistrationRequ
     if let Some(bad) = request.response_types.iter().flatten().find(|r| r.as_str() != "code") {
         return Err(metadata_error(format!("response type `{bad}` is not supported")));
     }
+    check_logout_uri("backchannel_logout_uri", request.backchannel_logout_uri.as_deref())?;
+    check_logout_uri("frontchannel_logout_uri", request.frontchannel_logout_uri.as_deref())?;
     let name = request
         .client_name
         .clone()
@@ -65,7 +87,7 @@ pub async fn register(state: &AppState, actor: &Actor, request: RegistrationRequ
         first_party: false,
         scopes: request.scope.map(|s| s.split(' ').filter(|s| !s.is_empty()).map(String::from).collect()),
     };
-    let (client, secret) = match crate::oidc::clients::register(&state.store, new).await {
+    let (client, secret) = match crate::oidc::clients::register_dynamic(&state.store, new).await {
         Ok(registered) => registered,
         Err(RegistrationError::Invalid(fields)) => {
             let code = if fields.0.keys().any(|f| f.contains("redirect_uri")) { "invalid_redirect_uri" } else { "invalid_client_metadata" };

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 use url::Url;
 
-use super::dpop::{b64_sha256, now_secs, random_token, DpopKey, NonceCache};
+use super::dpop::{b64_sha256, now_secs, random_token, usable_nonce, DpopKey, NonceCache};
 use super::error::AtprotoError;
 use super::http::{HttpResponse, SafeHttp};
 use super::metadata::{origin_string, AuthServerInfo, MetadataFetcher, ServerKind};
@@ -51,10 +51,21 @@ pub struct AtprotoClientConfig {
     pub allow_insecure_loopback: bool,
     /// Display name in the client metadata document.
     pub client_name: String,
+    /// Authorization servers (issuer URLs) trusted to vouch for their accounts' email
+    /// addresses. Elsewhere an email is passed on with `email_verified: false`: anyone can run a
+    /// PDS and claim any address is confirmed.
+    pub email_trusted_issuers: Vec<String>,
 }
 
+/// The issuer trusted for email by default: the Bluesky entryway.
+pub const DEFAULT_EMAIL_TRUSTED_ISSUER: &str = "https://bsky.social";
+
+/// The longest upstream token lifetime we believe (a PDS can send any `expires_in`).
+pub const MAX_EXPIRES_IN_SECS: u64 = 365 * 86400;
+
 impl AtprotoClientConfig {
-    /// Defaults: confidential, scope `atproto`, `https://plc.directory`, strict SSRF guard.
+    /// Defaults: confidential, scope `atproto`, `https://plc.directory`, strict SSRF guard,
+    /// email trusted from `https://bsky.social` only.
     pub fn new(public_url: Url) -> Result<Self, AtprotoError> {
         Ok(Self {
             public_url,
@@ -64,6 +75,7 @@ impl AtprotoClientConfig {
             handle_resolver_url: None,
             allow_insecure_loopback: false,
             client_name: "atsso".to_string(),
+            email_trusted_issuers: vec![DEFAULT_EMAIL_TRUSTED_ISSUER.to_string()],
         })
     }
 }
@@ -298,6 +310,18 @@ impl AtprotoClient {
         &self.config
     }
 
+    /// Whether the operator trusts this authorization server to vouch for email addresses.
+    pub fn vouches_for_email(&self, issuer: &str) -> bool {
+        let issuer = issuer.trim_end_matches('/');
+        self.config.email_trusted_issuers.iter().any(|t| t.trim_end_matches('/') == issuer)
+    }
+
+    /// The SSRF-guarded HTTP client, for other requests to hosts someone else chose
+    /// (back-channel logout deliveries).
+    pub fn http(&self) -> &SafeHttp {
+        &self.http
+    }
+
     pub fn resolver(&self) -> &IdentityResolver {
         &self.resolver
     }
@@ -394,9 +418,9 @@ impl AtprotoClient {
     ) -> Result<HttpResponse, AtprotoError> {
         let method = if form.is_some() { "POST" } else { "GET" };
         let mut attempt = 0;
+        let mut nonce = self.nonces.get(url);
         loop {
             attempt += 1;
-            let nonce = self.nonces.get(url);
             let proof = key.proof(method, url, nonce.as_deref(), access_token)?;
             let mut headers = vec![("DPoP", proof)];
             if let Some(t) = access_token {
@@ -411,6 +435,10 @@ impl AtprotoClient {
             }
             .map_err(|e| e.into_error(context))?;
             let fresh = self.nonces.update(url, resp.header("dpop-nonce"));
+            // The retry uses the nonce just received, whether or not the bounded cache kept it.
+            if let Some(n) = usable_nonce(resp.header("dpop-nonce")) {
+                nonce = Some(n.to_string());
+            }
             if attempt == 1 && is_use_dpop_nonce(&resp) {
                 tracing::debug!(origin = %origin_string(url), fresh, "DPoP nonce challenge, retrying once");
                 continue;
@@ -542,6 +570,9 @@ impl AtprotoClient {
             return Err(resp.upstream_error());
         }
         let token = parse_token_response(&resp)?;
+        // Only what we asked for counts: a grant of more (say `transition:email` when we asked
+        // for `atproto`) is ignored, and a grant without `atproto` is no sign-in at all.
+        let scope = held_scope(&pending.scope, token.scope.as_deref())?;
         let sub = token.sub.clone().ok_or_else(|| AtprotoError::InvalidResponse("token response without sub".into()))?;
         validate_did(&sub).map_err(|_| AtprotoError::InvalidResponse("token sub is not a valid DID".into()))?;
         if let Some(expected) = &pending.expected_did {
@@ -557,7 +588,6 @@ impl AtprotoClient {
             return Err(AtprotoError::NotAuthoritative(format!("{sub}'s PDS names {authoritative}, not {}", pending.issuer)));
         }
         let pds_url = origin_string(&identity.pds_url);
-        let scope = token.scope.clone().unwrap_or_default();
 
         let prof = match profile::fetch_profile(self, &dpop, &identity.pds_url, &sub, &token.access_token).await {
             Ok(p) => p,
@@ -570,7 +600,12 @@ impl AtprotoClient {
             scope.split_whitespace().any(|s| s == "transition:email" || s == "account:email" || s.starts_with("account:email?"));
         let (email, email_verified) = if wants_email {
             match profile::fetch_email(self, &dpop, &identity.pds_url, &sub, &token.access_token).await {
-                Ok(x) => x,
+                Ok((email, confirmed)) if self.vouches_for_email(&pending.issuer) => (email, confirmed),
+                Ok((email, _)) => {
+                    tracing::debug!(did = %sub, issuer = %pending.issuer, "email issuer not trusted: email passed on unverified");
+                    let unverified = email.as_ref().map(|_| false);
+                    (email, unverified)
+                }
                 Err(e) => {
                     tracing::warn!(did = %sub, error = %e, "email not available");
                     (None, None)
@@ -596,7 +631,7 @@ impl AtprotoClient {
                 sub,
                 access_token: token.access_token,
                 refresh_token: token.refresh_token,
-                expires_at: token.expires_in.map(|s| now_secs() + s),
+                expires_at: expires_at(now_secs(), token.expires_in),
                 scope,
                 dpop_private_jwk: pending.dpop_private_jwk.clone(),
                 issuer: pending.issuer.clone(),
@@ -624,6 +659,9 @@ impl AtprotoClient {
             return Err(resp.upstream_error());
         }
         let token = parse_token_response(&resp)?;
+        // Never more than we asked for at login and still ask for now.
+        let requested = intersect(&tokens.scope, &self.config.scope).join(" ");
+        let scope = held_scope(&requested, token.scope.as_deref())?;
         if let Some(sub) = &token.sub {
             if sub != &tokens.sub {
                 return Err(AtprotoError::SubjectMismatch { expected: tokens.sub.clone(), got: sub.clone() });
@@ -633,8 +671,8 @@ impl AtprotoClient {
             sub: tokens.sub.clone(),
             access_token: token.access_token,
             refresh_token: token.refresh_token.or_else(|| tokens.refresh_token.clone()),
-            expires_at: token.expires_in.map(|s| now_secs() + s),
-            scope: token.scope.unwrap_or_else(|| tokens.scope.clone()),
+            expires_at: expires_at(now_secs(), token.expires_in),
+            scope,
             dpop_private_jwk: tokens.dpop_private_jwk.clone(),
             issuer: tokens.issuer.clone(),
             token_endpoint: tokens.token_endpoint.clone(),
@@ -679,12 +717,39 @@ fn parse_token_response(resp: &HttpResponse) -> Result<TokenResponse, AtprotoErr
     if !token.token_type.eq_ignore_ascii_case("DPoP") {
         return Err(AtprotoError::InvalidResponse(format!("token_type {} (DPoP required)", token.token_type)));
     }
-    if let Some(scope) = &token.scope {
-        if !scope.split_whitespace().any(|s| s == "atproto") {
-            return Err(AtprotoError::InvalidResponse("granted scope lacks atproto".into()));
+    Ok(token)
+}
+
+/// The words of `wanted` that `offered` also has, in `wanted`'s order, without repeats.
+fn intersect<'a>(wanted: &'a str, offered: &str) -> Vec<&'a str> {
+    let offered: std::collections::HashSet<&str> = offered.split_whitespace().collect();
+    let mut held: Vec<&str> = Vec::new();
+    for s in wanted.split_whitespace() {
+        if offered.contains(s) && !held.contains(&s) {
+            held.push(s);
         }
     }
-    Ok(token)
+    held
+}
+
+/// The scope we hold after a token response: what we requested *and* were granted. A response
+/// without `scope`, or whose scope lacks `atproto`, is refused (the atproto profile requires both).
+fn held_scope(requested: &str, granted: Option<&str>) -> Result<String, AtprotoError> {
+    let granted = granted.ok_or_else(|| AtprotoError::ScopeNotGranted("token response without scope".into()))?;
+    if !granted.split_whitespace().any(|s| s == "atproto") {
+        return Err(AtprotoError::ScopeNotGranted("granted scope lacks atproto".into()));
+    }
+    let held = intersect(requested, granted);
+    if !held.contains(&"atproto") {
+        return Err(AtprotoError::ScopeNotGranted("atproto was not requested".into()));
+    }
+    Ok(held.join(" "))
+}
+
+/// Unix time at which a token with this `expires_in` expires: bounded by
+/// [`MAX_EXPIRES_IN_SECS`], never overflowing.
+fn expires_at(now: u64, expires_in: Option<u64>) -> Option<u64> {
+    expires_in.map(|s| now.saturating_add(s.min(MAX_EXPIRES_IN_SECS)))
 }
 
 fn is_use_dpop_nonce(resp: &HttpResponse) -> bool {
@@ -799,6 +864,37 @@ mod tests {
         let params = CallbackParams::default();
         send(&c.start_login("alice.test"));
         send(&c.complete_login(&pending, &params));
+    }
+
+    #[test]
+    fn held_scope_is_requested_and_granted() {
+        assert_eq!(held_scope("atproto", Some("atproto transition:email")).unwrap(), "atproto");
+        assert_eq!(held_scope("atproto transition:email", Some("transition:email atproto")).unwrap(), "atproto transition:email");
+        assert_eq!(held_scope("atproto transition:email", Some("atproto")).unwrap(), "atproto");
+        assert_eq!(held_scope("atproto atproto", Some("  atproto  ")).unwrap(), "atproto");
+        for (requested, granted) in
+            [("atproto", None), ("atproto", Some("")), ("atproto", Some("transition:email")), ("transition:email", Some("atproto"))]
+        {
+            assert!(matches!(held_scope(requested, granted), Err(AtprotoError::ScopeNotGranted(_))), "{requested} / {granted:?}");
+        }
+    }
+
+    #[test]
+    fn expires_at_saturates_and_is_bounded() {
+        assert_eq!(expires_at(1000, None), None);
+        assert_eq!(expires_at(1000, Some(3600)), Some(4600));
+        assert_eq!(expires_at(1000, Some(u64::MAX)), Some(1000 + MAX_EXPIRES_IN_SECS));
+        assert_eq!(expires_at(1000, Some(i64::MAX as u64)), Some(1000 + MAX_EXPIRES_IN_SECS));
+        assert_eq!(expires_at(u64::MAX - 1, Some(u64::MAX)), Some(u64::MAX));
+    }
+
+    #[test]
+    fn email_trust_is_by_issuer() {
+        let c = client("https://sso.example.com", ClientMode::Confidential);
+        assert!(c.vouches_for_email("https://bsky.social"));
+        assert!(c.vouches_for_email("https://bsky.social/"));
+        assert!(!c.vouches_for_email("https://evil.example"));
+        assert!(!c.vouches_for_email("https://bsky.social.evil.example"));
     }
 
     #[test]

@@ -1,11 +1,10 @@
 //! DPoP proofs (RFC 9449) with ES256 keys, the per-origin server nonce cache, and the
 //! RFC 7638 JWK thumbprint.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use dashmap::DashMap;
 use josekit::jwk::alg::ec::{EcCurve, EcKeyPair};
 use josekit::jwk::{Jwk, KeyPair};
 use josekit::jws::{JwsHeader, ES256};
@@ -153,10 +152,35 @@ impl DpopKey {
     }
 }
 
-/// Server-provided DPoP nonces, per origin. Shared by every login of one client.
-#[derive(Debug, Default)]
+/// Most origins whose nonce is remembered. Origins are chosen by whoever logs in (each names
+/// its own PDS and authorization server), so the cache is bounded; a busy origin's nonce stays.
+pub const NONCE_CACHE_CAPACITY: u64 = 4096;
+/// A nonce not used for this long is forgotten (servers rotate theirs within minutes anyway).
+pub const NONCE_CACHE_IDLE: Duration = Duration::from_secs(600);
+/// Longest `DPoP-Nonce` we keep.
+pub const MAX_NONCE_LEN: usize = 512;
+
+/// Server-provided DPoP nonces, per origin. Shared by every login of one client. Bounded in
+/// entries ([`NONCE_CACHE_CAPACITY`], least-used first out) and in idle time.
 pub struct NonceCache {
-    nonces: DashMap<String, String>,
+    nonces: moka::sync::Cache<String, String>,
+}
+
+impl Default for NonceCache {
+    fn default() -> Self {
+        Self { nonces: moka::sync::Cache::builder().max_capacity(NONCE_CACHE_CAPACITY).time_to_idle(NONCE_CACHE_IDLE).build() }
+    }
+}
+
+impl std::fmt::Debug for NonceCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NonceCache").field("entries", &self.nonces.entry_count()).finish()
+    }
+}
+
+/// A nonce worth keeping: non-empty, bounded, and usable as a JWT string claim.
+pub fn usable_nonce(nonce: Option<&str>) -> Option<&str> {
+    nonce.filter(|n| !n.is_empty() && n.len() <= MAX_NONCE_LEN)
 }
 
 impl NonceCache {
@@ -165,17 +189,23 @@ impl NonceCache {
     }
 
     pub fn get(&self, url: &Url) -> Option<String> {
-        self.nonces.get(&origin_of(url)).map(|n| n.value().clone())
+        self.nonces.get(&origin_of(url))
+    }
+
+    /// How many origins are remembered (after pending evictions have run).
+    pub fn entry_count(&self) -> u64 {
+        self.nonces.run_pending_tasks();
+        self.nonces.entry_count()
     }
 
     /// Remember the `DPoP-Nonce` of a response, if any. Returns true when one was present.
     pub fn update(&self, url: &Url, nonce: Option<&str>) -> bool {
-        match nonce {
-            Some(n) if !n.is_empty() && n.len() <= 512 => {
+        match usable_nonce(nonce) {
+            Some(n) => {
                 self.nonces.insert(origin_of(url), n.to_string());
                 true
             }
-            _ => false,
+            None => false,
         }
     }
 }
@@ -233,6 +263,34 @@ mod tests {
         let back = DpopKey::from_private_jwk_json(&json).unwrap();
         assert_eq!(back.thumbprint().unwrap(), key.thumbprint().unwrap());
         assert!(DpopKey::from_private_jwk_json("{}").is_err());
+    }
+
+    #[test]
+    fn nonce_cache_stays_bounded() {
+        // Every login names its own PDS, so origins are chosen by whoever logs in.
+        let c = NonceCache::new();
+        let total = NONCE_CACHE_CAPACITY * 3;
+        for i in 0..total {
+            let url = Url::parse(&format!("https://pds{i}.attacker.example/xrpc/x")).unwrap();
+            assert!(c.update(&url, Some("n")));
+        }
+        assert!(c.entry_count() <= NONCE_CACHE_CAPACITY, "{} origins remembered", c.entry_count());
+        // A busy origin (used between the floods) keeps its nonce.
+        let busy = Url::parse("https://bsky.social/oauth/token").unwrap();
+        for round in 0..20 {
+            c.update(&busy, Some(&format!("fresh-{round}")));
+            for _ in 0..5 {
+                assert!(c.get(&busy).is_some() || round == 0);
+            }
+            for i in 0..NONCE_CACHE_CAPACITY / 4 {
+                c.update(&Url::parse(&format!("https://r{round}-{i}.attacker.example/")).unwrap(), Some("n"));
+            }
+        }
+        assert!(c.entry_count() <= NONCE_CACHE_CAPACITY);
+        assert_eq!(c.get(&busy).as_deref(), Some("fresh-19"));
+        // Oversized or empty nonces are not kept.
+        assert!(!c.update(&busy, Some(&"x".repeat(MAX_NONCE_LEN + 1))));
+        assert!(!c.update(&busy, Some("")));
     }
 
     #[test]

@@ -54,6 +54,9 @@ pub enum AtprotoError {
     /// An outbound request was refused by the SSRF guard.
     #[error("outbound request refused: {0}")]
     Forbidden(String),
+    /// The token response grants no `atproto` scope, or no scope at all: no sign-in.
+    #[error("scope not granted: {0}")]
+    ScopeNotGranted(String),
     /// A response could not be understood (bad JSON, missing fields, too large).
     #[error("invalid upstream response: {0}")]
     InvalidResponse(String),
@@ -87,6 +90,9 @@ impl AtprotoError {
                 "The sign-in response did not come from your account's own server, so it was refused. Please start again.".into()
             }
             Self::AccessDenied(_) => "Sign-in was cancelled or refused.".into(),
+            Self::ScopeNotGranted(_) => {
+                "Your account's server did not grant the access needed to sign you in (the atproto scope), so it was refused.".into()
+            }
             Self::UpstreamError { .. } | Self::InvalidResponse(_) => "Your account's server returned an error. Please try again.".into(),
             Self::Forbidden(_) => "That server address is not allowed.".into(),
             Self::Crypto(_) | Self::Config(_) => "Sign-in is temporarily unavailable. Please try again later.".into(),

@@ -36,7 +36,7 @@ pub enum AddrClass {
 }
 
 /// Classify an IP address. IPv4-mapped / NAT64 / 6to4 IPv6 addresses are judged by the IPv4
-/// address they embed.
+/// address they embed; local-use NAT64 (`64:ff9b:1::/48`) and SIIT (`::ffff:0:0:0/96`) are refused.
 pub fn classify_ip(ip: IpAddr) -> AddrClass {
     match ip {
         IpAddr::V4(v4) => classify_v4(v4),
@@ -83,6 +83,14 @@ fn classify_v6(ip: Ipv6Addr) -> AddrClass {
     // ::a.b.c.d (deprecated IPv4-compatible)
     if s[0..6].iter().all(|&x| x == 0) {
         return AddrClass::Forbidden("IPv4-compatible IPv6 address");
+    }
+    // ::ffff:0:a.b.c.d (RFC 2765 SIIT, IPv4-translated): translated inside someone's network.
+    if s[0..4].iter().all(|&x| x == 0) && s[4] == 0xffff && s[5] == 0 {
+        return AddrClass::Forbidden("IPv4-translated (SIIT) address");
+    }
+    // 64:ff9b:1::/48 (RFC 8215 local-use NAT64): the operator's own translator decides what is behind it.
+    if s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1 {
+        return AddrClass::Forbidden("local-use NAT64 address");
     }
     // 64:ff9b::/96 NAT64 and 2002::/16 6to4 embed an IPv4 address.
     let embedded = if s[0] == 0x64 && s[1] == 0xff9b && s[2..6].iter().all(|&x| x == 0) {
@@ -249,23 +257,39 @@ impl HttpResponse {
 /// The SSRF-guarded client.
 #[derive(Debug, Clone)]
 pub struct SafeHttp {
-    client: reqwest::Client,
+    /// Public addresses over https only.
+    strict: reqwest::Client,
+    /// The same guard, plus loopback (also over http).
+    loopback: reqwest::Client,
     allow_insecure_loopback: bool,
 }
 
+fn build_client(allow_loopback: bool) -> Result<reqwest::Client, AtprotoError> {
+    reqwest::Client::builder()
+        .dns_resolver(Arc::new(GuardedResolver::new(allow_loopback)))
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .timeout(REQUEST_TIMEOUT)
+        .connect_timeout(REQUEST_TIMEOUT)
+        .user_agent(concat!("atsso/", env!("CARGO_PKG_VERSION")))
+        .https_only(!allow_loopback)
+        .build()
+        .map_err(|e| AtprotoError::Config(format!("cannot build HTTP client: {e}")))
+}
+
 impl SafeHttp {
+    /// `allow_insecure_loopback` applies to the upstream fetches ([`SafeHttp::get`],
+    /// [`SafeHttp::post_form`]); [`SafeHttp::post_form_to`] decides per call.
     pub fn new(allow_insecure_loopback: bool) -> Result<Self, AtprotoError> {
-        let client = reqwest::Client::builder()
-            .dns_resolver(Arc::new(GuardedResolver::new(allow_insecure_loopback)))
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .timeout(REQUEST_TIMEOUT)
-            .connect_timeout(REQUEST_TIMEOUT)
-            .user_agent(concat!("atsso/", env!("CARGO_PKG_VERSION")))
-            .https_only(!allow_insecure_loopback)
-            .build()
-            .map_err(|e| AtprotoError::Config(format!("cannot build HTTP client: {e}")))?;
-        Ok(Self { client, allow_insecure_loopback })
+        Ok(Self { strict: build_client(false)?, loopback: build_client(true)?, allow_insecure_loopback })
+    }
+
+    fn client(&self, allow_loopback: bool) -> &reqwest::Client {
+        if allow_loopback {
+            &self.loopback
+        } else {
+            &self.strict
+        }
     }
 
     pub fn allow_insecure_loopback(&self) -> bool {
@@ -279,12 +303,29 @@ impl SafeHttp {
 
     /// GET with extra headers.
     pub async fn get(&self, url: &Url, headers: &[(&str, String)]) -> Result<HttpResponse, HttpError> {
-        self.send(Method::GET, url, headers, None).await
+        let resp = self.send(Method::GET, url, headers, None, self.allow_insecure_loopback).await?;
+        read_bounded(resp).await
     }
 
     /// POST an `application/x-www-form-urlencoded` body.
     pub async fn post_form(&self, url: &Url, headers: &[(&str, String)], form: &[(&str, String)]) -> Result<HttpResponse, HttpError> {
-        self.send(Method::POST, url, headers, Some(form)).await
+        let resp = self.send(Method::POST, url, headers, Some(form), self.allow_insecure_loopback).await?;
+        read_bounded(resp).await
+    }
+
+    /// POST a form to a URL that a tenant app chose (back-channel logout) and return the status;
+    /// the body is not read. Same guard, timeout and no redirects as the upstream fetches.
+    /// `allow_loopback` (also over http) only for URLs an admin registered; private and other
+    /// non-public addresses are refused whatever it says.
+    pub async fn post_form_to(
+        &self,
+        url: &Url,
+        headers: &[(&str, String)],
+        form: &[(&str, String)],
+        allow_loopback: bool,
+    ) -> Result<u16, HttpError> {
+        let resp = self.send(Method::POST, url, headers, Some(form), allow_loopback).await?;
+        Ok(resp.status().as_u16())
     }
 
     async fn send(
@@ -293,9 +334,10 @@ impl SafeHttp {
         url: &Url,
         headers: &[(&str, String)],
         form: Option<&[(&str, String)]>,
-    ) -> Result<HttpResponse, HttpError> {
-        self.check_url(url)?;
-        let mut req = self.client.request(method, url.clone()).header(reqwest::header::ACCEPT, "application/json");
+        allow_loopback: bool,
+    ) -> Result<reqwest::Response, HttpError> {
+        check_url(url, allow_loopback)?;
+        let mut req = self.client(allow_loopback).request(method, url.clone()).header(reqwest::header::ACCEPT, "application/json");
         for (name, value) in headers {
             let value = HeaderValue::from_str(value).map_err(|_| HttpError::Transport(format!("invalid value for header {name}")))?;
             req = req.header(*name, value);
@@ -303,23 +345,27 @@ impl SafeHttp {
         if let Some(form) = form {
             req = req.form(form);
         }
-        let mut resp = req.send().await.map_err(map_reqwest_error)?;
-        if let Some(len) = resp.content_length() {
-            if len > MAX_BODY_BYTES as u64 {
-                return Err(HttpError::TooLarge);
-            }
-        }
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let mut body = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(map_reqwest_error)? {
-            if body.len() + chunk.len() > MAX_BODY_BYTES {
-                return Err(HttpError::TooLarge);
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(HttpResponse { status, headers, body })
+        req.send().await.map_err(map_reqwest_error)
     }
+}
+
+/// Reads a response body, at most [`MAX_BODY_BYTES`] (stopped early).
+async fn read_bounded(mut resp: reqwest::Response) -> Result<HttpResponse, HttpError> {
+    if let Some(len) = resp.content_length() {
+        if len > MAX_BODY_BYTES as u64 {
+            return Err(HttpError::TooLarge);
+        }
+    }
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(map_reqwest_error)? {
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(HttpError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(HttpResponse { status, headers, body })
 }
 
 fn map_reqwest_error(e: reqwest::Error) -> HttpError {
@@ -476,6 +522,25 @@ mod tests {
     }
 
     #[test]
+    fn local_use_nat64_and_siit_are_not_global() {
+        // RFC 8215 local-use NAT64 (64:ff9b:1::/48): the embedded IPv4 address is the operator's
+        // own business, so the whole range is refused.
+        for ip in ["64:ff9b:1::1", "64:ff9b:1::808:808", "64:ff9b:1:ffff:ffff:ffff:ffff:ffff", "64:ff9b:1:0:0:0:a00:1"] {
+            assert!(matches!(classify_ip(ip.parse().unwrap()), AddrClass::Forbidden(_)), "{ip}");
+        }
+        // RFC 2765 SIIT IPv4-translated addresses (::ffff:0:0:0/96).
+        for ip in ["::ffff:0:808:808", "::ffff:0:7f00:1", "::ffff:0:a00:1", "::ffff:0:0:0", "::ffff:0:ffff:ffff"] {
+            assert!(matches!(classify_ip(ip.parse().unwrap()), AddrClass::Forbidden(_)), "{ip}");
+        }
+        assert!(refused("https://[64:ff9b:1::808:808]/"));
+        assert!(refused("https://[::ffff:0:808:808]/"));
+        assert!(check_url(&Url::parse("http://[::ffff:0:7f00:1]/").unwrap(), true).is_err(), "not loopback either");
+        // Just outside: the well-known NAT64 prefix with a public IPv4 address stays global.
+        assert_eq!(classify_ip("64:ff9b::808:808".parse().unwrap()), AddrClass::Global);
+        assert_eq!(classify_ip("64:ff9b:2::1".parse().unwrap()), AddrClass::Global);
+    }
+
+    #[test]
     fn credentials_and_single_label_refused() {
         assert!(refused("https://user:pw@bsky.social/"));
         assert!(refused("https://intranet/"));
@@ -513,8 +578,32 @@ mod tests {
         // Bypass the pre-flight check to prove the resolver itself refuses, and that the
         // refusal is recognised in reqwest's error chain.
         let http = SafeHttp::new(false).unwrap();
-        let err = http.client.get("https://localhost:9/").send().await.map_err(map_reqwest_error).unwrap_err();
+        let err = http.strict.get("https://localhost:9/").send().await.map_err(map_reqwest_error).unwrap_err();
         assert!(matches!(err, HttpError::Forbidden(_)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn post_form_to_allows_loopback_only_when_asked_and_never_private() {
+        let http = SafeHttp::new(false).unwrap();
+        let form = [("logout_token", "t".to_string())];
+        // A closed loopback port: refused by the guard unless loopback is allowed, then a
+        // plain connection failure (so the request was let through).
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = Url::parse(&format!("http://127.0.0.1:{}/bc", closed.local_addr().unwrap().port())).unwrap();
+        drop(closed);
+        assert!(matches!(http.post_form_to(&url, &[], &form, false).await, Err(HttpError::Forbidden(_))));
+        assert!(matches!(http.post_form_to(&url, &[], &form, true).await, Err(HttpError::Transport(_))));
+        // The name localhost is resolved by the guard too.
+        let by_name = Url::parse("https://localhost:9/bc").unwrap();
+        assert!(matches!(http.post_form_to(&by_name, &[], &form, false).await, Err(HttpError::Forbidden(_))));
+        // Private, link-local and mapped addresses are refused before any connection, loopback
+        // allowed or not (no packet is sent: the check runs before the request is built).
+        for u in ["https://10.0.0.1/bc", "https://169.254.169.254/latest", "https://[::ffff:192.168.0.1]/bc", "http://10.0.0.1/bc"] {
+            let url = Url::parse(u).unwrap();
+            for allow in [false, true] {
+                assert!(matches!(http.post_form_to(&url, &[], &form, allow).await, Err(HttpError::Forbidden(_))), "{u} {allow}");
+            }
+        }
     }
 
     #[tokio::test]
@@ -522,5 +611,166 @@ mod tests {
         let http = SafeHttp::new(false).unwrap();
         let err = http.get(&Url::parse("https://127.0.0.1:9/").unwrap(), &[]).await.unwrap_err();
         assert!(matches!(err, HttpError::Forbidden(_)), "{err:?}");
+    }
+}
+
+/// Property tests of the address classifier and `check_url`: every input gives a clear answer,
+/// and no IPv4 address outside the public internet gets through in any of its spellings.
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// IPv4 ranges that are never public: (network, prefix length).
+    const NOT_PUBLIC_V4: &[([u8; 4], u32)] = &[
+        ([127, 0, 0, 0], 8),
+        ([10, 0, 0, 0], 8),
+        ([172, 16, 0, 0], 12),
+        ([192, 168, 0, 0], 16),
+        ([169, 254, 0, 0], 16),
+        ([0, 0, 0, 0], 8),
+        ([100, 64, 0, 0], 10),
+        ([192, 0, 0, 0], 24),
+        ([192, 0, 2, 0], 24),
+        ([198, 51, 100, 0], 24),
+        ([203, 0, 113, 0], 24),
+        ([198, 18, 0, 0], 15),
+        ([224, 0, 0, 0], 4),
+        ([240, 0, 0, 0], 4),
+    ];
+
+    fn not_public_v4() -> impl Strategy<Value = Ipv4Addr> {
+        (0..NOT_PUBLIC_V4.len(), any::<u32>()).prop_map(|(i, host)| {
+            let (net, len) = NOT_PUBLIC_V4[i];
+            let mask = u32::MAX << (32 - len);
+            Ipv4Addr::from((u32::from(Ipv4Addr::from(net)) & mask) | (host & !mask))
+        })
+    }
+
+    /// IPv6 spellings that embed an IPv4 address and must never make a non-public one public.
+    fn embeddings(ip: Ipv4Addr) -> [(&'static str, Ipv6Addr); 5] {
+        let [a, b, c, d] = ip.octets();
+        let (hi, lo) = (u16::from_be_bytes([a, b]), u16::from_be_bytes([c, d]));
+        [
+            ("IPv4-mapped", ip.to_ipv6_mapped()),
+            ("NAT64", Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, hi, lo)),
+            ("local-use NAT64", Ipv6Addr::new(0x64, 0xff9b, 1, 0, 0, 0, hi, lo)),
+            ("SIIT", Ipv6Addr::new(0, 0, 0, 0, 0xffff, 0, hi, lo)),
+            ("6to4", Ipv6Addr::new(0x2002, hi, lo, 0, 0, 0, 0, 1)),
+        ]
+    }
+
+    fn https(ip: IpAddr) -> Url {
+        let host = match ip {
+            IpAddr::V4(v4) => v4.to_string(),
+            IpAddr::V6(v6) => format!("[{v6}]"),
+        };
+        Url::parse(&format!("https://{host}/x")).unwrap()
+    }
+
+    proptest! {
+        #[test]
+        fn non_public_ipv4_is_refused_in_every_spelling(ip in not_public_v4(), allow_loopback in any::<bool>()) {
+            let class = classify_ip(IpAddr::V4(ip));
+            prop_assert_ne!(class, AddrClass::Global);
+            let n = u32::from(ip);
+            for text in [format!("https://{ip}/"), format!("https://{n}/"), format!("https://0x{n:x}/"), format!("https://0{n:o}/")] {
+                let url = Url::parse(&text).unwrap();
+                let answer = check_url(&url, allow_loopback);
+                if allow_loopback && class == AddrClass::Loopback {
+                    prop_assert!(answer.is_ok(), "{text}: {answer:?}");
+                } else {
+                    prop_assert!(matches!(answer, Err(HttpError::Forbidden(_))), "{text}: {answer:?}");
+                }
+            }
+            for (form, v6) in embeddings(ip) {
+                prop_assert!(matches!(classify_ip(IpAddr::V6(v6)), AddrClass::Forbidden(_)), "{form} {v6}");
+                for allow in [false, true] {
+                    prop_assert!(matches!(check_url(&https(IpAddr::V6(v6)), allow), Err(HttpError::Forbidden(_))), "{form} {v6}");
+                }
+            }
+            // The deprecated IPv4-compatible form (::a.b.c.d) is never public either.
+            let compatible = Ipv6Addr::from(u128::from(n));
+            prop_assert_ne!(classify_ip(IpAddr::V6(compatible)), AddrClass::Global, "{}", compatible);
+        }
+
+        #[test]
+        fn ipv4_mapped_is_judged_by_its_ipv4_address(ip in any::<Ipv4Addr>()) {
+            let v4 = classify_ip(IpAddr::V4(ip)) == AddrClass::Global;
+            prop_assert_eq!(classify_ip(IpAddr::V6(ip.to_ipv6_mapped())) == AddrClass::Global, v4);
+            let [_, (_, nat64), ..] = embeddings(ip);
+            prop_assert_eq!(classify_ip(IpAddr::V6(nat64)) == AddrClass::Global, v4, "{}", nat64);
+        }
+
+        #[test]
+        fn std_non_global_ipv4_is_never_global(ip in any::<Ipv4Addr>()) {
+            let flagged = ip.is_private() || ip.is_loopback() || ip.is_link_local() || ip.is_broadcast() || ip.is_documentation()
+                || ip.is_multicast() || ip.is_unspecified();
+            prop_assert!(!flagged || classify_ip(IpAddr::V4(ip)) != AddrClass::Global, "{}", ip);
+        }
+
+        #[test]
+        fn non_global_ipv6_is_never_global(ip in any::<Ipv6Addr>()) {
+            let s = ip.segments();
+            let flagged = ip.is_loopback() || ip.is_unspecified() || ip.is_multicast()
+                || s[0] & 0xfe00 == 0xfc00 // unique local
+                || s[0] & 0xffc0 == 0xfe80 // link-local
+                || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
+                || (s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1) // local-use NAT64
+                || (s[0..4] == [0, 0, 0, 0] && s[4] == 0xffff && s[5] == 0); // SIIT
+            prop_assert!(!flagged || classify_ip(IpAddr::V6(ip)) != AddrClass::Global, "{}", ip);
+        }
+
+        #[test]
+        fn check_url_agrees_with_the_classifier(ip in any::<IpAddr>(), allow_loopback in any::<bool>()) {
+            let class = classify_ip(ip);
+            let answer = check_url(&https(ip), allow_loopback);
+            let expected = class == AddrClass::Global || (allow_loopback && class == AddrClass::Loopback);
+            prop_assert_eq!(answer.is_ok(), expected, "{} {:?} {:?}", ip, class, answer);
+            prop_assert!(answer.as_ref().err().is_none_or(|e| matches!(e, HttpError::Forbidden(_))));
+        }
+
+        #[test]
+        fn any_url_gets_a_clear_answer(text in any::<String>(), allow_loopback in any::<bool>()) {
+            if let Ok(url) = Url::parse(&text) {
+                check_answer(&url, allow_loopback)?;
+            }
+        }
+
+        #[test]
+        fn url_like_strings_get_a_clear_answer(
+            scheme in "(https?|ftp|file|data|javascript)",
+            host in "[a-zA-Z0-9.:%@\\[\\]_-]{0,40}",
+            rest in "[/?#a-z0-9%@.:-]{0,20}",
+            allow_loopback in any::<bool>(),
+        ) {
+            if let Ok(url) = Url::parse(&format!("{scheme}://{host}{rest}")) {
+                check_answer(&url, allow_loopback)?;
+            }
+        }
+    }
+
+    /// An accepted URL is https (or http to loopback when allowed), has a host and no credentials.
+    fn check_answer(url: &Url, allow_loopback: bool) -> Result<(), TestCaseError> {
+        match check_url(url, allow_loopback) {
+            Ok(()) => {
+                prop_assert!(url.username().is_empty() && url.password().is_none(), "{}", url);
+                let host = url.host();
+                prop_assert!(host.is_some(), "{}", url);
+                match url.scheme() {
+                    "https" => {}
+                    "http" => prop_assert!(allow_loopback, "{}", url),
+                    other => prop_assert!(false, "scheme {} accepted: {}", other, url),
+                }
+                match host {
+                    Some(Host::Ipv4(ip)) => prop_assert!(!ip.is_private() && !ip.is_link_local() && !ip.is_unspecified(), "{}", url),
+                    Some(Host::Domain(d)) => prop_assert!(d.contains('.') && !d.trim_end_matches('.').eq_ignore_ascii_case("localhost")),
+                    _ => {}
+                }
+            }
+            Err(e) => prop_assert!(matches!(e, HttpError::Forbidden(_)), "{:?}", e),
+        }
+        Ok(())
     }
 }

@@ -239,3 +239,103 @@ mod tests {
         }
     }
 }
+
+/// Property tests: any input gives a clear `Ok` or the module's own error, never a panic.
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn label() -> impl Strategy<Value = String> {
+        "[a-zA-Z0-9]([a-zA-Z0-9-]{0,20}[a-zA-Z0-9])?"
+    }
+
+    fn tld() -> impl Strategy<Value = String> {
+        "[a-zA-Z][a-zA-Z0-9]{0,10}".prop_filter("not a disallowed TLD", |t| !DISALLOWED_TLDS.contains(&t.to_ascii_lowercase().as_str()))
+    }
+
+    /// What every answer of `normalize_handle` must look like.
+    fn check_handle_answer(input: &str) -> Result<(), TestCaseError> {
+        match normalize_handle(input) {
+            Ok(h) => {
+                prop_assert!(h.len() <= 253 && h.is_ascii() && h.contains('.'), "{h:?}");
+                prop_assert_eq!(&h, &h.to_ascii_lowercase());
+                let again = normalize_handle(&h).ok();
+                prop_assert_eq!(again.as_deref(), Some(h.as_str()), "normalizing twice changes nothing");
+                prop_assert!(is_valid_handle(&h));
+            }
+            Err(e) => prop_assert!(matches!(e, AtprotoError::InvalidHandle(_)), "{e:?}"),
+        }
+        Ok(())
+    }
+
+    /// What every answer of the DID checks must look like.
+    fn check_did_answers(input: &str) -> Result<(), TestCaseError> {
+        let syntax = validate_did_syntax(input);
+        prop_assert!(syntax.as_ref().err().is_none_or(|e| matches!(e, AtprotoError::InvalidDid(_))), "{syntax:?}");
+        match validate_did(input) {
+            Ok(()) => {
+                prop_assert!(syntax.is_ok(), "a usable DID is a syntactically valid one");
+                prop_assert!(input.starts_with("did:plc:") || input.starts_with("did:web:"));
+            }
+            Err(e) => prop_assert!(matches!(e, AtprotoError::InvalidDid(_)), "{e:?}"),
+        }
+        if let Ok(host) = did_web_host(input) {
+            prop_assert!(!host.contains('/') && !host.contains('@') && !host.is_empty(), "{host:?}");
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #[test]
+        fn any_string_is_a_handle_or_a_clear_error(input in any::<String>()) {
+            check_handle_answer(&input)?;
+        }
+
+        #[test]
+        fn handle_like_strings_are_a_handle_or_a_clear_error(input in "(at://)?@?[a-zA-Z0-9._:/@ -]{0,80}") {
+            check_handle_answer(&input)?;
+        }
+
+        #[test]
+        fn generated_handles_are_accepted_and_lowercased(labels in prop::collection::vec(label(), 1..4), tld in tld(), at in any::<bool>()) {
+            let handle = format!("{}.{tld}", labels.join("."));
+            prop_assume!(handle.len() <= 253);
+            let input = if at { format!("@{handle}") } else { handle.clone() };
+            prop_assert_eq!(normalize_handle(&input).unwrap(), handle.to_ascii_lowercase());
+        }
+
+        #[test]
+        fn over_long_labels_are_refused(label in "[a-z]{64,80}", tld in tld()) {
+            let handle = format!("{label}.{tld}");
+            prop_assert!(normalize_handle(&handle).is_err());
+        }
+
+        #[test]
+        fn any_string_is_a_did_or_a_clear_error(input in any::<String>()) {
+            check_did_answers(&input)?;
+        }
+
+        #[test]
+        fn did_like_strings_are_a_did_or_a_clear_error(input in "did:[a-zA-Z]{0,5}:[a-zA-Z0-9._:%/?#-]{0,40}") {
+            check_did_answers(&input)?;
+            if let Some(id) = input.strip_prefix("did:web:") {
+                check_did_answers(&format!("did:web:{}", id.to_ascii_uppercase()))?;
+            }
+        }
+
+        #[test]
+        fn plc_dids_are_exactly_24_base32_characters(id in "[a-z2-7]{0,40}") {
+            prop_assert_eq!(validate_did(&format!("did:plc:{id}")).is_ok(), id.len() == 24);
+        }
+
+        #[test]
+        fn did_web_of_a_valid_host_is_accepted(labels in prop::collection::vec(label(), 1..3), tld in tld()) {
+            let host = format!("{}.{tld}", labels.join("."));
+            let (plain, with_port) = (format!("did:web:{host}"), format!("did:web:{host}%3A8080"));
+            prop_assert!(validate_did(&plain).is_ok());
+            prop_assert!(validate_did(&with_port).is_err(), "ports only for localhost");
+        }
+    }
+}

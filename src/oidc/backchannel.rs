@@ -1,11 +1,15 @@
 //! OpenID Connect Back-Channel Logout 1.0: signed logout tokens POSTed to each client of an
 //! ended session. Deliveries run concurrently in the background, are time-bounded, retried with
-//! backoff and recorded; they never hold up the user's redirect.
+//! backoff and recorded; they never hold up the user's redirect. A back-channel URI is a
+//! request we make to a host a client chose, so it goes through the SSRF-guarded client
+//! (`atproto::http::SafeHttp`): public https targets, and loopback only for clients an admin
+//! registered (local development), never for dynamically registered ones.
 use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 
 use crate::{
+    atproto::http::{HttpError, SafeHttp},
     crypto::random_token,
     state::{now, AppState},
     store::{clients::Client, logout::LogoutDelivery},
@@ -13,7 +17,6 @@ use crate::{
 
 pub const BACKCHANNEL_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
 const ATTEMPTS: i32 = 3;
-const TIMEOUT: Duration = Duration::from_secs(5);
 /// Logout tokens are short-lived: they only need to survive delivery.
 const LOGOUT_TOKEN_TTL_SECS: i64 = 120;
 
@@ -32,21 +35,10 @@ pub fn logout_token(state: &AppState, client_id: &str, did: &str, sid: &str) -> 
     state.keys.current().sign(crate::crypto::signing::Alg::Rs256, "logout+jwt", claims)
 }
 
-/// The client used for back-channel calls: admin-registered URLs, bounded time, no redirects.
-fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(TIMEOUT)
-        .connect_timeout(TIMEOUT)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap_or_default()
-}
-
 /// Starts one background delivery per client with a back-channel URI; returns their handles
 /// (tests await them; the logout flow does not).
 pub async fn notify(state: &AppState, clients: &[Client], did: &str, sid: &str) -> Vec<tokio::task::JoinHandle<()>> {
     let mut handles = Vec::new();
-    let http = http_client();
     for client in clients {
         let Some(uri) = client.backchannel_logout_uri.clone() else {
             continue;
@@ -73,27 +65,42 @@ pub async fn notify(state: &AppState, clients: &[Client], did: &str, sid: &str) 
             tracing::error!(%error, "recording a logout delivery failed");
         }
         let state = state.clone();
-        let http = http.clone();
+        // Loopback is local development by an admin; a dynamically registered client's host
+        // name may point at loopback long after it was checked at registration.
+        let allow_loopback = !client.dynamically_registered;
         handles.push(tokio::spawn(async move {
-            deliver(&state, &http, &delivery, &uri, &token).await;
+            deliver(&state, state.atproto.http(), &delivery, &uri, &token, allow_loopback).await;
         }));
     }
     handles
 }
 
-async fn deliver(state: &AppState, http: &reqwest::Client, delivery: &LogoutDelivery, uri: &str, token: &str) {
+async fn deliver(state: &AppState, http: &SafeHttp, delivery: &LogoutDelivery, uri: &str, token: &str, allow_loopback: bool) {
+    let Ok(url) = url::Url::parse(uri) else {
+        tracing::warn!(client_id = %delivery.client_id, "back-channel logout URI is not a URL");
+        record(state, delivery, "failed", 1, Some("refused: not a URL".into())).await;
+        return;
+    };
+    let headers = [("cache-control", "no-store".to_string())];
+    let form = [("logout_token", token.to_string())];
     let mut last_error = None;
     for attempt in 1..=ATTEMPTS {
-        let result = http.post(uri).header("cache-control", "no-store").form(&[("logout_token", token)]).send().await;
-        match result {
+        match http.post_form_to(&url, &headers, &form, allow_loopback).await {
             // The spec: 200 (or 204) means the RP logged the session out.
-            Ok(response) if response.status().is_success() => {
+            Ok(status) if (200..300).contains(&status) => {
                 record(state, delivery, "delivered", attempt, None).await;
                 tracing::info!(client_id = %delivery.client_id, attempt, "back-channel logout delivered");
                 return;
             }
-            Ok(response) => last_error = Some(format!("HTTP {}", response.status().as_u16())),
-            Err(error) => last_error = Some(if error.is_timeout() { "timed out".into() } else { "unreachable".into() }),
+            Ok(status) => last_error = Some(format!("HTTP {status}")),
+            // Refused by the SSRF guard: asking again will not change the answer.
+            Err(HttpError::Forbidden(reason)) => {
+                tracing::warn!(client_id = %delivery.client_id, %reason, "back-channel logout refused by the SSRF guard");
+                record(state, delivery, "failed", attempt, Some(format!("refused: {reason}"))).await;
+                return;
+            }
+            Err(HttpError::Timeout) => last_error = Some("timed out".into()),
+            Err(HttpError::TooLarge | HttpError::Transport(_)) => last_error = Some("unreachable".into()),
         }
         record(state, delivery, "pending", attempt, last_error.clone()).await;
         if attempt < ATTEMPTS {

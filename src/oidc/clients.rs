@@ -375,8 +375,23 @@ fn validate_settings(new: &mut NewClient) -> Result<Vec<String>, RegistrationErr
     Ok(scopes)
 }
 
-/// Registers a client; returns it and, for confidential clients, the secret (shown once).
-pub async fn register(store: &Store, mut new: NewClient) -> Result<(Client, Option<String>), RegistrationError> {
+/// Registers a client for an admin (CLI, API, UI); returns it and, for confidential clients, the
+/// secret (shown once).
+pub async fn register(store: &Store, new: NewClient) -> Result<(Client, Option<String>), RegistrationError> {
+    register_as(store, new, false).await
+}
+
+/// Registers a client through RFC 7591 dynamic registration (recorded: its logout deliveries
+/// never go to loopback). The caller checks the logout URIs are public first.
+pub async fn register_dynamic(store: &Store, new: NewClient) -> Result<(Client, Option<String>), RegistrationError> {
+    register_as(store, new, true).await
+}
+
+async fn register_as(
+    store: &Store,
+    mut new: NewClient,
+    dynamically_registered: bool,
+) -> Result<(Client, Option<String>), RegistrationError> {
     let scopes = validate_settings(&mut new)?;
     let secret = (!new.public).then(|| random_token(32));
     let secret_hash = match &secret {
@@ -395,6 +410,7 @@ pub async fn register(store: &Store, mut new: NewClient) -> Result<(Client, Opti
         allowed_scopes: scopes,
         enabled: true,
         created_at: now(),
+        dynamically_registered,
     };
     store.insert_client(&client, client.created_at).await?;
     Ok((client, secret))

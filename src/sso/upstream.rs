@@ -330,7 +330,10 @@ fn refused_for_good(error: &AtprotoError) -> bool {
         AtprotoError::UpstreamError { status, error, .. } => {
             (400..500).contains(status) && matches!(error.as_str(), "invalid_grant" | "access_denied")
         }
-        AtprotoError::InvalidResponse(_) | AtprotoError::SubjectMismatch { .. } | AtprotoError::InvalidInput(_) => true,
+        AtprotoError::InvalidResponse(_)
+        | AtprotoError::ScopeNotGranted(_)
+        | AtprotoError::SubjectMismatch { .. }
+        | AtprotoError::InvalidInput(_) => true,
         AtprotoError::PdsUnreachable(_)
         | AtprotoError::Network(_)
         | AtprotoError::Forbidden(_)

@@ -363,6 +363,7 @@ mod tests {
             allowed_scopes: vec![],
             enabled: true,
             created_at: 0,
+            dynamically_registered: false,
         };
         cache.put_client(&client, cache.generation());
         assert_eq!(cache.client("c"), Some(client));

@@ -20,6 +20,9 @@ pub struct Client {
     pub allowed_scopes: Vec<String>,
     pub enabled: bool,
     pub created_at: i64,
+    /// Created by RFC 7591 dynamic registration, not by an admin: its logout URIs were chosen
+    /// by whoever held a registration token, so deliveries never go to loopback.
+    pub dynamically_registered: bool,
 }
 
 impl Client {
@@ -43,6 +46,7 @@ impl TryFrom<client::Model> for Client {
             first_party: row.first_party,
             enabled: row.enabled,
             created_at: row.created_at,
+            dynamically_registered: row.dynamically_registered,
         })
     }
 }
@@ -62,6 +66,7 @@ impl Store {
             enabled: Set(c.enabled),
             created_at: Set(now),
             updated_at: Set(now),
+            dynamically_registered: Set(c.dynamically_registered),
         }
         .insert(&self.writer)
         .await

@@ -22,6 +22,8 @@ pub mod client {
         pub enabled: bool,
         pub created_at: i64,
         pub updated_at: i64,
+        /// Created by RFC 7591 dynamic registration (not by an admin).
+        pub dynamically_registered: bool,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -7,6 +7,11 @@ use super::{
 };
 
 pub(super) async fn app_with_mock() -> (TestApp, MockPds) {
+    app_with_mock_and(|_, _| {}).await
+}
+
+/// `adjust` gets the config and the mock's base URL (also its authorization server's issuer).
+async fn app_with_mock_and(adjust: impl FnOnce(&mut atsso::config::Config, &str)) -> (TestApp, MockPds) {
     let mock = MockPds::spawn().await;
     mock.configure(|c| {
         c.profile = Some(serde_json::json!({ "displayName": "Alice Liddell" }));
@@ -18,6 +23,7 @@ pub(super) async fn app_with_mock() -> (TestApp, MockPds) {
         c.plc_directory_url = plc;
         c.handle_resolver_url = Some(resolver);
         c.allow_insecure_loopback_upstream = true;
+        adjust(c, &mock.base);
     })
     .await;
     (app, mock)
@@ -279,4 +285,89 @@ async fn logout_revokes_the_upstream_grant() {
     assert_eq!(response.status(), 200);
     assert!(!mock.revoked().is_empty(), "the upstream grant is revoked at the PDS");
     assert!(app.state.store.upstream_session(&sid).await.unwrap().is_none(), "and forgotten here");
+}
+
+// ---- issue 11, item 1: a PDS vouches for an email only where we asked and trust it ----
+
+/// Signs a first-party app in asking for `email`; the ID token claims and the userinfo answer.
+async fn sign_in_for_email(app: &TestApp) -> (serde_json::Value, openidconnect::core::CoreUserInfoClaims) {
+    let client = app.register("mail-app", false, true).await;
+    let rp = Rp::discover(app, &client).await;
+    let browser = Browser::new();
+    let pending = rp.start(&["email"]);
+    let login_path = location(&browser.get(&pending.url).await);
+    let callback = pds_callback(app, &browser, &login_path).await;
+    let back = location(&browser.get(&callback).await);
+    let tokens = rp.exchange(&query_param(&back, "code").unwrap(), pending.verifier).await.unwrap();
+    let claims = rp.verify_id_token(&tokens, Some(&pending.nonce));
+    let info = rp.userinfo(openidconnect::OAuth2TokenResponse::access_token(&tokens)).await.unwrap();
+    (claims, info)
+}
+
+#[tokio::test]
+async fn unrequested_email_scope_gives_no_verified_email() {
+    // We ask the PDS for `atproto` only (the default); a hostile AS grants email as well and
+    // its PDS claims a confirmed address that belongs to someone else.
+    let (app, mock) = app_with_mock().await;
+    mock.configure(|c| {
+        c.granted_scope = "atproto transition:email".into();
+        c.email = Some("ceo@victim.example".into());
+    });
+    let (claims, info) = sign_in_for_email(&app).await;
+    assert_ne!(claims.get("email_verified"), Some(&serde_json::json!(true)), "{claims}");
+    assert!(claims.get("email").is_none(), "{claims}");
+    assert_ne!(info.email_verified(), Some(true));
+    assert!(info.email().is_none());
+    assert!(mock.log_for("/xrpc/com.atproto.server.getSession").is_empty(), "we never asked, so we never fetch");
+}
+
+#[tokio::test]
+async fn email_from_an_untrusted_authorization_server_is_not_verified() {
+    let (app, mock) = app_with_mock_and(|c, _| c.upstream_scope = "atproto transition:email".into()).await;
+    mock.configure(|c| c.granted_scope = "atproto transition:email".into());
+    let (claims, info) = sign_in_for_email(&app).await;
+    assert_eq!(claims["email"], "alice@example.com");
+    assert_eq!(claims["email_verified"], false, "{claims}");
+    assert_eq!(info.email_verified(), Some(false));
+
+    // The operator trusts this authorization server (ATSSO_EMAIL_TRUSTED_ISSUERS): verified.
+    let (app, mock) = app_with_mock_and(|c, issuer| {
+        c.upstream_scope = "atproto transition:email".into();
+        c.email_trusted_issuers = vec![issuer.to_owned()];
+    })
+    .await;
+    mock.configure(|c| c.granted_scope = "atproto transition:email".into());
+    let (claims, _) = sign_in_for_email(&app).await;
+    assert_eq!(claims["email_verified"], true, "{claims}");
+}
+
+#[tokio::test]
+async fn token_response_without_atproto_is_a_login_error() {
+    let (app, mock) = app_with_mock().await;
+    let client = app.register("app", false, true).await;
+    let rp = Rp::discover(&app, &client).await;
+    let browser = Browser::new();
+    for (label, setup) in [
+        (
+            "no atproto",
+            Box::new(|c: &mut super::mock_pds::MockConfig| c.granted_scope = "transition:generic".into())
+                as Box<dyn Fn(&mut super::mock_pds::MockConfig)>,
+        ),
+        (
+            "no scope",
+            Box::new(|c: &mut super::mock_pds::MockConfig| {
+                c.granted_scope = "atproto".into();
+                c.omit_scope = true;
+            }),
+        ),
+    ] {
+        mock.configure(|c| setup(c));
+        let login_path = location(&browser.get(&rp.start(&[]).url).await);
+        let callback = pds_callback(&app, &browser, &login_path).await;
+        let response = browser.get(&callback).await;
+        assert_eq!(response.status(), 400, "{label}");
+        let html = response.text().await.unwrap();
+        assert!(html.contains("did not grant"), "{label}: {html}");
+        assert!(response_has_no_session(&app, &browser).await, "{label}: no session created");
+    }
 }

@@ -3,6 +3,7 @@ mod admin;
 mod admin_browser;
 mod atproto_login;
 mod authorize_errors;
+mod backchannel_ssrf;
 mod helpers;
 mod hygiene;
 mod logout;

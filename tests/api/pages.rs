@@ -27,6 +27,7 @@ async fn login_consent_and_error_pages_render() {
     let consent_html = browser.get(&app.url(&next)).await.text().await.unwrap();
     assert!(consent_html.contains(r#"<span class="app-name">Example Notes</span> wants to sign you in"#));
     assert!(consent_html.contains("@alice.test"));
+    assert!(consent_html.contains("marked as verified only when your account's provider is one this service trusts"));
 
     let error = anonymous.get(&app.url("/oauth2/authorize?client_id=nope")).await;
     assert_eq!(error.status(), 400);

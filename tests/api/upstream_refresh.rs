@@ -75,9 +75,9 @@ async fn sign_in_needing_refresh(
     rp: &Rp,
     browser: &Browser,
 ) -> (openidconnect::core::CoreTokenResponse, String) {
-    mock.refresh_behaviour(|b| b.access_expires_in = 30);
+    mock.configure(|c| c.expires_in = 30);
     let signed_in = sign_in(app, rp, browser).await;
-    mock.refresh_behaviour(|b| b.access_expires_in = 3600);
+    mock.configure(|c| c.expires_in = 3600);
     signed_in
 }
 

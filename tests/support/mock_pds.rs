@@ -50,6 +50,10 @@ pub struct MockConfig {
     pub client_jwks: Option<Value>,
     /// Scope granted in token responses.
     pub granted_scope: String,
+    /// Leave `scope` out of token responses.
+    pub omit_scope: bool,
+    /// `expires_in` of token responses.
+    pub expires_in: u64,
     /// Profile record value; `None` answers `RecordNotFound`.
     pub profile: Option<Value>,
     pub email: Option<String>,
@@ -109,8 +113,6 @@ pub struct MockState {
 /// Knobs for the upstream refresh tests; the defaults behave like a real PDS.
 #[derive(Debug, Clone)]
 pub struct RefreshBehaviour {
-    /// `expires_in` of issued access tokens (a value under a minute makes them need a refresh at once).
-    pub access_expires_in: u64,
     /// Time a refresh-token grant takes before it answers.
     pub delay: std::time::Duration,
     /// Answer refresh-token grants with an error: `invalid_grant` (400) for a status under 500, else a bare `status`.
@@ -119,7 +121,7 @@ pub struct RefreshBehaviour {
 
 impl Default for RefreshBehaviour {
     fn default() -> Self {
-        Self { access_expires_in: 3600, delay: std::time::Duration::ZERO, fail_status: None }
+        Self { delay: std::time::Duration::ZERO, fail_status: None }
     }
 }
 
@@ -169,6 +171,8 @@ impl MockPds {
                 access_denied: false,
                 client_jwks: None,
                 granted_scope: "atproto transition:generic transition:email".into(),
+                omit_scope: false,
+                expires_in: 3600,
                 profile: Some(json!({
                     "$type": "app.bsky.actor.profile",
                     "displayName": "Alice Liddell",
@@ -546,10 +550,16 @@ fn issue(st: &MockState, sub: &str, jkt: &str, scope: &str) -> HttpResponse {
     let g = Grant { sub: sub.into(), jkt: jkt.into(), scope: scope.into() };
     st.access.lock().unwrap().insert(at.clone(), g.clone());
     st.refresh.lock().unwrap().insert(rt.clone(), g);
-    let expires_in = st.refresh_behaviour.lock().unwrap().access_expires_in;
-    HttpResponse::Ok()
-        .insert_header(("DPoP-Nonce", AS_NONCE))
-        .json(json!({"access_token": at, "token_type": "DPoP", "expires_in": expires_in, "refresh_token": rt, "scope": scope, "sub": sub}))
+    let (omit_scope, expires_in) = {
+        let cfg = st.config.lock().unwrap();
+        (cfg.omit_scope, cfg.expires_in)
+    };
+    let mut body =
+        json!({"access_token": at, "token_type": "DPoP", "expires_in": expires_in, "refresh_token": rt, "scope": scope, "sub": sub});
+    if omit_scope {
+        body.as_object_mut().unwrap().remove("scope");
+    }
+    HttpResponse::Ok().insert_header(("DPoP-Nonce", AS_NONCE)).json(body)
 }
 
 async fn token(req: HttpRequest, st: State, form: Form) -> HttpResponse {
