@@ -32,10 +32,15 @@ async fn authorization_code(state: &AppState, client: &Client, params: &Params) 
     let Some(record) = state.store.authorization_code(&code_hash).await? else {
         return Err(OAuthError::invalid_grant("authorization code is invalid"));
     };
+    // Another client's code is refused before anything is spent or revoked: whoever got hold
+    // of it can neither burn it for its rightful client nor revoke what it issued.
+    if !constant_time_eq(record.client_id.as_bytes(), client.client_id.as_bytes()) {
+        return Err(OAuthError::invalid_grant("authorization code was issued to another client"));
+    }
     if record.used_at.is_some() {
         return Err(code_replayed(state, &record, now).await);
     }
-    if let Err(refusal) = check_code(state, client, params, &record, now).await {
+    if let Err(refusal) = check_code(state, params, &record, now).await {
         // A code presented wrongly is spent all the same: no second try with other parameters.
         if let CodeRedemption::Replayed(record) = state.store.redeem_code(&code_hash, now).await? {
             return Err(code_replayed(state, &record, now).await);
@@ -67,10 +72,8 @@ async fn code_replayed(state: &AppState, record: &AuthorizationCode, now: i64) -
     OAuthError::invalid_grant("authorization code has already been used")
 }
 
-async fn check_code(state: &AppState, client: &Client, params: &Params, record: &AuthorizationCode, now: i64) -> Result<(), OAuthError> {
-    if record.client_id != client.client_id {
-        return Err(OAuthError::invalid_grant("authorization code was issued to another client"));
-    }
+/// The checks after the client binding (done by the caller); a failure here spends the code.
+async fn check_code(state: &AppState, params: &Params, record: &AuthorizationCode, now: i64) -> Result<(), OAuthError> {
     if record.expires_at <= now {
         return Err(OAuthError::invalid_grant("authorization code has expired"));
     }

@@ -12,3 +12,4 @@ mod pages;
 mod provider_flow;
 mod rp;
 mod token_errors;
+mod token_hardening;
