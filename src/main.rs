@@ -127,7 +127,7 @@ enum ClientsCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Disable a client: its requests are refused.
+    /// Disable a client: its tokens are revoked at once and its requests are refused.
     Disable { client_id: String },
     /// Enable a disabled client.
     Enable { client_id: String },
@@ -321,7 +321,7 @@ async fn clients_command(config: Config, command: ClientsCommand) -> Result<(), 
         ClientsCommand::Disable { client_id } => {
             clients::set_enabled(&store, None, &client_id, false).await.map_err(|e| e.to_string())?;
             audit::record(&store, &cli_actor(), "client.disable", Some(&client_id), None).await;
-            println!("client {client_id} disabled");
+            println!("client {client_id} disabled; its tokens are revoked");
             Ok(())
         }
         ClientsCommand::Enable { client_id } => {

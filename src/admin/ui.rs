@@ -189,7 +189,7 @@ fn notice_text(code: Option<&str>) -> Option<&'static str> {
     Some(match code? {
         "saved" => "Changes saved.",
         "enabled" => "The client is enabled.",
-        "disabled" => "The client is disabled: its sign-in and token requests are refused.",
+        "disabled" => "The client is disabled: its tokens are revoked and its sign-in and token requests are refused.",
         "deleted" => "The client was deleted.",
         "sessions_ended" => "Every session of this user has ended.",
         "key_rotated" => "A new signing key is active.",
@@ -495,7 +495,7 @@ async fn confirm_client_action(
         ),
         "disable" => (
             format!("Disable {name}?"),
-            format!("{name} can no longer sign people in or use its tokens at the token endpoint. You can enable it again later."),
+            format!("{name} can no longer sign people in, and every token it holds is revoked at once. You can enable it again later; its old tokens stay revoked."),
             "Disable client",
             true,
         ),

@@ -1,7 +1,7 @@
 //! Tenant clients (relying parties).
 use sea_orm::{
-    sea_query::Expr, ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
-    TransactionTrait,
+    sea_query::Expr, ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect, TransactionTrait,
 };
 
 use super::{conflict_or, entities::client, from_json_list, to_json_list, Store, StoreError, StoreResult};
@@ -99,15 +99,25 @@ impl Store {
         Ok(true)
     }
 
-    /// Returns false when no such client exists.
+    /// Enables or disables a client; disabling also revokes every refresh and access token it
+    /// holds, in the same transaction (enabling again does not bring them back). Returns false
+    /// when no such client exists.
     pub async fn set_client_enabled(&self, client_id: &str, enabled: bool, now: i64) -> StoreResult<bool> {
-        let Some(row) = client::Entity::find_by_id(client_id.to_owned()).one(&self.db).await? else {
+        let txn = self.writer.begin().await?;
+        let Some(row) = client::Entity::find_by_id(client_id.to_owned()).one(&txn).await? else {
             return Ok(false);
         };
         let mut active: client::ActiveModel = row.into();
         active.enabled = Set(enabled);
         active.updated_at = Set(now);
-        active.update(&self.writer).await?;
+        active.update(&txn).await?;
+        if !enabled {
+            revoke_client_tokens(&txn, client_id, now).await?;
+        }
+        txn.commit().await?;
+        if !enabled {
+            self.cache.forget_tokens();
+        }
         self.cache.forget_client(client_id);
         Ok(true)
     }
@@ -147,20 +157,9 @@ impl Store {
     /// Deletes a client after revoking its tokens and forgetting its consents and pending
     /// requests, in one transaction. Returns false when no such client exists.
     pub async fn delete_client(&self, client_id: &str, now: i64) -> StoreResult<bool> {
-        use super::entities::{access_token, authorization_request, consent, refresh_token};
+        use super::entities::{authorization_request, consent};
         let txn = self.writer.begin().await?;
-        refresh_token::Entity::update_many()
-            .col_expr(refresh_token::Column::RevokedAt, Expr::value(now))
-            .filter(refresh_token::Column::ClientId.eq(client_id))
-            .filter(refresh_token::Column::RevokedAt.is_null())
-            .exec(&txn)
-            .await?;
-        access_token::Entity::update_many()
-            .col_expr(access_token::Column::RevokedAt, Expr::value(now))
-            .filter(access_token::Column::ClientId.eq(client_id))
-            .filter(access_token::Column::RevokedAt.is_null())
-            .exec(&txn)
-            .await?;
+        revoke_client_tokens(&txn, client_id, now).await?;
         consent::Entity::delete_many().filter(consent::Column::ClientId.eq(client_id)).exec(&txn).await?;
         authorization_request::Entity::delete_many().filter(authorization_request::Column::ClientId.eq(client_id)).exec(&txn).await?;
         let deleted = client::Entity::delete_by_id(client_id.to_owned()).exec(&txn).await?;
@@ -169,4 +168,26 @@ impl Store {
         self.cache.forget_client(client_id);
         Ok(deleted.rows_affected == 1)
     }
+}
+
+/// Revokes every refresh and access token of a client and forgets its authorization codes
+/// (a disabled or deleted client's tokens end at once). The caller clears the token caches after
+/// the commit. (No index on `client_id`: a scan, for a rare administrative act, rather than one
+/// more index write per issued token.)
+async fn revoke_client_tokens(txn: &impl ConnectionTrait, client_id: &str, now: i64) -> StoreResult<()> {
+    use super::entities::{access_token, authorization_code, refresh_token};
+    refresh_token::Entity::update_many()
+        .col_expr(refresh_token::Column::RevokedAt, Expr::value(now))
+        .filter(refresh_token::Column::ClientId.eq(client_id))
+        .filter(refresh_token::Column::RevokedAt.is_null())
+        .exec(txn)
+        .await?;
+    access_token::Entity::update_many()
+        .col_expr(access_token::Column::RevokedAt, Expr::value(now))
+        .filter(access_token::Column::ClientId.eq(client_id))
+        .filter(access_token::Column::RevokedAt.is_null())
+        .exec(txn)
+        .await?;
+    authorization_code::Entity::delete_many().filter(authorization_code::Column::ClientId.eq(client_id)).exec(txn).await?;
+    Ok(())
 }
