@@ -5,6 +5,7 @@ mod m20261126_000001_provider_core;
 mod m20261126_000002_upstream;
 mod m20261126_000003_logout_deliveries;
 mod m20261126_000004_admin;
+mod m20261127_000001_client_allow_no_pkce;
 
 pub struct Migrator;
 
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000002_upstream::Migration),
             Box::new(m20261126_000003_logout_deliveries::Migration),
             Box::new(m20261126_000004_admin::Migration),
+            Box::new(m20261127_000001_client_allow_no_pkce::Migration),
         ]
     }
 }

@@ -159,6 +159,8 @@ pub struct NewClient {
     pub public: bool,
     pub first_party: bool,
     pub scopes: Option<Vec<String>>,
+    /// Exempts a legacy confidential client from PKCE; refused for public clients.
+    pub allow_no_pkce: bool,
 }
 
 /// Problems with submitted client settings, by field (every field is checked, not just the first).
@@ -269,6 +271,9 @@ fn validate_settings(new: &mut NewClient) -> Result<Vec<String>, RegistrationErr
     if let Some(uri) = &new.frontchannel_logout_uri {
         errors.check(validate_redirect_uri("frontchannel_logout_uri", uri, false));
     }
+    if new.public && new.allow_no_pkce {
+        errors.add("allow_no_pkce", "public clients must always use PKCE (they have no secret to protect their codes)");
+    }
     let scopes = dedup(new.scopes.clone().unwrap_or_else(|| SUPPORTED_SCOPES.iter().map(|s| s.to_string()).collect()));
     if let Some(bad) = scopes.iter().find(|s| !SUPPORTED_SCOPES.contains(&s.as_str())) {
         errors.add("scopes", format!("`{bad}` is not a supported scope"));
@@ -299,6 +304,7 @@ pub async fn register(store: &Store, mut new: NewClient) -> Result<(Client, Opti
         allowed_scopes: scopes,
         enabled: true,
         created_at: now(),
+        allow_no_pkce: new.allow_no_pkce,
     };
     store.insert_client(&client, client.created_at).await?;
     Ok((client, secret))
@@ -323,6 +329,7 @@ pub struct ClientUpdate {
     pub frontchannel_logout_uri: Option<Option<String>>,
     pub first_party: Option<bool>,
     pub scopes: Option<Vec<String>>,
+    pub allow_no_pkce: Option<bool>,
 }
 
 /// Applies an update after checking the resulting settings with the registration rules.
@@ -337,6 +344,7 @@ pub async fn update(store: &Store, client_id: &str, change: ClientUpdate) -> Res
         public: client.is_public(),
         first_party: change.first_party.unwrap_or(client.first_party),
         scopes: Some(change.scopes.unwrap_or_else(|| client.allowed_scopes.clone())),
+        allow_no_pkce: change.allow_no_pkce.unwrap_or(client.allow_no_pkce),
     };
     let scopes = validate_settings(&mut settings)?;
     client.name = settings.name;
@@ -346,6 +354,7 @@ pub async fn update(store: &Store, client_id: &str, change: ClientUpdate) -> Res
     client.frontchannel_logout_uri = settings.frontchannel_logout_uri;
     client.first_party = settings.first_party;
     client.allowed_scopes = scopes;
+    client.allow_no_pkce = settings.allow_no_pkce;
     if !store.update_client(&client, now()).await? {
         return Err(RegistrationError::UnknownClient);
     }

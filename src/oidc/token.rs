@@ -40,7 +40,7 @@ async fn authorization_code(state: &AppState, client: &Client, params: &Params) 
     if record.used_at.is_some() {
         return Err(code_replayed(state, &record, now).await);
     }
-    if let Err(refusal) = check_code(state, params, &record, now).await {
+    if let Err(refusal) = check_code(state, client, params, &record, now).await {
         // A code presented wrongly is spent all the same: no second try with other parameters.
         if let CodeRedemption::Replayed(record) = state.store.redeem_code(&code_hash, now).await? {
             return Err(code_replayed(state, &record, now).await);
@@ -74,7 +74,7 @@ async fn code_replayed(state: &AppState, record: &AuthorizationCode, now: i64) -
 }
 
 /// The checks after the client binding (done by the caller); a failure here spends the code.
-async fn check_code(state: &AppState, params: &Params, record: &AuthorizationCode, now: i64) -> Result<(), OAuthError> {
+async fn check_code(state: &AppState, client: &Client, params: &Params, record: &AuthorizationCode, now: i64) -> Result<(), OAuthError> {
     if record.expires_at <= now {
         return Err(OAuthError::invalid_grant("authorization code has expired"));
     }
@@ -91,6 +91,8 @@ async fn check_code(state: &AppState, params: &Params, record: &AuthorizationCod
         }
         (Some(_), None) => return Err(OAuthError::invalid_grant("code_verifier is required")),
         (None, Some(_)) => return Err(OAuthError::invalid_grant("code_verifier given but no code_challenge was sent")),
+        // Issued while the client was exempted from PKCE, which it no longer is.
+        (None, None) if client.pkce_required() => return Err(OAuthError::invalid_grant("this client must use PKCE")),
         (None, None) => {}
     }
     if state.store.live_session(&record.sid, now).await?.is_none() {

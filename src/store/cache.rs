@@ -366,6 +366,7 @@ mod tests {
             allowed_scopes: vec![],
             enabled: true,
             created_at: 0,
+            allow_no_pkce: false,
         };
         cache.put_client(&client, cache.generation());
         assert_eq!(cache.client("c"), Some(client));

@@ -20,11 +20,18 @@ pub struct Client {
     pub allowed_scopes: Vec<String>,
     pub enabled: bool,
     pub created_at: i64,
+    /// PKCE (S256) is required unless an admin exempted this (confidential, legacy) client.
+    pub allow_no_pkce: bool,
 }
 
 impl Client {
     pub fn is_public(&self) -> bool {
         self.secret_hash.is_none()
+    }
+
+    /// Every client must use PKCE (S256), except a confidential one an admin exempted.
+    pub fn pkce_required(&self) -> bool {
+        self.is_public() || !self.allow_no_pkce
     }
 }
 
@@ -43,6 +50,7 @@ impl TryFrom<client::Model> for Client {
             first_party: row.first_party,
             enabled: row.enabled,
             created_at: row.created_at,
+            allow_no_pkce: row.allow_no_pkce,
         })
     }
 }
@@ -62,6 +70,7 @@ impl Store {
             enabled: Set(c.enabled),
             created_at: Set(now),
             updated_at: Set(now),
+            allow_no_pkce: Set(c.allow_no_pkce),
         }
         .insert(&self.writer)
         .await
@@ -148,6 +157,7 @@ impl Store {
         active.frontchannel_logout_uri = Set(c.frontchannel_logout_uri.clone());
         active.first_party = Set(c.first_party);
         active.allowed_scopes = Set(c.allowed_scopes.join(" "));
+        active.allow_no_pkce = Set(c.allow_no_pkce);
         active.updated_at = Set(now);
         active.update(&self.writer).await.map_err(conflict_or)?;
         self.cache.forget_client(&c.client_id);

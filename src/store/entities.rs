@@ -22,6 +22,8 @@ pub mod client {
         pub enabled: bool,
         pub created_at: i64,
         pub updated_at: i64,
+        /// A legacy confidential client exempted from PKCE (never a public client).
+        pub allow_no_pkce: bool,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

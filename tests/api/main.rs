@@ -9,6 +9,7 @@ mod logout;
 #[path = "../support/mock_pds.rs"]
 mod mock_pds;
 mod pages;
+mod pkce;
 mod provider_flow;
 mod rp;
 mod token_errors;
