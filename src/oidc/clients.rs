@@ -223,8 +223,17 @@ fn invalid(field: &'static str, problem: impl Into<String>) -> RegistrationError
     RegistrationError::Invalid(errors)
 }
 
-/// Redirect URIs: absolute, no fragment, no wildcard; https unless loopback or a native scheme.
+/// Redirect URIs: absolute, no fragment, no wildcard, no whitespace or control characters (the
+/// URL parser would drop or trim them, so the address redirected to would differ from the one
+/// registered), no longer than a request parameter may be; https unless loopback or a native
+/// scheme.
 pub fn validate_redirect_uri(field: &'static str, uri: &str, public: bool) -> Result<(), RegistrationError> {
+    if uri.len() > super::params::MAX_VALUE_LEN {
+        return Err(invalid(field, format!("a URI must be at most {} bytes", super::params::MAX_VALUE_LEN)));
+    }
+    if uri.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(invalid(field, format!("`{}` must not contain spaces or control characters", uri.escape_debug())));
+    }
     let parsed = url::Url::parse(uri).map_err(|_| invalid(field, format!("`{uri}` is not an absolute URL")))?;
     if parsed.fragment().is_some() || uri.contains('#') {
         return Err(invalid(field, format!("`{uri}` must not contain a fragment")));
@@ -434,6 +443,109 @@ mod tests {
         let Err(RegistrationError::Invalid(errors)) = validate_settings(&mut new) else { panic!("must fail") };
         let fields: Vec<_> = errors.0.keys().copied().collect();
         assert_eq!(fields, ["name", "post_logout_redirect_uris", "redirect_uris", "scopes"]);
+    }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::super::*;
+
+        /// URI-ish text: schemes, hosts (loopback or not), ports, paths, and the characters that
+        /// matter (`#`, `*`, `@`, `\\`, `%`, whitespace, controls, non-ASCII).
+        fn uri_like() -> impl Strategy<Value = String> {
+            let scheme =
+                prop_oneof![Just("https://"), Just("http://"), Just("com.example.app:/"), Just("javascript:"), Just(""), Just("HTTPS://")];
+            let host = prop_oneof![
+                Just("app.example"),
+                Just("localhost"),
+                Just("127.0.0.1"),
+                Just("[::1]"),
+                Just("127.0.0.1.evil.example"),
+                Just("user@app.example"),
+                Just(""),
+            ];
+            let tail = proptest::collection::vec(
+                prop_oneof![
+                    "[a-z0-9/._~-]{1,8}",
+                    Just("#".to_owned()),
+                    Just("*".to_owned()),
+                    Just("?x=1".to_owned()),
+                    Just(":8080".to_owned()),
+                    Just("%2F".to_owned()),
+                    Just("\\".to_owned()),
+                    any::<char>().prop_map(String::from),
+                ],
+                0..6,
+            );
+            (scheme, host, tail).prop_map(|(scheme, host, tail)| format!("{scheme}{host}{}", tail.concat()))
+        }
+
+        proptest! {
+            /// Any text, public or not: Ok, or an `Invalid` error naming the field with a message;
+            /// never a panic. What passes is an absolute URL without fragment, wildcard,
+            /// whitespace or control characters, short enough to be sent back to us, with https,
+            /// http on loopback, or (public clients) a private-use scheme.
+            #[test]
+            fn any_text_is_accepted_only_when_it_follows_the_rules(uri in prop_oneof![any::<String>(), uri_like()], public in any::<bool>()) {
+                match validate_redirect_uri("redirect_uris", &uri, public) {
+                    Ok(()) => {
+                        let parsed = url::Url::parse(&uri);
+                        prop_assert!(parsed.is_ok());
+                        let parsed = parsed.unwrap();
+                        prop_assert!(!uri.contains('#') && !uri.contains('*'));
+                        prop_assert!(!uri.chars().any(|c| c.is_whitespace() || c.is_control()), "whitespace or control in {uri:?}");
+                        prop_assert!(uri.len() <= crate::oidc::params::MAX_VALUE_LEN);
+                        let loopback = matches!(parsed.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
+                        match parsed.scheme() {
+                            "https" => {}
+                            "http" => prop_assert!(loopback, "http to {:?}", parsed.host_str()),
+                            scheme => prop_assert!(public && scheme.contains('.'), "scheme {scheme}"),
+                        }
+                    }
+                    Err(RegistrationError::Invalid(errors)) => {
+                        let problem = errors.0.get("redirect_uris");
+                        prop_assert!(problem.is_some_and(|p| !p.is_empty()), "{errors:?}");
+                    }
+                    Err(other) => prop_assert!(false, "unexpected error kind: {other}"),
+                }
+            }
+
+            /// Ordinary https URIs pass, for both kinds of client.
+            #[test]
+            fn https_uris_pass(host in "[a-z]{1,12}(\\.[a-z]{1,8}){1,3}", path in "(/[a-zA-Z0-9._~-]{0,10}){0,4}", query in proptest::option::of("[a-z]{1,5}=[a-z0-9]{0,5}"), public in any::<bool>()) {
+                let uri = match query {
+                    Some(query) => format!("https://{host}{path}?{query}"),
+                    None => format!("https://{host}{path}"),
+                };
+                prop_assert!(validate_redirect_uri("redirect_uris", &uri, public).is_ok(), "{uri}");
+            }
+
+            /// http is for loopback only, whatever the host looks like.
+            #[test]
+            fn http_outside_loopback_is_refused(host in "[a-z0-9.-]{1,20}", path in "(/[a-z]{0,6}){0,3}") {
+                prop_assume!(!matches!(host.as_str(), "localhost" | "127.0.0.1"));
+                let uri = format!("http://{host}{path}");
+                prop_assert!(validate_redirect_uri("redirect_uris", &uri, false).is_err(), "{uri}");
+            }
+
+            /// A fragment or a wildcard anywhere is refused.
+            #[test]
+            fn fragments_and_wildcards_are_refused(path in "[a-z/]{0,10}", bad in prop_oneof![Just('#'), Just('*')], rest in "[a-z/]{0,10}") {
+                let uri = format!("https://app.example/{path}{bad}{rest}");
+                prop_assert!(validate_redirect_uri("redirect_uris", &uri, true).is_err());
+            }
+
+            /// Whitespace or control characters are refused: the URL parser would silently drop
+            /// or trim some of them, so the URI we redirect to would not be the one registered.
+            #[test]
+            fn whitespace_and_controls_are_refused(at in 8usize..20, bad in prop_oneof![Just('\t'), Just('\n'), Just('\r'), Just(' '), Just('\u{0}'), Just('\u{7f}')]) {
+                let mut uri = "https://app.example/callback".to_owned();
+                uri.insert(at, bad);
+                prop_assert!(validate_redirect_uri("redirect_uris", &uri, false).is_err(), "{uri:?}");
+                let trailing = format!("https://app.example/cb{bad}");
+                prop_assert!(validate_redirect_uri("redirect_uris", &trailing, false).is_err(), "{trailing:?}");
+            }
+        }
     }
 
     #[test]
