@@ -223,16 +223,16 @@ fn invalid(field: &'static str, problem: impl Into<String>) -> RegistrationError
     RegistrationError::Invalid(errors)
 }
 
-/// Redirect URIs: absolute, no fragment, no wildcard, no whitespace or control characters (the
-/// URL parser would drop or trim them, so the address redirected to would differ from the one
-/// registered), no longer than a request parameter may be; https unless loopback or a native
-/// scheme.
+/// Redirect URIs: absolute, no fragment, no wildcard, no control characters and no leading or
+/// trailing whitespace (the URL parser drops or trims those, so the address redirected to would
+/// differ from the one registered; an inner space is only percent-encoded), no longer than a
+/// request parameter may be; https unless loopback or a native scheme.
 pub fn validate_redirect_uri(field: &'static str, uri: &str, public: bool) -> Result<(), RegistrationError> {
     if uri.len() > super::params::MAX_VALUE_LEN {
         return Err(invalid(field, format!("a URI must be at most {} bytes", super::params::MAX_VALUE_LEN)));
     }
-    if uri.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(invalid(field, format!("`{}` must not contain spaces or control characters", uri.escape_debug())));
+    if uri.chars().any(char::is_control) || uri.trim() != uri {
+        return Err(invalid(field, format!("`{}` must not contain control characters or surrounding spaces", uri.escape_debug())));
     }
     let parsed = url::Url::parse(uri).map_err(|_| invalid(field, format!("`{uri}` is not an absolute URL")))?;
     if parsed.fragment().is_some() || uri.contains('#') {
@@ -482,9 +482,9 @@ mod tests {
 
         proptest! {
             /// Any text, public or not: Ok, or an `Invalid` error naming the field with a message;
-            /// never a panic. What passes is an absolute URL without fragment, wildcard,
-            /// whitespace or control characters, short enough to be sent back to us, with https,
-            /// http on loopback, or (public clients) a private-use scheme.
+            /// never a panic. What passes is an absolute URL without fragment, wildcard, control
+            /// characters or surrounding whitespace, short enough to be sent back to us, with
+            /// https, http on loopback, or (public clients) a private-use scheme.
             #[test]
             fn any_text_is_accepted_only_when_it_follows_the_rules(uri in prop_oneof![any::<String>(), uri_like()], public in any::<bool>()) {
                 match validate_redirect_uri("redirect_uris", &uri, public) {
@@ -493,7 +493,7 @@ mod tests {
                         prop_assert!(parsed.is_ok());
                         let parsed = parsed.unwrap();
                         prop_assert!(!uri.contains('#') && !uri.contains('*'));
-                        prop_assert!(!uri.chars().any(|c| c.is_whitespace() || c.is_control()), "whitespace or control in {uri:?}");
+                        prop_assert!(!uri.chars().any(char::is_control) && uri.trim() == uri, "control or surrounding space in {uri:?}");
                         prop_assert!(uri.len() <= crate::oidc::params::MAX_VALUE_LEN);
                         let loopback = matches!(parsed.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
                         match parsed.scheme() {
@@ -535,15 +535,22 @@ mod tests {
                 prop_assert!(validate_redirect_uri("redirect_uris", &uri, true).is_err());
             }
 
-            /// Whitespace or control characters are refused: the URL parser would silently drop
-            /// or trim some of them, so the URI we redirect to would not be the one registered.
+            /// Control characters anywhere and whitespace around the URI are refused: the URL
+            /// parser silently drops or trims them, so the URI we redirect to would not be the
+            /// one registered. (An inner space is only percent-encoded: allowed.)
             #[test]
-            fn whitespace_and_controls_are_refused(at in 8usize..20, bad in prop_oneof![Just('\t'), Just('\n'), Just('\r'), Just(' '), Just('\u{0}'), Just('\u{7f}')]) {
+            fn controls_and_surrounding_whitespace_are_refused(
+                at in 8usize..20,
+                control in prop_oneof![Just('\t'), Just('\n'), Just('\r'), Just('\u{0}'), Just('\u{7f}'), Just('\u{85}')],
+                space in prop_oneof![Just(' '), Just('\t'), Just('\u{a0}'), Just('\u{3000}')],
+            ) {
                 let mut uri = "https://app.example/callback".to_owned();
-                uri.insert(at, bad);
+                uri.insert(at, control);
                 prop_assert!(validate_redirect_uri("redirect_uris", &uri, false).is_err(), "{uri:?}");
-                let trailing = format!("https://app.example/cb{bad}");
-                prop_assert!(validate_redirect_uri("redirect_uris", &trailing, false).is_err(), "{trailing:?}");
+                for padded in [format!("https://app.example/cb{space}"), format!("{space}https://app.example/cb")] {
+                    prop_assert!(validate_redirect_uri("redirect_uris", &padded, false).is_err(), "{padded:?}");
+                }
+                prop_assert!(validate_redirect_uri("redirect_uris", "https://app.example/my app/cb", false).is_ok());
             }
         }
     }
