@@ -202,6 +202,8 @@ async fn the_admin_ui_sets_the_opt_out_for_confidential_clients_only() {
     assert!(admin.app.state.store.client(&id).await.unwrap().unwrap().allow_no_pkce);
     let detail = browser.get(&format!("{base}/admin/clients/{id}")).await.text().await.unwrap();
     assert!(regex::Regex::new(r#"name="allow_no_pkce"[^>]*checked"#).unwrap().is_match(&detail), "the detail page shows it");
+    let list = browser.get(&format!("{base}/admin")).await.text().await.unwrap();
+    assert!(list.contains("PKCE not required"), "and so does the list");
 
     // Saving the form without the box requires PKCE again.
     let response = post(format!("{base}/admin/clients/{id}"), form("legacy", &[])).await;
