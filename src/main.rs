@@ -112,6 +112,10 @@ enum ClientsCommand {
         /// Allowed scopes (default: openid profile email offline_access).
         #[arg(long = "scope")]
         scopes: Vec<String>,
+        /// Let a legacy confidential client sign in without PKCE (required by default; never
+        /// allowed for public clients).
+        #[arg(long)]
+        allow_no_pkce: bool,
         /// Print one JSON object {"client_id": ..., "client_secret": ...}.
         #[arg(long)]
         json: bool,
@@ -121,13 +125,24 @@ enum ClientsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Change a client's PKCE requirement.
+    #[command(group = clap::ArgGroup::new("pkce").required(true))]
+    Update {
+        client_id: String,
+        /// Let this legacy confidential client sign in without PKCE (refused for public clients).
+        #[arg(long, group = "pkce")]
+        allow_no_pkce: bool,
+        /// Require PKCE (S256) of this client again (the default).
+        #[arg(long, group = "pkce")]
+        require_pkce: bool,
+    },
     /// Issue a new secret; the old one stops working.
     RotateSecret {
         client_id: String,
         #[arg(long)]
         json: bool,
     },
-    /// Disable a client: its requests are refused.
+    /// Disable a client: its tokens are revoked at once and its requests are refused.
     Disable { client_id: String },
     /// Enable a disabled client.
     Enable { client_id: String },
@@ -254,6 +269,7 @@ async fn clients_command(config: Config, command: ClientsCommand) -> Result<(), 
             backchannel_logout_uri,
             frontchannel_logout_uri,
             scopes,
+            allow_no_pkce,
             json,
         } => {
             let new = NewClient {
@@ -265,6 +281,7 @@ async fn clients_command(config: Config, command: ClientsCommand) -> Result<(), 
                 public,
                 first_party,
                 scopes: (!scopes.is_empty()).then_some(scopes),
+                allow_no_pkce,
             };
             let (client, secret) = clients::register(&store, new).await.map_err(|e| e.to_string())?;
             audit::record(&store, &cli_actor(), "client.create", Some(&client.client_id), Some(format!("name={}", client.name))).await;
@@ -290,6 +307,7 @@ async fn clients_command(config: Config, command: ClientsCommand) -> Result<(), 
                             "first_party": c.first_party, "enabled": c.enabled,
                             "redirect_uris": c.redirect_uris, "post_logout_redirect_uris": c.post_logout_redirect_uris,
                             "backchannel_logout_uri": c.backchannel_logout_uri, "scopes": c.allowed_scopes,
+                            "allow_no_pkce": c.allow_no_pkce,
                         })
                     })
                     .collect();
@@ -300,11 +318,28 @@ async fn clients_command(config: Config, command: ClientsCommand) -> Result<(), 
                         "{}\t{}\t{}\t{}\t{}",
                         c.client_id,
                         c.name,
-                        if c.is_public() { "public" } else { "confidential" },
+                        match (c.is_public(), c.allow_no_pkce) {
+                            (true, _) => "public",
+                            (false, false) => "confidential",
+                            (false, true) => "confidential (PKCE not required)",
+                        },
                         if c.enabled { "enabled" } else { "disabled" },
                         c.redirect_uris.join(" ")
                     );
                 }
+            }
+            Ok(())
+        }
+        ClientsCommand::Update { client_id, allow_no_pkce, require_pkce: _ } => {
+            let change = clients::ClientUpdate { allow_no_pkce: Some(allow_no_pkce), ..Default::default() };
+            let before = store.client(&client_id).await.map_err(|e| e.to_string())?.map(|c| c.allow_no_pkce);
+            let client = clients::update(&store, &client_id, change).await.map_err(|e| e.to_string())?;
+            let details = if before == Some(client.allow_no_pkce) { "no changes" } else { "fields=allow_no_pkce" };
+            audit::record(&store, &cli_actor(), "client.update", Some(&client_id), Some(details.into())).await;
+            if client.allow_no_pkce {
+                println!("client {client_id} may sign in without PKCE");
+            } else {
+                println!("client {client_id} must use PKCE");
             }
             Ok(())
         }
@@ -321,7 +356,7 @@ async fn clients_command(config: Config, command: ClientsCommand) -> Result<(), 
         ClientsCommand::Disable { client_id } => {
             clients::set_enabled(&store, None, &client_id, false).await.map_err(|e| e.to_string())?;
             audit::record(&store, &cli_actor(), "client.disable", Some(&client_id), None).await;
-            println!("client {client_id} disabled");
+            println!("client {client_id} disabled; its tokens are revoked");
             Ok(())
         }
         ClientsCommand::Enable { client_id } => {

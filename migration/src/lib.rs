@@ -6,6 +6,7 @@ mod m20261126_000002_upstream;
 mod m20261126_000003_logout_deliveries;
 mod m20261126_000004_admin;
 mod m20261126_000005_dynamic_clients;
+mod m20261127_000001_client_allow_no_pkce;
 mod m20261127_000012_upstream_refresh_lease;
 
 pub struct Migrator;
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000003_logout_deliveries::Migration),
             Box::new(m20261126_000004_admin::Migration),
             Box::new(m20261126_000005_dynamic_clients::Migration),
+            Box::new(m20261127_000001_client_allow_no_pkce::Migration),
             Box::new(m20261127_000012_upstream_refresh_lease::Migration),
         ]
     }

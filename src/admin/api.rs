@@ -185,6 +185,9 @@ struct CreateClientBody {
     #[serde(default)]
     first_party: bool,
     scopes: Option<Vec<String>>,
+    /// Exempts a legacy confidential client from PKCE (refused for public clients).
+    #[serde(default)]
+    allow_no_pkce: bool,
 }
 
 fn client_with_secret(view: ClientView, secret: Option<String>) -> Value {
@@ -209,6 +212,7 @@ async fn create_client(
         public: body.public,
         first_party: body.first_party,
         scopes: body.scopes,
+        allow_no_pkce: body.allow_no_pkce,
     };
     let (client, secret) = super::create_client(&state, &actor, new).await?;
     Ok(ok_json(StatusCode::CREATED, client_with_secret(ClientView::from(&client), secret)))
@@ -236,6 +240,7 @@ struct UpdateClientBody {
     frontchannel_logout_uri: Option<Option<String>>,
     first_party: Option<bool>,
     scopes: Option<Vec<String>>,
+    allow_no_pkce: Option<bool>,
 }
 
 #[tracing::instrument(name = "admin_update_client", skip_all)]
@@ -254,6 +259,7 @@ async fn update_client(
         frontchannel_logout_uri: body.frontchannel_logout_uri,
         first_party: body.first_party,
         scopes: body.scopes,
+        allow_no_pkce: body.allow_no_pkce,
     };
     let nothing = change.name.is_none()
         && change.redirect_uris.is_none()
@@ -261,7 +267,8 @@ async fn update_client(
         && change.backchannel_logout_uri.is_none()
         && change.frontchannel_logout_uri.is_none()
         && change.first_party.is_none()
-        && change.scopes.is_none();
+        && change.scopes.is_none()
+        && change.allow_no_pkce.is_none();
     if nothing {
         return Err(ApiError::bad_request("nothing to change: send at least one setting"));
     }

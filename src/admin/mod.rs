@@ -108,6 +108,8 @@ pub struct ClientView {
     pub frontchannel_logout_uri: Option<String>,
     pub scopes: Vec<String>,
     pub created_at: i64,
+    /// A legacy confidential client exempted from PKCE.
+    pub allow_no_pkce: bool,
 }
 
 impl From<&Client> for ClientView {
@@ -124,6 +126,7 @@ impl From<&Client> for ClientView {
             frontchannel_logout_uri: c.frontchannel_logout_uri.clone(),
             scopes: c.allowed_scopes.clone(),
             created_at: c.created_at,
+            allow_no_pkce: c.allow_no_pkce,
         }
     }
 }
@@ -146,6 +149,7 @@ pub async fn update_client(state: &AppState, actor: &Actor, client_id: &str, cha
         ("frontchannel_logout_uri", before.frontchannel_logout_uri != after.frontchannel_logout_uri),
         ("first_party", before.first_party != after.first_party),
         ("scopes", before.allowed_scopes != after.allowed_scopes),
+        ("allow_no_pkce", before.allow_no_pkce != after.allow_no_pkce),
     ] {
         if differs {
             changed.push(field);

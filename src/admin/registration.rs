@@ -86,6 +86,8 @@ pub async fn register(state: &AppState, actor: &Actor, request: RegistrationRequ
         public,
         first_party: false,
         scopes: request.scope.map(|s| s.split(' ').filter(|s| !s.is_empty()).map(String::from).collect()),
+        // Dynamic registration never exempts a client from PKCE: only an admin can.
+        allow_no_pkce: false,
     };
     let (client, secret) = match crate::oidc::clients::register_dynamic(&state.store, new).await {
         Ok(registered) => registered,

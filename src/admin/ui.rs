@@ -179,7 +179,7 @@ fn notice_text(code: Option<&str>) -> Option<&'static str> {
     Some(match code? {
         "saved" => "Changes saved.",
         "enabled" => "The client is enabled.",
-        "disabled" => "The client is disabled: its sign-in and token requests are refused.",
+        "disabled" => "The client is disabled: its tokens are revoked and its sign-in and token requests are refused.",
         "deleted" => "The client was deleted.",
         "sessions_ended" => "Every session of this user has ended.",
         "key_rotated" => "A new signing key is active.",
@@ -294,6 +294,7 @@ fn form_values(form: &FormData) -> Value {
         "frontchannel_logout_uri": form.text("frontchannel_logout_uri"),
         "first_party": form.flag("first_party"),
         "public": form.flag("public"),
+        "allow_no_pkce": form.flag("allow_no_pkce"),
     })
 }
 
@@ -306,6 +307,7 @@ fn client_values(client: &Client) -> Value {
         "frontchannel_logout_uri": client.frontchannel_logout_uri.clone().unwrap_or_default(),
         "first_party": client.first_party,
         "public": client.is_public(),
+        "allow_no_pkce": client.allow_no_pkce,
     })
 }
 
@@ -315,7 +317,7 @@ async fn new_client_page(state: web::Data<AppState>, req: HttpRequest) -> Result
     let defaults: Vec<String> = ["openid", "profile"].iter().map(|s| s.to_string()).collect();
     client_form_context(
         &mut context,
-        json!({ "name": "", "redirect_uris": "", "post_logout_redirect_uris": "", "backchannel_logout_uri": "", "frontchannel_logout_uri": "", "first_party": false, "public": false }),
+        json!({ "name": "", "redirect_uris": "", "post_logout_redirect_uris": "", "backchannel_logout_uri": "", "frontchannel_logout_uri": "", "first_party": false, "public": false, "allow_no_pkce": false }),
         &defaults,
         &FieldErrors::default(),
     );
@@ -354,6 +356,7 @@ async fn create_client(
         public: form.flag("public"),
         first_party: form.flag("first_party"),
         scopes: Some(scopes.clone()),
+        allow_no_pkce: form.flag("allow_no_pkce"),
     };
     match super::create_client(&state, &admin.actor, new).await {
         Ok((client, secret)) => Ok(secret_page(&state, &req, &admin, &client, secret.as_deref(), "Client created")),
@@ -432,6 +435,8 @@ async fn update_client(
         frontchannel_logout_uri: Some(form.optional("frontchannel_logout_uri")),
         first_party: Some(form.flag("first_party")),
         scopes: Some(scopes.clone()),
+        // Public clients are not offered the box; for them it stays off.
+        allow_no_pkce: Some(form.flag("allow_no_pkce")),
     };
     match super::update_client(&state, &admin.actor, &client.client_id, change).await {
         Ok(client) => Ok(redirect(&format!("/admin/clients/{}?notice=saved", client.client_id))),
@@ -485,7 +490,7 @@ async fn confirm_client_action(
         ),
         "disable" => (
             format!("Disable {name}?"),
-            format!("{name} can no longer sign people in or use its tokens at the token endpoint. You can enable it again later."),
+            format!("{name} can no longer sign people in, and every token it holds is revoked at once. You can enable it again later; its old tokens stay revoked."),
             "Disable client",
             true,
         ),

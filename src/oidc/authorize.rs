@@ -154,8 +154,8 @@ pub async fn validate(state: &AppState, params: &Params) -> Result<(Authorizatio
         }
         (Some(_), _) => return Err(fail(&request, ErrorCode::InvalidRequest, "code_challenge_method must be S256")),
         (None, Some(_)) => return Err(fail(&request, ErrorCode::InvalidRequest, "code_challenge is missing")),
-        (None, None) if client.is_public() => {
-            return Err(fail(&request, ErrorCode::InvalidRequest, "PKCE (code_challenge with S256) is required for public clients"));
+        (None, None) if client.pkce_required() => {
+            return Err(fail(&request, ErrorCode::InvalidRequest, "PKCE is required: send code_challenge with code_challenge_method=S256"));
         }
         (None, None) => {}
     }

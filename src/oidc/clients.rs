@@ -255,6 +255,8 @@ pub struct NewClient {
     pub public: bool,
     pub first_party: bool,
     pub scopes: Option<Vec<String>>,
+    /// Exempts a legacy confidential client from PKCE; refused for public clients.
+    pub allow_no_pkce: bool,
 }
 
 /// Problems with submitted client settings, by field (every field is checked, not just the first).
@@ -317,8 +319,17 @@ fn invalid(field: &'static str, problem: impl Into<String>) -> RegistrationError
     RegistrationError::Invalid(errors)
 }
 
-/// Redirect URIs: absolute, no fragment, no wildcard; https unless loopback or a native scheme.
+/// Redirect URIs: absolute, no fragment, no wildcard, no control characters and no leading or
+/// trailing whitespace (the URL parser drops or trims those, so the address redirected to would
+/// differ from the one registered; an inner space is only percent-encoded), no longer than a
+/// request parameter may be; https unless loopback or a native scheme.
 pub fn validate_redirect_uri(field: &'static str, uri: &str, public: bool) -> Result<(), RegistrationError> {
+    if uri.len() > super::params::MAX_VALUE_LEN {
+        return Err(invalid(field, format!("a URI must be at most {} bytes", super::params::MAX_VALUE_LEN)));
+    }
+    if uri.chars().any(char::is_control) || uri.trim() != uri {
+        return Err(invalid(field, format!("`{}` must not contain control characters or surrounding spaces", uri.escape_debug())));
+    }
     let parsed = url::Url::parse(uri).map_err(|_| invalid(field, format!("`{uri}` is not an absolute URL")))?;
     if parsed.fragment().is_some() || uri.contains('#') {
         return Err(invalid(field, format!("`{uri}` must not contain a fragment")));
@@ -364,6 +375,9 @@ fn validate_settings(new: &mut NewClient) -> Result<Vec<String>, RegistrationErr
     }
     if let Some(uri) = &new.frontchannel_logout_uri {
         errors.check(validate_redirect_uri("frontchannel_logout_uri", uri, false));
+    }
+    if new.public && new.allow_no_pkce {
+        errors.add("allow_no_pkce", "public clients must always use PKCE (they have no secret to protect their codes)");
     }
     let scopes = dedup(new.scopes.clone().unwrap_or_else(|| SUPPORTED_SCOPES.iter().map(|s| s.to_string()).collect()));
     if let Some(bad) = scopes.iter().find(|s| !SUPPORTED_SCOPES.contains(&s.as_str())) {
@@ -411,6 +425,7 @@ async fn register_as(
         enabled: true,
         created_at: now(),
         dynamically_registered,
+        allow_no_pkce: new.allow_no_pkce,
     };
     store.insert_client(&client, client.created_at).await?;
     Ok((client, secret))
@@ -435,6 +450,7 @@ pub struct ClientUpdate {
     pub frontchannel_logout_uri: Option<Option<String>>,
     pub first_party: Option<bool>,
     pub scopes: Option<Vec<String>>,
+    pub allow_no_pkce: Option<bool>,
 }
 
 /// Applies an update after checking the resulting settings with the registration rules.
@@ -449,6 +465,7 @@ pub async fn update(store: &Store, client_id: &str, change: ClientUpdate) -> Res
         public: client.is_public(),
         first_party: change.first_party.unwrap_or(client.first_party),
         scopes: Some(change.scopes.unwrap_or_else(|| client.allowed_scopes.clone())),
+        allow_no_pkce: change.allow_no_pkce.unwrap_or(client.allow_no_pkce),
     };
     let scopes = validate_settings(&mut settings)?;
     client.name = settings.name;
@@ -458,6 +475,7 @@ pub async fn update(store: &Store, client_id: &str, change: ClientUpdate) -> Res
     client.frontchannel_logout_uri = settings.frontchannel_logout_uri;
     client.first_party = settings.first_party;
     client.allowed_scopes = scopes;
+    client.allow_no_pkce = settings.allow_no_pkce;
     if !store.update_client(&client, now()).await? {
         return Err(RegistrationError::UnknownClient);
     }
@@ -537,6 +555,116 @@ mod tests {
         let Err(RegistrationError::Invalid(errors)) = validate_settings(&mut new) else { panic!("must fail") };
         let fields: Vec<_> = errors.0.keys().copied().collect();
         assert_eq!(fields, ["name", "post_logout_redirect_uris", "redirect_uris", "scopes"]);
+    }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::super::*;
+
+        /// URI-ish text: schemes, hosts (loopback or not), ports, paths, and the characters that
+        /// matter (`#`, `*`, `@`, `\\`, `%`, whitespace, controls, non-ASCII).
+        fn uri_like() -> impl Strategy<Value = String> {
+            let scheme =
+                prop_oneof![Just("https://"), Just("http://"), Just("com.example.app:/"), Just("javascript:"), Just(""), Just("HTTPS://")];
+            let host = prop_oneof![
+                Just("app.example"),
+                Just("localhost"),
+                Just("127.0.0.1"),
+                Just("[::1]"),
+                Just("127.0.0.1.evil.example"),
+                Just("user@app.example"),
+                Just(""),
+            ];
+            let tail = proptest::collection::vec(
+                prop_oneof![
+                    "[a-z0-9/._~-]{1,8}",
+                    Just("#".to_owned()),
+                    Just("*".to_owned()),
+                    Just("?x=1".to_owned()),
+                    Just(":8080".to_owned()),
+                    Just("%2F".to_owned()),
+                    Just("\\".to_owned()),
+                    any::<char>().prop_map(String::from),
+                ],
+                0..6,
+            );
+            (scheme, host, tail).prop_map(|(scheme, host, tail)| format!("{scheme}{host}{}", tail.concat()))
+        }
+
+        proptest! {
+            /// Any text, public or not: Ok, or an `Invalid` error naming the field with a message;
+            /// never a panic. What passes is an absolute URL without fragment, wildcard, control
+            /// characters or surrounding whitespace, short enough to be sent back to us, with
+            /// https, http on loopback, or (public clients) a private-use scheme.
+            #[test]
+            fn any_text_is_accepted_only_when_it_follows_the_rules(uri in prop_oneof![any::<String>(), uri_like()], public in any::<bool>()) {
+                match validate_redirect_uri("redirect_uris", &uri, public) {
+                    Ok(()) => {
+                        let parsed = url::Url::parse(&uri);
+                        prop_assert!(parsed.is_ok());
+                        let parsed = parsed.unwrap();
+                        prop_assert!(!uri.contains('#') && !uri.contains('*'));
+                        prop_assert!(!uri.chars().any(char::is_control) && uri.trim() == uri, "control or surrounding space in {uri:?}");
+                        prop_assert!(uri.len() <= crate::oidc::params::MAX_VALUE_LEN);
+                        let loopback = matches!(parsed.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
+                        match parsed.scheme() {
+                            "https" => {}
+                            "http" => prop_assert!(loopback, "http to {:?}", parsed.host_str()),
+                            scheme => prop_assert!(public && scheme.contains('.'), "scheme {scheme}"),
+                        }
+                    }
+                    Err(RegistrationError::Invalid(errors)) => {
+                        let problem = errors.0.get("redirect_uris");
+                        prop_assert!(problem.is_some_and(|p| !p.is_empty()), "{errors:?}");
+                    }
+                    Err(other) => prop_assert!(false, "unexpected error kind: {other}"),
+                }
+            }
+
+            /// Ordinary https URIs pass, for both kinds of client.
+            #[test]
+            fn https_uris_pass(host in "[a-z]{1,12}(\\.[a-z]{1,8}){1,3}", path in "(/[a-zA-Z0-9._~-]{0,10}){0,4}", query in proptest::option::of("[a-z]{1,5}=[a-z0-9]{0,5}"), public in any::<bool>()) {
+                let uri = match query {
+                    Some(query) => format!("https://{host}{path}?{query}"),
+                    None => format!("https://{host}{path}"),
+                };
+                prop_assert!(validate_redirect_uri("redirect_uris", &uri, public).is_ok(), "{uri}");
+            }
+
+            /// http is for loopback only, whatever the host looks like.
+            #[test]
+            fn http_outside_loopback_is_refused(host in "[a-z0-9.-]{1,20}", path in "(/[a-z]{0,6}){0,3}") {
+                prop_assume!(!matches!(host.as_str(), "localhost" | "127.0.0.1"));
+                let uri = format!("http://{host}{path}");
+                prop_assert!(validate_redirect_uri("redirect_uris", &uri, false).is_err(), "{uri}");
+            }
+
+            /// A fragment or a wildcard anywhere is refused.
+            #[test]
+            fn fragments_and_wildcards_are_refused(path in "[a-z/]{0,10}", bad in prop_oneof![Just('#'), Just('*')], rest in "[a-z/]{0,10}") {
+                let uri = format!("https://app.example/{path}{bad}{rest}");
+                prop_assert!(validate_redirect_uri("redirect_uris", &uri, true).is_err());
+            }
+
+            /// Control characters anywhere and whitespace around the URI are refused: the URL
+            /// parser silently drops or trims them, so the URI we redirect to would not be the
+            /// one registered. (An inner space is only percent-encoded: allowed.)
+            #[test]
+            fn controls_and_surrounding_whitespace_are_refused(
+                at in 8usize..20,
+                control in prop_oneof![Just('\t'), Just('\n'), Just('\r'), Just('\u{0}'), Just('\u{7f}'), Just('\u{85}')],
+                space in prop_oneof![Just(' '), Just('\t'), Just('\u{a0}'), Just('\u{3000}')],
+            ) {
+                let mut uri = "https://app.example/callback".to_owned();
+                uri.insert(at, control);
+                prop_assert!(validate_redirect_uri("redirect_uris", &uri, false).is_err(), "{uri:?}");
+                for padded in [format!("https://app.example/cb{space}"), format!("{space}https://app.example/cb")] {
+                    prop_assert!(validate_redirect_uri("redirect_uris", &padded, false).is_err(), "{padded:?}");
+                }
+                prop_assert!(validate_redirect_uri("redirect_uris", "https://app.example/my app/cb", false).is_ok());
+            }
+        }
     }
 
     #[test]

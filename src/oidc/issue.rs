@@ -18,7 +18,11 @@ pub struct Grant<'a> {
     pub client_id: &'a str,
     pub did: &'a str,
     pub sid: &'a str,
+    /// The scopes of the access and ID tokens (a refresh may narrow them).
     pub scopes: Vec<String>,
+    /// The whole grant's scope (space-separated), which the new refresh token keeps: a narrower
+    /// refresh narrows only the access token (RFC 6749 §6).
+    pub granted_scope: &'a str,
     pub auth_time: i64,
     pub nonce: Option<&'a str>,
     pub family_id: &'a str,
@@ -91,7 +95,7 @@ pub async fn issue_tokens(state: &AppState, grant: Grant<'_>, spend: Spend) -> R
         client_id: grant.client_id.to_owned(),
         did: grant.did.to_owned(),
         sid: grant.sid.to_owned(),
-        scope: scope.clone(),
+        scope: grant.granted_scope.to_owned(),
         auth_time: grant.auth_time,
         created_at: issued_at,
         expires_at: issued_at + config.refresh_token_ttl_secs,

@@ -69,4 +69,109 @@ mod tests {
         assert_eq!(params.get("b"), None);
         assert_eq!(params.get("c"), Some(" x"));
     }
+
+    mod properties {
+        use std::collections::BTreeMap;
+
+        use proptest::prelude::*;
+
+        use super::super::*;
+
+        /// Text that exercises the form decoder: separators, percent escapes (valid or not),
+        /// `+`, non-ASCII and control characters.
+        fn form_like() -> impl Strategy<Value = String> {
+            proptest::collection::vec(
+                prop_oneof![
+                    Just("&".to_owned()),
+                    Just("=".to_owned()),
+                    Just("+".to_owned()),
+                    Just("%".to_owned()),
+                    "%[0-9a-fA-F]{2}",
+                    "[a-z]{1,4}",
+                    any::<char>().prop_map(String::from),
+                ],
+                0..40,
+            )
+            .prop_map(|parts| parts.concat())
+        }
+
+        /// Distinct names with non-empty values.
+        fn pairs() -> impl Strategy<Value = BTreeMap<String, String>> {
+            proptest::collection::btree_map("[a-z_]{1,12}", any::<String>().prop_filter("non-empty", |v| !v.is_empty()), 0..8)
+        }
+
+        fn encode(pairs: &[(&str, &str)]) -> String {
+            serde_urlencoded::to_string(pairs).unwrap()
+        }
+
+        proptest! {
+            /// Whatever arrives, the answer is Ok or a typed error, never a panic; what is kept
+            /// is bounded and never empty.
+            #[test]
+            fn any_input_gives_ok_or_a_clear_error(input in prop_oneof![any::<String>(), form_like()]) {
+                match Params::parse(&input) {
+                    Ok(params) => {
+                        prop_assert!(input.len() <= MAX_ENCODED_LEN);
+                        for value in params.0.values() {
+                            prop_assert!(!value.is_empty() && value.len() <= MAX_VALUE_LEN);
+                        }
+                    }
+                    Err(ParamsError::TooLarge) => prop_assert!(input.len() > MAX_ENCODED_LEN),
+                    Err(error) => prop_assert!(!error.to_string().is_empty()),
+                }
+            }
+
+            /// What a client encodes is what we read back.
+            #[test]
+            fn encoded_pairs_round_trip(pairs in pairs()) {
+                let list: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                let encoded = encode(&list);
+                prop_assume!(encoded.len() <= MAX_ENCODED_LEN && pairs.values().all(|v| v.len() <= MAX_VALUE_LEN));
+                let params = Params::parse(&encoded).unwrap();
+                for (name, value) in &pairs {
+                    prop_assert_eq!(params.get(name), Some(value.as_str()));
+                }
+                prop_assert_eq!(params.0.len(), pairs.len());
+            }
+
+            /// A name given twice with values is refused (RFC 6749 §3.1), wherever the two are
+            /// and however the name is spelled (percent-encoded or not).
+            #[test]
+            fn a_repeated_name_is_refused(
+                pairs in pairs(),
+                name in "[a-z_]{1,12}",
+                first in "[ -~]{1,20}",
+                second in "[ -~]{1,20}",
+                at in any::<prop::sample::Index>(),
+                escape_name in any::<bool>(),
+            ) {
+                let mut list: Vec<(String, String)> = pairs.into_iter().filter(|(k, _)| *k != name).collect();
+                list.push((name.clone(), first));
+                let position = at.index(list.len() + 1);
+                let mut encoded = encode(&list.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect::<Vec<_>>());
+                let spelled: String = if escape_name { name.bytes().map(|b| format!("%{b:02X}")).collect() } else { name.clone() };
+                let repeat = format!("{spelled}={}", encode(&[("v", second.as_str())]).trim_start_matches("v="));
+                let mut parts: Vec<String> = encoded.split('&').map(String::from).collect();
+                parts.insert(position.min(parts.len()), repeat);
+                encoded = parts.join("&");
+                prop_assert_eq!(Params::parse(&encoded).unwrap_err(), ParamsError::Duplicate(name));
+            }
+
+            /// An empty value counts as absent, so it neither sets nor repeats a name.
+            #[test]
+            fn empty_values_are_absent(name in "[a-z_]{1,12}", value in "[a-z0-9]{1,12}") {
+                let params = Params::parse(&format!("{name}=&{name}={value}&{name}=")).unwrap();
+                prop_assert_eq!(params.get(&name), Some(value.as_str()));
+                let alone = Params::parse(&format!("{name}=")).unwrap();
+                prop_assert!(!alone.contains(&name));
+            }
+
+            /// A single value over the bound is refused by name, whatever the rest.
+            #[test]
+            fn an_oversized_value_is_refused(name in "[a-z_]{1,12}", extra in 1usize..64) {
+                let encoded = format!("{name}={}", "v".repeat(MAX_VALUE_LEN + extra));
+                prop_assert_eq!(Params::parse(&encoded).unwrap_err(), ParamsError::ValueTooLong(name));
+            }
+        }
+    }
 }

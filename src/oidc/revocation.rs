@@ -1,5 +1,6 @@
 //! Token revocation (RFC 7009) and introspection (RFC 7662). Both only ever act on tokens
-//! issued to the authenticated client.
+//! issued to the authenticated client. `token_type_hint` only decides which kind of token is
+//! looked up first: a wrong hint costs a second lookup, never the answer (RFC 7009 §2.1).
 use serde_json::{json, Value};
 
 use super::{access::validate_access_token, params::Params};
@@ -10,72 +11,115 @@ use crate::{
     store::clients::Client,
 };
 
+/// Whether the hint names a refresh token; any other value (or none) starts with access tokens.
+fn refresh_first(params: &Params) -> bool {
+    params.get("token_type_hint") == Some("refresh_token")
+}
+
 pub async fn revoke(state: &AppState, client: &Client, params: &Params) -> Result<(), OAuthError> {
     let token = params.get("token").ok_or_else(|| OAuthError::invalid_request("token is required"))?;
     let now = now();
-    let hint = params.get("token_type_hint");
-    if hint != Some("refresh_token") {
-        if let Some(record) = validate_access_token(state, token).await? {
-            if record.client_id == client.client_id {
-                state.store.revoke_access_token(&record.jti, now).await?;
-            }
-            return Ok(());
+    if refresh_first(params) {
+        if !revoke_refresh_token(state, client, token, now).await? {
+            revoke_access_token(state, client, token, now).await?;
         }
-    }
-    if let Some(record) = state.store.refresh_token(&sha256_b64(token)).await? {
-        if record.client_id == client.client_id {
-            // Revoking a refresh token ends the grant: its access tokens go too (RFC 7009 §2.1).
-            state.store.revoke_family(&record.family_id, now).await?;
-        }
+    } else if !revoke_access_token(state, client, token, now).await? {
+        revoke_refresh_token(state, client, token, now).await?;
     }
     // Unknown tokens are not an error (RFC 7009 §2.2).
     Ok(())
 }
 
+/// Revokes an active access token of this client; true when the token is an active access token
+/// (of any client: another client's token is left alone, but there is nothing else to look for).
+async fn revoke_access_token(state: &AppState, client: &Client, token: &str, now: i64) -> Result<bool, OAuthError> {
+    let Some(record) = validate_access_token(state, token).await? else {
+        return Ok(false);
+    };
+    if record.client_id == client.client_id {
+        state.store.revoke_access_token(&record.jti, now).await?;
+    }
+    Ok(true)
+}
+
+/// Revokes the grant of a refresh token of this client; true when the token is a refresh token.
+async fn revoke_refresh_token(state: &AppState, client: &Client, token: &str, now: i64) -> Result<bool, OAuthError> {
+    let Some(record) = state.store.refresh_token(&sha256_b64(token)).await? else {
+        return Ok(false);
+    };
+    if record.client_id == client.client_id {
+        // Revoking a refresh token ends the grant: its access tokens go too (RFC 7009 §2.1).
+        state.store.revoke_family(&record.family_id, now).await?;
+    }
+    Ok(true)
+}
+
 pub async fn introspect(state: &AppState, client: &Client, params: &Params) -> Result<Value, OAuthError> {
     let token = params.get("token").ok_or_else(|| OAuthError::invalid_request("token is required"))?;
     let now = now();
-    let inactive = json!({ "active": false });
-    if params.get("token_type_hint") != Some("refresh_token") {
-        if let Some(record) = validate_access_token(state, token).await? {
-            if record.client_id != client.client_id {
-                return Ok(inactive);
-            }
-            let response = json!({
-                "active": true,
-                "token_type": "Bearer",
-                "iss": state.config.issuer(),
-                "scope": record.scope,
-                "client_id": record.client_id,
-                "sub": record.did,
-                "aud": record.client_id,
-                "exp": record.expires_at,
-                "iat": record.issued_at,
-                "jti": record.jti,
-                "sid": record.sid,
-            });
-            return Ok(response);
+    let found = if refresh_first(params) {
+        match introspect_refresh_token(state, client, token, now).await? {
+            Some(answer) => Some(answer),
+            None => introspect_access_token(state, client, token).await?,
         }
-    }
-    if let Some(record) = state.store.refresh_token(&sha256_b64(token)).await? {
-        let live = record.client_id == client.client_id
-            && record.rotated_at.is_none()
-            && record.revoked_at.is_none()
-            && record.expires_at > now
-            && state.store.live_session(&record.sid, now).await?.is_some();
-        if live {
-            return Ok(json!({
-                "active": true,
-                "token_type": "refresh_token",
-                "iss": state.config.issuer(),
-                "scope": record.scope,
-                "client_id": record.client_id,
-                "sub": record.did,
-                "exp": record.expires_at,
-                "iat": record.created_at,
-                "sid": record.sid,
-            }));
+    } else {
+        match introspect_access_token(state, client, token).await? {
+            Some(answer) => Some(answer),
+            None => introspect_refresh_token(state, client, token, now).await?,
         }
+    };
+    Ok(found.unwrap_or_else(inactive))
+}
+
+fn inactive() -> Value {
+    json!({ "active": false })
+}
+
+/// The answer for an active access token; None when the token is not one.
+async fn introspect_access_token(state: &AppState, client: &Client, token: &str) -> Result<Option<Value>, OAuthError> {
+    let Some(record) = validate_access_token(state, token).await? else {
+        return Ok(None);
+    };
+    if record.client_id != client.client_id {
+        return Ok(Some(inactive()));
     }
-    Ok(inactive)
+    Ok(Some(json!({
+        "active": true,
+        "token_type": "Bearer",
+        "iss": state.config.issuer(),
+        "scope": record.scope,
+        "client_id": record.client_id,
+        "sub": record.did,
+        "aud": record.client_id,
+        "exp": record.expires_at,
+        "iat": record.issued_at,
+        "jti": record.jti,
+        "sid": record.sid,
+    })))
+}
+
+/// The answer for a refresh token we know (live or not); None when the token is not one.
+async fn introspect_refresh_token(state: &AppState, client: &Client, token: &str, now: i64) -> Result<Option<Value>, OAuthError> {
+    let Some(record) = state.store.refresh_token(&sha256_b64(token)).await? else {
+        return Ok(None);
+    };
+    let live = record.client_id == client.client_id
+        && record.rotated_at.is_none()
+        && record.revoked_at.is_none()
+        && record.expires_at > now
+        && state.store.live_session(&record.sid, now).await?.is_some();
+    if !live {
+        return Ok(Some(inactive()));
+    }
+    Ok(Some(json!({
+        "active": true,
+        "token_type": "refresh_token",
+        "iss": state.config.issuer(),
+        "scope": record.scope,
+        "client_id": record.client_id,
+        "sub": record.did,
+        "exp": record.expires_at,
+        "iat": record.created_at,
+        "sid": record.sid,
+    })))
 }

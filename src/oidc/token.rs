@@ -32,6 +32,11 @@ async fn authorization_code(state: &AppState, client: &Client, params: &Params) 
     let Some(record) = state.store.authorization_code(&code_hash).await? else {
         return Err(OAuthError::invalid_grant("authorization code is invalid"));
     };
+    // Another client's code is refused before anything is spent or revoked: whoever got hold
+    // of it can neither burn it for its rightful client nor revoke what it issued.
+    if !constant_time_eq(record.client_id.as_bytes(), client.client_id.as_bytes()) {
+        return Err(OAuthError::invalid_grant("authorization code was issued to another client"));
+    }
     if record.used_at.is_some() {
         return Err(code_replayed(state, &record, now).await);
     }
@@ -47,6 +52,7 @@ async fn authorization_code(state: &AppState, client: &Client, params: &Params) 
         did: &record.did,
         sid: &record.sid,
         scopes: split_scopes(&record.scope),
+        granted_scope: &record.scope,
         auth_time: record.auth_time,
         nonce: record.nonce.as_deref(),
         family_id: &record.family_id,
@@ -67,10 +73,8 @@ async fn code_replayed(state: &AppState, record: &AuthorizationCode, now: i64) -
     OAuthError::invalid_grant("authorization code has already been used")
 }
 
+/// The checks after the client binding (done by the caller); a failure here spends the code.
 async fn check_code(state: &AppState, client: &Client, params: &Params, record: &AuthorizationCode, now: i64) -> Result<(), OAuthError> {
-    if record.client_id != client.client_id {
-        return Err(OAuthError::invalid_grant("authorization code was issued to another client"));
-    }
     if record.expires_at <= now {
         return Err(OAuthError::invalid_grant("authorization code has expired"));
     }
@@ -87,6 +91,8 @@ async fn check_code(state: &AppState, client: &Client, params: &Params, record: 
         }
         (Some(_), None) => return Err(OAuthError::invalid_grant("code_verifier is required")),
         (None, Some(_)) => return Err(OAuthError::invalid_grant("code_verifier given but no code_challenge was sent")),
+        // Issued while the client was exempted from PKCE, which it no longer is.
+        (None, None) if client.pkce_required() => return Err(OAuthError::invalid_grant("this client must use PKCE")),
         (None, None) => {}
     }
     if state.store.live_session(&record.sid, now).await?.is_none() {
@@ -142,6 +148,7 @@ async fn refresh_token(state: &AppState, client: &Client, params: &Params) -> Re
         did: &record.did,
         sid: &record.sid,
         scopes,
+        granted_scope: &record.scope,
         auth_time: record.auth_time,
         nonce: None,
         family_id: &record.family_id,

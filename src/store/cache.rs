@@ -7,7 +7,10 @@
 //! writer of them: every revocation, profile update and session end goes through `Store` here and
 //! clears what it changes, so answers are exactly as fresh as the database's. With Postgres
 //! (several nodes) a change on another node could not be seen, so those lookups read the
-//! database.
+//! database. One exception: `atsso clients disable` (another process) revokes the client's
+//! tokens behind this process's back; a cached access-token record of it stays unrevoked here,
+//! but `oidc::access` also refuses tokens of a disabled or deleted client, so such a token stops
+//! working within `CLIENT_TTL`.
 //!
 //! Clients are also changed from outside the server (the `atsso clients ...` CLI, other nodes),
 //! so a cached client is trusted for `CLIENT_TTL` only: a change made here takes effect at once,
@@ -364,6 +367,7 @@ mod tests {
             enabled: true,
             created_at: 0,
             dynamically_registered: false,
+            allow_no_pkce: false,
         };
         cache.put_client(&client, cache.generation());
         assert_eq!(cache.client("c"), Some(client));

@@ -1,7 +1,7 @@
 //! Tenant clients (relying parties).
 use sea_orm::{
-    sea_query::Expr, ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
-    TransactionTrait,
+    sea_query::Expr, ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect, TransactionTrait,
 };
 
 use super::{conflict_or, entities::client, from_json_list, to_json_list, Store, StoreError, StoreResult};
@@ -23,11 +23,18 @@ pub struct Client {
     /// Created by RFC 7591 dynamic registration, not by an admin: its logout URIs were chosen
     /// by whoever held a registration token, so deliveries never go to loopback.
     pub dynamically_registered: bool,
+    /// PKCE (S256) is required unless an admin exempted this (confidential, legacy) client.
+    pub allow_no_pkce: bool,
 }
 
 impl Client {
     pub fn is_public(&self) -> bool {
         self.secret_hash.is_none()
+    }
+
+    /// Every client must use PKCE (S256), except a confidential one an admin exempted.
+    pub fn pkce_required(&self) -> bool {
+        self.is_public() || !self.allow_no_pkce
     }
 }
 
@@ -47,6 +54,7 @@ impl TryFrom<client::Model> for Client {
             enabled: row.enabled,
             created_at: row.created_at,
             dynamically_registered: row.dynamically_registered,
+            allow_no_pkce: row.allow_no_pkce,
         })
     }
 }
@@ -67,6 +75,7 @@ impl Store {
             created_at: Set(now),
             updated_at: Set(now),
             dynamically_registered: Set(c.dynamically_registered),
+            allow_no_pkce: Set(c.allow_no_pkce),
         }
         .insert(&self.writer)
         .await
@@ -104,15 +113,25 @@ impl Store {
         Ok(true)
     }
 
-    /// Returns false when no such client exists.
+    /// Enables or disables a client; disabling also revokes every refresh and access token it
+    /// holds, in the same transaction (enabling again does not bring them back). Returns false
+    /// when no such client exists.
     pub async fn set_client_enabled(&self, client_id: &str, enabled: bool, now: i64) -> StoreResult<bool> {
-        let Some(row) = client::Entity::find_by_id(client_id.to_owned()).one(&self.db).await? else {
+        let txn = self.writer.begin().await?;
+        let Some(row) = client::Entity::find_by_id(client_id.to_owned()).one(&txn).await? else {
             return Ok(false);
         };
         let mut active: client::ActiveModel = row.into();
         active.enabled = Set(enabled);
         active.updated_at = Set(now);
-        active.update(&self.writer).await?;
+        active.update(&txn).await?;
+        if !enabled {
+            revoke_client_tokens(&txn, client_id, now).await?;
+        }
+        txn.commit().await?;
+        if !enabled {
+            self.cache.forget_tokens();
+        }
         self.cache.forget_client(client_id);
         Ok(true)
     }
@@ -143,6 +162,7 @@ impl Store {
         active.frontchannel_logout_uri = Set(c.frontchannel_logout_uri.clone());
         active.first_party = Set(c.first_party);
         active.allowed_scopes = Set(c.allowed_scopes.join(" "));
+        active.allow_no_pkce = Set(c.allow_no_pkce);
         active.updated_at = Set(now);
         active.update(&self.writer).await.map_err(conflict_or)?;
         self.cache.forget_client(&c.client_id);
@@ -152,20 +172,9 @@ impl Store {
     /// Deletes a client after revoking its tokens and forgetting its consents and pending
     /// requests, in one transaction. Returns false when no such client exists.
     pub async fn delete_client(&self, client_id: &str, now: i64) -> StoreResult<bool> {
-        use super::entities::{access_token, authorization_request, consent, refresh_token};
+        use super::entities::{authorization_request, consent};
         let txn = self.writer.begin().await?;
-        refresh_token::Entity::update_many()
-            .col_expr(refresh_token::Column::RevokedAt, Expr::value(now))
-            .filter(refresh_token::Column::ClientId.eq(client_id))
-            .filter(refresh_token::Column::RevokedAt.is_null())
-            .exec(&txn)
-            .await?;
-        access_token::Entity::update_many()
-            .col_expr(access_token::Column::RevokedAt, Expr::value(now))
-            .filter(access_token::Column::ClientId.eq(client_id))
-            .filter(access_token::Column::RevokedAt.is_null())
-            .exec(&txn)
-            .await?;
+        revoke_client_tokens(&txn, client_id, now).await?;
         consent::Entity::delete_many().filter(consent::Column::ClientId.eq(client_id)).exec(&txn).await?;
         authorization_request::Entity::delete_many().filter(authorization_request::Column::ClientId.eq(client_id)).exec(&txn).await?;
         let deleted = client::Entity::delete_by_id(client_id.to_owned()).exec(&txn).await?;
@@ -174,4 +183,26 @@ impl Store {
         self.cache.forget_client(client_id);
         Ok(deleted.rows_affected == 1)
     }
+}
+
+/// Revokes every refresh and access token of a client and forgets its authorization codes
+/// (a disabled or deleted client's tokens end at once). The caller clears the token caches after
+/// the commit. (No index on `client_id`: a scan, for a rare administrative act, rather than one
+/// more index write per issued token.)
+async fn revoke_client_tokens(txn: &impl ConnectionTrait, client_id: &str, now: i64) -> StoreResult<()> {
+    use super::entities::{access_token, authorization_code, refresh_token};
+    refresh_token::Entity::update_many()
+        .col_expr(refresh_token::Column::RevokedAt, Expr::value(now))
+        .filter(refresh_token::Column::ClientId.eq(client_id))
+        .filter(refresh_token::Column::RevokedAt.is_null())
+        .exec(txn)
+        .await?;
+    access_token::Entity::update_many()
+        .col_expr(access_token::Column::RevokedAt, Expr::value(now))
+        .filter(access_token::Column::ClientId.eq(client_id))
+        .filter(access_token::Column::RevokedAt.is_null())
+        .exec(txn)
+        .await?;
+    authorization_code::Entity::delete_many().filter(authorization_code::Column::ClientId.eq(client_id)).exec(txn).await?;
+    Ok(())
 }

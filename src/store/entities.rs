@@ -24,6 +24,8 @@ pub mod client {
         pub updated_at: i64,
         /// Created by RFC 7591 dynamic registration (not by an admin).
         pub dynamically_registered: bool,
+        /// A legacy confidential client exempted from PKCE (never a public client).
+        pub allow_no_pkce: bool,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

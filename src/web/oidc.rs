@@ -26,7 +26,19 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(&format!("{prefix}/userinfo"), web::post().to(userinfo_post))
             .route(&format!("{prefix}/revoke"), web::post().to(revoke_endpoint))
             .route(&format!("{prefix}/introspect"), web::post().to(introspect_endpoint));
+        // Registered after the POST routes: any other method of these paths.
+        for endpoint in ["token", "revoke", "introspect"] {
+            cfg.route(&format!("{prefix}/{endpoint}"), web::route().to(post_only));
+        }
     }
+}
+
+/// RFC 9110 §15.5.6: 405 with the methods the endpoint does accept.
+async fn post_only() -> HttpResponse {
+    HttpResponse::MethodNotAllowed()
+        .insert_header((header::ALLOW, "POST"))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(serde_json::json!({ "error": "invalid_request", "error_description": "this endpoint accepts POST only" }))
 }
 
 async fn discovery(state: web::Data<AppState>) -> HttpResponse {

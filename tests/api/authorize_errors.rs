@@ -51,6 +51,8 @@ async fn other_errors_redirect_with_error_state_and_iss() {
     let base = |c: &super::helpers::RegisteredClient| {
         format!("/oauth2/authorize?client_id={}&redirect_uri={}&state=xyz", c.client.client_id, urlenc(&c.redirect_uri))
     };
+    // PKCE is required of every client: cases about other rules carry it.
+    let pkce = format!("&code_challenge={CHALLENGE}&code_challenge_method=S256");
     let cases = [
         (base(&confidential) + "&scope=openid", "invalid_request"), // no response_type
         (base(&confidential) + "&response_type=token&scope=openid", "unsupported_response_type"),
@@ -63,9 +65,10 @@ async fn other_errors_redirect_with_error_state_and_iss() {
         (base(&confidential) + &format!("&response_type=code&scope=openid&code_challenge={CHALLENGE}"), "invalid_request"),
         (base(&confidential) + "&response_type=code&scope=openid&code_challenge=short&code_challenge_method=S256", "invalid_request"),
         (base(&public) + "&response_type=code&scope=openid", "invalid_request"), // public needs PKCE
-        (base(&confidential) + "&response_type=code&scope=openid&prompt=none%20login", "invalid_request"),
-        (base(&confidential) + "&response_type=code&scope=openid&prompt=bogus", "invalid_request"),
-        (base(&confidential) + "&response_type=code&scope=openid&max_age=-1", "invalid_request"),
+        (base(&confidential) + "&response_type=code&scope=openid", "invalid_request"), // and so does confidential
+        (base(&confidential) + "&response_type=code&scope=openid&prompt=none%20login" + &pkce, "invalid_request"),
+        (base(&confidential) + "&response_type=code&scope=openid&prompt=bogus" + &pkce, "invalid_request"),
+        (base(&confidential) + "&response_type=code&scope=openid&max_age=-1" + &pkce, "invalid_request"),
         (base(&confidential) + "&response_type=code&scope=openid&request=eyJ", "request_not_supported"),
         (base(&confidential) + "&response_type=code&scope=openid&request_uri=urn:x", "request_uri_not_supported"),
         (base(&confidential) + "&response_type=code&scope=openid&response_mode=fragment", "invalid_request"),

@@ -10,8 +10,10 @@ mod logout;
 #[path = "../support/mock_pds.rs"]
 mod mock_pds;
 mod pages;
+mod pkce;
 mod provider_flow;
 mod rp;
 mod security;
 mod token_errors;
+mod token_hardening;
 mod upstream_refresh;
