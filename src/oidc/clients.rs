@@ -372,6 +372,13 @@ fn validate_settings(new: &mut NewClient) -> Result<Vec<String>, RegistrationErr
     }
     if let Some(uri) = &new.backchannel_logout_uri {
         errors.check(validate_redirect_uri("backchannel_logout_uri", uri, false));
+        // Deliveries go through the SSRF guard (loopback allowed for admin-registered clients):
+        // say so now rather than fail at the first logout.
+        if let Ok(url) = url::Url::parse(uri) {
+            if let Err(crate::atproto::http::HttpError::Forbidden(reason)) = crate::atproto::http::check_url(&url, true) {
+                errors.add("backchannel_logout_uri", format!("`{uri}` cannot receive back-channel logouts ({reason})"));
+            }
+        }
     }
     if let Some(uri) = &new.frontchannel_logout_uri {
         errors.check(validate_redirect_uri("frontchannel_logout_uri", uri, false));
@@ -541,6 +548,23 @@ mod tests {
         assert!(validate_redirect_uri("r", "com.example.app:/cb", true).is_ok());
         assert!(validate_redirect_uri("r", "com.example.app:/cb", false).is_err());
         assert!(validate_redirect_uri("r", "javascript:alert(1)", true).is_err());
+    }
+
+    #[test]
+    fn backchannel_uris_on_private_addresses_are_refused_loopback_is_not() {
+        let with = |uri: &str| NewClient {
+            name: "x".into(),
+            redirect_uris: vec!["https://app.example/cb".into()],
+            backchannel_logout_uri: Some(uri.into()),
+            ..Default::default()
+        };
+        for private in ["https://10.0.0.5/bc", "https://169.254.169.254/latest", "https://[fd00::1]/bc", "https://192.168.1.1/bc"] {
+            let Err(RegistrationError::Invalid(errors)) = validate_settings(&mut with(private)) else { panic!("{private} must fail") };
+            assert!(errors.0["backchannel_logout_uri"].contains("cannot receive back-channel logouts"), "{private}");
+        }
+        for fine in ["https://app.example/bc", "http://127.0.0.1:3000/bc", "http://localhost:3000/bc"] {
+            assert!(validate_settings(&mut with(fine)).is_ok(), "{fine}");
+        }
     }
 
     #[test]

@@ -131,4 +131,19 @@ mod tests {
         assert_eq!(source_address(ip("10.0.0.2"), "", &proxies), ip("10.0.0.2"));
         assert_eq!(source_address(ip("10.0.0.2"), "6.6.6.6, unknown", &proxies), ip("10.0.0.2"));
     }
+
+    proptest::proptest! {
+        /// Whatever a client puts in X-Forwarded-For: no panic, an untrusted peer is the source,
+        /// and behind a trusted proxy the source is either a hop of the header or the proxy.
+        #[test]
+        fn forwarded_for_never_panics_and_never_trusts_a_stranger(header in ".{0,200}", peer in proptest::arbitrary::any::<std::net::IpAddr>()) {
+            let proxies: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+            let source = source_address(peer, &header, &proxies);
+            if !proxies[0].contains(&peer) {
+                proptest::prop_assert_eq!(source, peer);
+            } else {
+                proptest::prop_assert!(source == peer || header.split(',').filter_map(|h| parse_hop(h.trim())).any(|h| h == source));
+            }
+        }
+    }
 }
