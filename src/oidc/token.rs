@@ -7,6 +7,7 @@ use super::{
 use crate::{
     crypto::{constant_time_eq, pkce_s256_matches, sha256_b64},
     error::{ErrorCode, OAuthError},
+    sso::upstream::{upstream_grant, UpstreamGrant},
     state::{now, AppState},
     store::{
         clients::Client,
@@ -137,7 +138,6 @@ async fn refresh_token(state: &AppState, client: &Client, params: &Params) -> Re
     // Tenant tokens live no longer than the user's grant at their PDS: once its access token has
     // expired, it is refreshed first. A refusal has ended the session (single logout); when the
     // PDS cannot be reached, the refresh token stays unspent for a retry (README, "Upstream sessions": why 503).
-    use crate::sso::upstream::{upstream_grant, UpstreamGrant};
     match upstream_grant(state, &record.sid).await? {
         UpstreamGrant::Usable => {}
         UpstreamGrant::Ended => return Err(OAuthError::invalid_grant("the sign-in session has ended")),
