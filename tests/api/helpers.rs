@@ -1,6 +1,11 @@
 //! Test harness: the real server on a random port with a fresh database (SQLite by default,
 //! Postgres when ATSSO_TEST_DATABASE_URL points at a server), and a browser-like HTTP client.
-use std::{net::TcpListener, sync::Arc};
+use std::{
+    net::TcpListener,
+    sync::{Arc, Mutex},
+};
+
+use actix_web::{web, App, HttpResponse, HttpServer};
 
 use atsso::{
     config::{Config, FileConfig},
@@ -162,4 +167,40 @@ pub fn hidden_input(html: &str, name: &str) -> Option<String> {
 /// An openidconnect-crate HTTP client that does not follow redirects (as the crate requires).
 pub fn rp_http() -> reqwest::Client {
     reqwest::Client::builder().redirect(Policy::none()).build().unwrap()
+}
+
+/// A back-channel logout receiver: records every `logout_token`; answers with `status`, or
+/// never answers when `hang` is set.
+pub struct Receiver {
+    pub uri: String,
+    pub tokens: Arc<Mutex<Vec<String>>>,
+}
+
+pub async fn receiver(status: u16, hang: bool) -> Receiver {
+    let tokens = Arc::new(Mutex::new(Vec::new()));
+    let recorded = tokens.clone();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = HttpServer::new(move || {
+        let recorded = recorded.clone();
+        App::new().route(
+            "/backchannel",
+            web::post().to(move |form: web::Form<std::collections::HashMap<String, String>>| {
+                let recorded = recorded.clone();
+                async move {
+                    recorded.lock().unwrap().push(form.get("logout_token").cloned().unwrap_or_default());
+                    if hang {
+                        tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+                    }
+                    HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap()).finish()
+                }
+            }),
+        )
+    })
+    .workers(1)
+    .listen(listener)
+    .unwrap()
+    .run();
+    tokio::spawn(server);
+    Receiver { uri: format!("http://127.0.0.1:{port}/backchannel"), tokens }
 }

@@ -1,54 +1,15 @@
 //! Single logout: RP-initiated end-session, back-channel logout tokens, token revocation for
 //! every client of the session, and upstream revocation.
-use std::sync::{Arc, Mutex};
-
-use actix_web::{web, App, HttpResponse, HttpServer};
 use josekit::jws::RS256;
 use openidconnect::OAuth2TokenResponse;
 use serde_json::Value;
 
 use super::{
-    helpers::{hidden_input, location, query_param, spawn_app, Browser, RegisteredClient, TestApp},
+    helpers::{hidden_input, location, query_param, receiver, spawn_app, Browser, RegisteredClient, TestApp},
     rp::Rp,
 };
 
 const ALICE: &str = "did:plc:alice0000000000000000000";
-
-/// A back-channel logout receiver: records every `logout_token`; answers with `status`, or
-/// never answers when `hang` is set.
-struct Receiver {
-    uri: String,
-    tokens: Arc<Mutex<Vec<String>>>,
-}
-
-async fn receiver(status: u16, hang: bool) -> Receiver {
-    let tokens = Arc::new(Mutex::new(Vec::new()));
-    let recorded = tokens.clone();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let server = HttpServer::new(move || {
-        let recorded = recorded.clone();
-        App::new().route(
-            "/backchannel",
-            web::post().to(move |form: web::Form<std::collections::HashMap<String, String>>| {
-                let recorded = recorded.clone();
-                async move {
-                    recorded.lock().unwrap().push(form.get("logout_token").cloned().unwrap_or_default());
-                    if hang {
-                        tokio::time::sleep(std::time::Duration::from_secs(60)).await;
-                    }
-                    HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap()).finish()
-                }
-            }),
-        )
-    })
-    .workers(1)
-    .listen(listener)
-    .unwrap()
-    .run();
-    tokio::spawn(server);
-    Receiver { uri: format!("http://127.0.0.1:{port}/backchannel"), tokens }
-}
 
 async fn register_with_backchannel(app: &TestApp, name: &str, backchannel: Option<&str>) -> RegisteredClient {
     let redirect_uri = format!("http://127.0.0.1:9/{name}/callback");

@@ -1,53 +1,17 @@
 //! The upstream ATProto grant behind an SSO session: one refresh at a time however many requests
 //! need it (the PDS's refresh token is single use), and tenant tokens that end with the grant.
-use std::{
-    sync::{Arc, Mutex},
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
-use actix_web::{web, App, HttpResponse, HttpServer};
 use futures_util::future::join_all;
 use openidconnect::OAuth2TokenResponse;
 use serde_json::Value;
 
 use super::{
     atproto_login::{app_with_mock, sign_in},
-    helpers::{location, query_param, spawn_app_with, Browser, RegisteredClient, TestApp},
+    helpers::{location, query_param, receiver, spawn_app_with, Browser, RegisteredClient, TestApp},
     mock_pds::MockPds,
     rp::Rp,
 };
-
-/// A back-channel logout receiver that records every `logout_token` it is sent.
-struct Receiver {
-    uri: String,
-    tokens: Arc<Mutex<Vec<String>>>,
-}
-
-async fn receiver() -> Receiver {
-    let tokens = Arc::new(Mutex::new(Vec::new()));
-    let recorded = tokens.clone();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let server = HttpServer::new(move || {
-        let recorded = recorded.clone();
-        App::new().route(
-            "/backchannel",
-            web::post().to(move |form: web::Form<std::collections::HashMap<String, String>>| {
-                let recorded = recorded.clone();
-                async move {
-                    recorded.lock().unwrap().push(form.get("logout_token").cloned().unwrap_or_default());
-                    HttpResponse::Ok().finish()
-                }
-            }),
-        )
-    })
-    .workers(1)
-    .listen(listener)
-    .unwrap()
-    .run();
-    tokio::spawn(server);
-    Receiver { uri: format!("http://127.0.0.1:{port}/backchannel"), tokens }
-}
 
 /// A confidential first-party tenant app with a back-channel logout URI.
 async fn tenant(app: &TestApp, backchannel: &str) -> RegisteredClient {
@@ -177,7 +141,7 @@ async fn two_nodes_sharing_the_database_refresh_once() {
 #[tokio::test]
 async fn refused_upstream_refresh_ends_the_session_with_single_logout() {
     let (app, mock) = app_with_mock().await;
-    let receiver = receiver().await;
+    let receiver = receiver(200, false).await;
     let registered = tenant(&app, &receiver.uri).await;
     let rp = Rp::discover(&app, &registered).await;
     let browser = Browser::new();
@@ -215,7 +179,7 @@ async fn refused_upstream_refresh_ends_the_session_with_single_logout() {
 #[tokio::test]
 async fn transient_upstream_failure_keeps_the_session() {
     let (app, mock) = app_with_mock().await;
-    let receiver = receiver().await;
+    let receiver = receiver(200, false).await;
     let registered = tenant(&app, &receiver.uri).await;
     let rp = Rp::discover(&app, &registered).await;
     let browser = Browser::new();
@@ -252,7 +216,7 @@ async fn transient_upstream_failure_keeps_the_session() {
 #[tokio::test]
 async fn a_slow_refresh_makes_the_others_wait_then_give_up_softly() {
     let (app, mock) = app_with_mock().await;
-    let receiver = receiver().await;
+    let receiver = receiver(200, false).await;
     let registered = tenant(&app, &receiver.uri).await;
     let rp = Rp::discover(&app, &registered).await;
     let browser = Browser::new();
