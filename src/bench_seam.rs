@@ -4,9 +4,10 @@
 use serde_json::json;
 
 use crate::{
+    clock::now,
     crypto::{random_token, sha256_b64},
     oidc::clients::{self, NewClient},
-    state::{now, AppState},
+    state::AppState,
     store::{tokens::RefreshTokenRecord, users::UserProfile},
 };
 

@@ -5,8 +5,10 @@
 
 pub mod admin;
 pub mod atproto;
+pub mod audit;
 #[cfg(feature = "bench-seam")]
 pub mod bench_seam;
+pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod error;
@@ -105,7 +107,7 @@ async fn build_atproto_client(store: &Store, sealer: &Sealer, config: &Config) -
         }
         None => {
             let key = ClientSigningKey::generate(crypto::random_token(12))?;
-            store.insert_atproto_client_key(key.kid(), &sealer.seal_str(&key.to_pem())?, state::now()).await?;
+            store.insert_atproto_client_key(key.kid(), &sealer.seal_str(&key.to_pem())?, clock::now()).await?;
             key
         }
     };
@@ -194,7 +196,7 @@ fn spawn_background_tasks(state: AppState) {
                 tracing::error!(%error, "reloading signing keys failed");
             }
             if minutes.is_multiple_of(10) {
-                match state.store.sweep_expired(state::now()).await {
+                match state.store.sweep_expired(clock::now()).await {
                     Ok(removed) if removed > 0 => tracing::info!(removed, "swept expired rows"),
                     Ok(_) => {}
                     Err(error) => tracing::error!(%error, "sweeping expired rows failed"),

@@ -4,10 +4,8 @@
 use std::{path::PathBuf, process::ExitCode};
 
 use atsso::{
-    admin::{
-        audit::{self, Actor, CLI_ACTOR},
-        auth::{self as admin_auth, TokenKind},
-    },
+    admin::auth::{self as admin_auth, TokenKind},
+    audit::{self, Actor, CLI_ACTOR},
     config::Config,
     oidc::{
         clients::{self, NewClient},
@@ -247,7 +245,7 @@ async fn admin_tokens_command(config: Config, command: AdminTokensCommand) -> Re
             Ok(())
         }
         AdminTokensCommand::Revoke { name } => {
-            if !store.revoke_admin_token(&name, atsso::state::now()).await.map_err(|e| e.to_string())? {
+            if !store.revoke_admin_token(&name, atsso::clock::now()).await.map_err(|e| e.to_string())? {
                 return Err(format!("no active admin token named `{name}`"));
             }
             audit::record(&store, &cli_actor(), "admin_token.revoke", Some(&name), None).await;

@@ -17,8 +17,3 @@ pub struct AppState {
     /// Discovery document, rendered once (shared bytes: no copy per request).
     pub discovery_json: actix_web::web::Bytes,
 }
-
-/// Unix time in seconds.
-pub fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
-}

@@ -10,9 +10,9 @@ use dashmap::DashMap;
 use sha2::{Digest, Sha256};
 
 use crate::{
+    clock::now,
     config::Config,
     crypto::{constant_time_eq, password, random_token},
-    state::now,
     store::{admin::AdminTokenRow, Store, StoreError},
 };
 

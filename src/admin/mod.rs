@@ -2,7 +2,6 @@
 //! (`api.rs`, admin API tokens only) and the web UI (`ui.rs`, SSO session of an admin DID +
 //! CSRF). Every change goes through a function here, which records it in the audit log.
 pub mod api;
-pub mod audit;
 pub mod auth;
 pub mod registration;
 pub mod ui;
@@ -10,12 +9,14 @@ pub mod ui;
 use serde::Serialize;
 
 use crate::{
+    audit,
+    clock::now,
     oidc::{
         clients::{self, ClientUpdate, FieldErrors, NewClient, RegistrationError},
         keys,
     },
     sso::logout::end_all_sessions,
-    state::{now, AppState},
+    state::AppState,
     store::{
         admin::{ConsentRow, UserRow},
         clients::Client,
@@ -24,7 +25,7 @@ use crate::{
     },
 };
 
-pub use audit::Actor;
+pub use crate::audit::Actor;
 
 /// Listings return at most this many items per page.
 pub const MAX_PAGE_SIZE: u64 = 200;

@@ -7,8 +7,9 @@
 //! change made by another process (the CLI, another node) while this one still has the token's
 //! record cached: it holds within the client cache's lifetime (`cache::CLIENT_TTL`).
 use crate::{
+    clock::now,
     crypto::sha256_b64,
-    state::{now, AppState},
+    state::AppState,
     store::{tokens::AccessTokenRecord, StoreError},
 };
 

@@ -5,10 +5,11 @@ use url::Url;
 
 use super::{claims::SUPPORTED_SCOPES, params::Params};
 use crate::{
+    clock::now,
     config::{AUTHORIZATION_CODE_TTL_SECS, AUTHORIZATION_REQUEST_TTL_SECS},
     crypto::{random_token, sha256_b64},
     error::{ErrorCode, OAuthError, PageError},
-    state::{now, AppState},
+    state::AppState,
     store::{clients::Client, grants::AuthorizationCode, sessions::SsoSession, StoreError},
 };
 

@@ -10,8 +10,9 @@ use serde_json::{json, Map, Value};
 
 use crate::{
     atproto::http::{HttpError, SafeHttp},
+    clock::now,
     crypto::random_token,
-    state::{now, AppState},
+    state::AppState,
     store::{clients::Client, logout::LogoutDelivery},
 };
 

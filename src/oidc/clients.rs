@@ -10,9 +10,10 @@ use sha2::{Digest, Sha256};
 
 use super::{claims::SUPPORTED_SCOPES, params::Params};
 use crate::{
+    clock::now,
     crypto::{constant_time_eq, password, random_token},
     error::OAuthError,
-    state::{now, AppState},
+    state::AppState,
     store::{clients::Client, Store, StoreError},
 };
 

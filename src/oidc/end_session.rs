@@ -4,10 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{backchannel::read_id_token_hint, params::Params};
-use crate::{
-    error::PageError,
-    state::{now, AppState},
-};
+use crate::{clock::now, error::PageError, state::AppState};
 
 /// A validated logout request. Sealed into the confirmation form when the user must confirm.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

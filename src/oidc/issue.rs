@@ -4,9 +4,10 @@ use serde_json::{Map, Value};
 
 use super::claims::user_claims;
 use crate::{
+    clock::now,
     crypto::{at_hash, random_token, sha256_b64, signing::Alg},
     error::OAuthError,
-    state::{now, AppState},
+    state::AppState,
     store::{
         tokens::{AccessTokenRecord, RefreshTokenRecord, Spend},
         users::UserProfile,

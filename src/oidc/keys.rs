@@ -3,12 +3,12 @@
 use std::sync::{Arc, RwLock};
 
 use crate::{
+    clock::now,
     config::Config,
     crypto::{
         seal::Sealer,
         signing::{generate_key, Alg, KeySet, SigningError, StoredKey},
     },
-    state::now,
     store::{Store, StoreError},
 };
 

@@ -4,12 +4,7 @@
 use serde_json::{json, Value};
 
 use super::{access::validate_access_token, params::Params};
-use crate::{
-    crypto::sha256_b64,
-    error::OAuthError,
-    state::{now, AppState},
-    store::clients::Client,
-};
+use crate::{clock::now, crypto::sha256_b64, error::OAuthError, state::AppState, store::clients::Client};
 
 /// Whether the hint names a refresh token; any other value (or none) starts with access tokens.
 fn refresh_first(params: &Params) -> bool {

@@ -5,10 +5,11 @@ use super::{
     params::Params,
 };
 use crate::{
+    clock::now,
     crypto::{constant_time_eq, pkce_s256_matches, sha256_b64},
     error::{ErrorCode, OAuthError},
     sso::upstream::{upstream_grant, UpstreamGrant},
-    state::{now, AppState},
+    state::AppState,
     store::{
         clients::Client,
         grants::{AuthorizationCode, CodeRedemption},

@@ -2,8 +2,9 @@
 //! under it, a back-channel logout token to each client that asked for one, and the upstream
 //! ATProto grant at the user's PDS.
 use crate::{
+    clock::now,
     oidc::backchannel,
-    state::{now, AppState},
+    state::AppState,
     store::{clients::Client, StoreError},
 };
 
@@ -26,7 +27,7 @@ pub async fn end_session(state: &AppState, sid: &str) -> Result<EndedSession, St
     if !state.store.end_session(sid, now).await? {
         return Ok(EndedSession::default()); // a concurrent logout won the race
     }
-    crate::admin::audit::logout(&state.store, &session.did, sid).await;
+    crate::audit::logout(&state.store, &session.did, sid).await;
     state.store.revoke_session_tokens(sid, now).await?;
     let mut clients: Vec<Client> = Vec::new();
     for client_id in state.store.session_client_ids(sid).await? {

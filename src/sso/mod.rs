@@ -12,9 +12,10 @@ use actix_web::{
 };
 
 use crate::{
+    clock::now,
     config::Config,
     crypto::{constant_time_eq, random_token, sha256_b64},
-    state::{now, AppState},
+    state::AppState,
     store::{sessions::SsoSession, users::UserProfile, StoreResult},
 };
 

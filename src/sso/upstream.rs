@@ -9,8 +9,9 @@ use tokio::time::Instant;
 
 use crate::{
     atproto::{AtprotoError, CallbackParams, PendingLogin, UpstreamTokens},
+    clock::now,
     crypto::{random_token, sha256_b64},
-    state::{now, AppState},
+    state::AppState,
     store::{
         sessions::SsoSession,
         upstream::{UpstreamLoginRow, UpstreamSessionRow},

@@ -118,7 +118,7 @@ async fn callback(state: web::Data<AppState>, req: HttpRequest, query: web::Quer
     };
     let session = established.session().clone();
     let remote_addr = Some(super::client_addr(&req, &state.config.trusted_proxies).to_string());
-    crate::admin::audit::login(&state.store, &session.did, remote_addr).await;
+    crate::audit::login(&state.store, &session.did, remote_addr).await;
     let mut response = match request_id.as_deref() {
         Some(id) => match authorize::load_parked(&state, id).await? {
             Some((request, client)) => outcome_response(authorize::decide(&state, &request, &client, Some(&session), Some(id)).await)?,

@@ -86,7 +86,7 @@ async fn logout_page(state: web::Data<AppState>, req: HttpRequest) -> Result<Htt
     if sso::cookie_session(&state, &req).await?.is_none() {
         return Ok(logged_out(&state, &LogoutRequest::default(), Vec::new(), true));
     }
-    confirmation_page(&state, &req, &LogoutRequest { expires_at: crate::state::now() + 900, ..Default::default() })
+    confirmation_page(&state, &req, &LogoutRequest { expires_at: crate::clock::now() + 900, ..Default::default() })
 }
 
 #[derive(Deserialize)]

@@ -6,13 +6,14 @@ use tera::Context;
 
 use super::{found, html::PagePolicy, oidc::outcome_response};
 use crate::{
+    clock::now,
     error::PageError,
     oidc::{
         authorize::{self, Outcome},
         claims::consent_descriptions,
     },
     sso,
-    state::{now, AppState},
+    state::AppState,
     store::users::UserProfile,
     templates,
 };

@@ -491,7 +491,7 @@ async fn signing_keys_list_and_rotate() {
 #[tokio::test]
 async fn audit_log_records_who_what_when_and_from_where() {
     let admin = spawn_admin_app().await;
-    let before = atsso::state::now();
+    let before = atsso::clock::now();
     let (id, _) = admin.create("audited").await;
     admin.patch(&format!("/clients/{id}"), json!({ "first_party": true })).await;
     admin.post(&format!("/clients/{id}/rotate-secret"), json!({})).await;

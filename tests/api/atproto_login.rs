@@ -228,7 +228,7 @@ async fn dead_upstream_grant_means_login_required() {
     assert_eq!(refreshes_after, refreshes_before + 1, "{:?}", mock.log_for("/oauth/token"));
     let row = app.state.store.upstream_session(&sid).await.unwrap().unwrap();
     assert_eq!(row.version, version_before + 1, "the refreshed tokens were stored");
-    assert!(row.expires_at.unwrap() > atsso::state::now());
+    assert!(row.expires_at.unwrap() > atsso::clock::now());
 
     // The user revokes the app at their PDS: the refresh is refused, prompt=none answers
     // login_required, and the session ends everywhere (single logout): the app's tokens die too.
@@ -236,7 +236,7 @@ async fn dead_upstream_grant_means_login_required() {
     mock.state.refresh_tokens_clear();
     let response = browser.get(&format!("{}&prompt=none", rp.start(&[]).url)).await;
     assert_eq!(query_param(&location(&response), "error").as_deref(), Some("login_required"));
-    assert!(app.state.store.live_session(&sid, atsso::state::now()).await.unwrap().is_none(), "the SSO session ended");
+    assert!(app.state.store.live_session(&sid, atsso::clock::now()).await.unwrap().is_none(), "the SSO session ended");
     assert!(rp.userinfo(openidconnect::OAuth2TokenResponse::access_token(&tokens)).await.is_err(), "the app's token was revoked");
     assert!(app.state.store.upstream_session(&sid).await.unwrap().is_none(), "the refused grant is forgotten");
 }

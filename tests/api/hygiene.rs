@@ -96,7 +96,7 @@ async fn sweeper_removes_expired_rows_only() {
     let code = query_param(&location(&browser.get(&pending.url).await), "code").unwrap();
     let tokens = rp.exchange(&code, pending.verifier).await.unwrap();
 
-    let now = atsso::state::now();
+    let now = atsso::clock::now();
     assert_eq!(app.state.store.sweep_expired(now).await.unwrap(), 0, "nothing is expired yet");
     rp.refresh(tokens.refresh_token().unwrap()).await.expect("still valid after a sweep");
     // A year from now everything has expired: codes, tokens, the session.

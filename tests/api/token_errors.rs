@@ -331,7 +331,7 @@ async fn client_disabled_by_another_process_is_refused_within_the_cache_lifetime
 
     // What `atsso clients disable` does: its own connection to the same database.
     let outside = atsso::store::Store::connect(&app.state.config.database_url, 1).await.unwrap();
-    assert!(outside.set_client_enabled(&id, false, atsso::state::now()).await.unwrap());
+    assert!(outside.set_client_enabled(&id, false, atsso::clock::now()).await.unwrap());
     let disabled_at = std::time::Instant::now();
     loop {
         let status = introspect().await.unwrap().status();

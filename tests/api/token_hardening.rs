@@ -168,7 +168,7 @@ async fn userinfo_refuses_a_token_whose_client_was_disabled_elsewhere() {
     assert_eq!(userinfo_status(&app, access).await.0, 200, "valid (and now cached)");
 
     let outside = atsso::store::Store::connect(&app.state.config.database_url, 1).await.unwrap();
-    assert!(outside.set_client_enabled(&registered.client.client_id, false, atsso::state::now()).await.unwrap());
+    assert!(outside.set_client_enabled(&registered.client.client_id, false, atsso::clock::now()).await.unwrap());
     let disabled_at = std::time::Instant::now();
     let bound = atsso::store::cache::CLIENT_TTL + std::time::Duration::from_secs(2);
     loop {

@@ -62,7 +62,7 @@ async fn userinfo_status(app: &TestApp, access_token: &str) -> u16 {
 }
 
 async fn session_live(app: &TestApp, sid: &str) -> bool {
-    app.state.store.live_session(sid, atsso::state::now()).await.unwrap().is_some()
+    app.state.store.live_session(sid, atsso::clock::now()).await.unwrap().is_some()
 }
 
 #[tokio::test]

@@ -1,7 +1,8 @@
 //! The audit log: who did what to which target, when, and from which address. Recording never
-//! fails the action it describes (a failure is logged instead). Secrets never go in here.
+//! fails the action it describes (a failure is logged instead). Secrets never go in here. Its own
+//! small module, below everything that records (admin, sso, the CLI): it depends on the store only.
 use crate::{
-    state::now,
+    clock::now,
     store::{admin::NewAuditEntry, Store},
 };
 
