@@ -37,7 +37,7 @@ pub async fn end_session(state: &AppState, sid: &str) -> Result<EndedSession, St
     }
     let deliveries = backchannel::notify(state, &clients, &session.did, sid).await;
     let frontchannel_urls = backchannel::frontchannel_urls(state, &clients, sid);
-    super::upstream::revoke_upstream(state, sid).await;
+    super::grant::revoke_upstream(state, sid).await;
     tracing::info!(clients = clients.len(), "SSO session ended");
     Ok(EndedSession { frontchannel_urls, deliveries })
 }

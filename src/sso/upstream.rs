@@ -152,7 +152,7 @@ pub async fn finish_login(
             state.store.upsert_user(&profile, now).await?;
             state.store.touch_session_auth_time(&existing.sid, now).await?;
             // The grant the session held until now is replaced: end it upstream too.
-            revoke_upstream(state, &existing.sid).await;
+            super::grant::revoke_upstream(state, &existing.sid).await;
             let mut refreshed = existing;
             refreshed.auth_time = now;
             EstablishedSessionOrExisting::Existing(refreshed)
@@ -189,11 +189,6 @@ async fn store_upstream_session(state: &AppState, sid: &str, tokens: &UpstreamTo
         })
         .await?;
     Ok(())
-}
-
-fn open_tokens(state: &AppState, row: &UpstreamSessionRow) -> Option<UpstreamTokens> {
-    let json = state.sealer.open_str(&row.tokens_sealed).ok()?;
-    serde_json::from_str(&json).ok()
 }
 
 /// What an SSO session's upstream grant allows now.
@@ -269,7 +264,7 @@ pub async fn upstream_grant(state: &AppState, sid: &str) -> Result<UpstreamGrant
 /// Calls the authorization server while holding the refresh lease taken on `row`'s version.
 /// `None`: our lease ran out and someone else changed the row meanwhile; look at it again.
 async fn refresh_under_lease(state: &AppState, row: &UpstreamSessionRow, owner: &str) -> Result<Option<UpstreamGrant>, StoreError> {
-    let Some(tokens) = open_tokens(state, row) else {
+    let Some(tokens) = super::grant::open_tokens(state, row) else {
         tracing::error!("upstream session cannot be unsealed; ending the session");
         return refused(state, row, owner).await;
     };
@@ -351,26 +346,5 @@ fn refused_for_good(error: &AtprotoError) -> bool {
         | AtprotoError::IssuerMismatch { .. }
         | AtprotoError::NotAuthoritative(_)
         | AtprotoError::AccessDenied(_) => false,
-    }
-}
-
-/// Revokes the upstream grant of an SSO session at the user's authorization server and forgets
-/// it. Best effort: failures are logged, the local record is deleted regardless.
-pub async fn revoke_upstream(state: &AppState, sid: &str) {
-    let row = match state.store.upstream_session(sid).await {
-        Ok(Some(row)) => row,
-        Ok(None) => return,
-        Err(error) => {
-            tracing::error!(%error, "loading the upstream session failed");
-            return;
-        }
-    };
-    if let Some(tokens) = open_tokens(state, &row) {
-        if let Err(error) = state.atproto.revoke(&tokens).await {
-            tracing::warn!(%error, "revoking the upstream grant failed");
-        }
-    }
-    if let Err(error) = state.store.delete_upstream_session(sid).await {
-        tracing::error!(%error, "deleting the upstream session failed");
     }
 }
