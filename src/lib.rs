@@ -25,13 +25,7 @@ use std::{net::TcpListener, sync::Arc, time::Duration};
 use actix_web::{dev::Service, web::Data, App, HttpServer};
 use tracing::Instrument;
 
-use crate::{
-    config::Config,
-    crypto::seal::Sealer,
-    oidc::{clients::SecretCache, keys::KeyRing},
-    state::AppState,
-    store::Store,
-};
+use crate::{config::Config, crypto::seal::Sealer, crypto::secrets::SecretVerifier, oidc::keys::KeyRing, state::AppState, store::Store};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -76,7 +70,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
         store,
         sealer,
         keys: Arc::new(keys),
-        secret_cache: Arc::new(SecretCache::default()),
+        secrets: Arc::new(SecretVerifier::default()),
         limits,
     })
 }

@@ -1,7 +1,9 @@
 //! What every request handler shares. Built once in `lib.rs`; tests build their own.
 use std::sync::Arc;
 
-use crate::{atproto::AtprotoClient, config::Config, crypto::seal::Sealer, oidc::clients::SecretCache, oidc::keys::KeyRing, store::Store};
+use crate::{
+    atproto::AtprotoClient, config::Config, crypto::seal::Sealer, crypto::secrets::SecretVerifier, oidc::keys::KeyRing, store::Store,
+};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -11,7 +13,8 @@ pub struct AppState {
     pub store: Store,
     pub sealer: Sealer,
     pub keys: Arc<KeyRing>,
-    pub secret_cache: Arc<SecretCache>,
+    /// Argon2-once verification of client secrets and admin tokens (bounded queue).
+    pub secrets: Arc<SecretVerifier>,
     /// Abuse limits (per node).
     pub limits: Arc<crate::limits::Limits>,
     /// Discovery document, rendered once (shared bytes: no copy per request).

@@ -102,7 +102,7 @@ async fn require_admin_token(
     let source = crate::web::client_addr(req.request(), &state.config.trusted_proxies);
     state.limits.admin_auth_by_addr.check(&source).map_err(ApiError::rate_limited)?;
     let presented = bearer(req.request()).ok_or_else(|| ApiError::from(TokenError::Missing))?;
-    let token = auth::verify_token(&state.store, &presented, &[TokenKind::Admin]).await.map_err(|err| {
+    let token = auth::verify_token(&state.store, &state.secrets, &presented, &[TokenKind::Admin]).await.map_err(|err| {
         if matches!(err, TokenError::Invalid) {
             state.limits.admin_auth_by_addr.record_failure(&source);
         }
@@ -366,7 +366,7 @@ async fn dynamic_register(state: web::Data<AppState>, req: HttpRequest, body: we
     let Some(presented) = bearer(&req) else {
         return registration_error(StatusCode::UNAUTHORIZED, "invalid_token", "an initial access token is required");
     };
-    let token = match auth::verify_token(&state.store, &presented, &[TokenKind::Registration, TokenKind::Admin]).await {
+    let token = match auth::verify_token(&state.store, &state.secrets, &presented, &[TokenKind::Registration, TokenKind::Admin]).await {
         Ok(token) => token,
         Err(TokenError::Busy) => return actix_web::ResponseError::error_response(&ApiError::from(TokenError::Busy)),
         Err(TokenError::Store(e)) => {

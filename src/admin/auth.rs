@@ -4,15 +4,10 @@
 //! - automation: an admin API token, `Authorization: Bearer atsso_<id>.<secret>` — the REST API.
 //!   Tokens are created by `atsso admin-tokens create`, shown once, stored argon2-hashed, revocable.
 //!   `registration` tokens are RFC 7591 initial access tokens and open nothing else.
-use std::sync::LazyLock;
-
-use dashmap::DashMap;
-use sha2::{Digest, Sha256};
-
 use crate::{
     clock::now,
     config::Config,
-    crypto::{constant_time_eq, password, random_token},
+    crypto::{password, random_token, secrets::SecretVerifier},
     store::{admin::AdminTokenRow, Store, StoreError},
 };
 
@@ -106,41 +101,24 @@ pub async fn create_token(store: &Store, name: &str, kind: TokenKind) -> Result<
     Ok(format!("{PREFIX}{id}.{secret}"))
 }
 
-/// Argon2 is paid once per token and node: afterwards a SHA-256 of the verified secret is kept,
-/// keyed by token id and stored hash. Revocation is checked against the database on every use.
-static VERIFIED: LazyLock<DashMap<String, (String, [u8; 32])>> = LazyLock::new(DashMap::new);
-/// Argon2 checks of admin tokens queued or running (7 MiB each, one at a time): beyond this,
-/// `Busy` (503). With the per-address failure limit this bounds what a flood of wrong tokens costs.
-static VERIFYING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-static ARGON2: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
-const MAX_VERIFYING: usize = 16;
-
 /// Verifies a presented token and that its kind is one of `accepted`.
-pub async fn verify_token(store: &Store, presented: &str, accepted: &[TokenKind]) -> Result<VerifiedToken, TokenError> {
+/// Argon2 is paid once per token and node (`SecretVerifier`, keyed `admin-token:<id>` and the
+/// stored hash); revocation is checked against the database on every use.
+pub async fn verify_token(
+    store: &Store,
+    secrets: &SecretVerifier,
+    presented: &str,
+    accepted: &[TokenKind],
+) -> Result<VerifiedToken, TokenError> {
     let (id, secret) = presented
         .strip_prefix(PREFIX)
         .and_then(|rest| rest.split_once('.'))
         .filter(|(id, secret)| !id.is_empty() && id.len() <= 32 && !secret.is_empty() && secret.len() <= 64)
         .ok_or(TokenError::Invalid)?;
     let row = store.admin_token(id).await?.filter(|row| row.revoked_at.is_none()).ok_or(TokenError::Invalid)?;
-    let digest: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
-    let cached = VERIFIED.get(id).is_some_and(|entry| entry.0 == row.token_hash && constant_time_eq(&entry.1, &digest));
-    if !cached {
-        use std::sync::atomic::Ordering;
-        if VERIFYING.fetch_add(1, Ordering::AcqRel) >= MAX_VERIFYING {
-            VERIFYING.fetch_sub(1, Ordering::AcqRel);
-            return Err(TokenError::Busy);
-        }
-        let (secret, phc) = (secret.to_owned(), row.token_hash.clone());
-        let ok = match ARGON2.acquire().await {
-            Ok(_permit) => tokio::task::spawn_blocking(move || password::verify_secret(&secret, &phc)).await.unwrap_or(false),
-            Err(_) => false,
-        };
-        VERIFYING.fetch_sub(1, Ordering::AcqRel);
-        if !ok {
-            return Err(TokenError::Invalid);
-        }
-        VERIFIED.insert(id.to_owned(), (row.token_hash.clone(), digest));
+    let verified = secrets.verify(&format!("admin-token:{id}"), &row.token_hash, secret).await.map_err(|_| TokenError::Busy)?;
+    if !verified {
+        return Err(TokenError::Invalid);
     }
     let kind = match row.kind.as_str() {
         "admin" => TokenKind::Admin,

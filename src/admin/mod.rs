@@ -162,7 +162,7 @@ pub async fn update_client(state: &AppState, actor: &Actor, client_id: &str, cha
 }
 
 pub async fn rotate_client_secret(state: &AppState, actor: &Actor, client_id: &str) -> Result<String, AdminError> {
-    let secret = clients::rotate_secret(&state.store, Some(&state.secret_cache), client_id).await.map_err(|e| match e {
+    let secret = clients::rotate_secret(&state.store, Some(&state.secrets), client_id).await.map_err(|e| match e {
         RegistrationError::Invalid(_) => AdminError::Refused("public clients have no secret".into()),
         other => other.into(),
     })?;
@@ -171,14 +171,14 @@ pub async fn rotate_client_secret(state: &AppState, actor: &Actor, client_id: &s
 }
 
 pub async fn set_client_enabled(state: &AppState, actor: &Actor, client_id: &str, enabled: bool) -> Result<(), AdminError> {
-    clients::set_enabled(&state.store, Some(&state.secret_cache), client_id, enabled).await?;
+    clients::set_enabled(&state.store, Some(&state.secrets), client_id, enabled).await?;
     let action = if enabled { "client.enable" } else { "client.disable" };
     audit::record(&state.store, actor, action, Some(client_id), None).await;
     Ok(())
 }
 
 pub async fn delete_client(state: &AppState, actor: &Actor, client_id: &str) -> Result<(), AdminError> {
-    clients::delete(&state.store, Some(&state.secret_cache), client_id).await?;
+    clients::delete(&state.store, Some(&state.secrets), client_id).await?;
     audit::record(&state.store, actor, "client.delete", Some(client_id), None).await;
     Ok(())
 }

@@ -3,6 +3,7 @@
 pub mod cpu_pool;
 pub mod password;
 pub mod seal;
+pub mod secrets;
 pub mod signing;
 
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};

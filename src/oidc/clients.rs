@@ -5,135 +5,16 @@ use std::net::IpAddr;
 
 use actix_web::{http::header, HttpRequest};
 use base64::{engine::general_purpose::STANDARD, Engine};
-use dashmap::DashMap;
-use sha2::{Digest, Sha256};
 
 use super::{claims::SUPPORTED_SCOPES, params::Params};
 use crate::{
     clock::now,
-    crypto::{constant_time_eq, password, random_token},
+    crypto::secrets::SecretVerifier,
+    crypto::{password, random_token},
     error::OAuthError,
     state::AppState,
     store::{clients::Client, Store, StoreError},
 };
-
-pub struct SecretCache {
-    /// client_id → (stored PHC hash, SHA-256 of the secret that verified against it)
-    verified: DashMap<String, (String, [u8; 32])>,
-    /// Secrets that just failed, by (client_id, SHA-256 of the secret): presenting the same wrong
-    /// secret again costs no argon2. Bounded and short-lived.
-    recent_failures: moka::sync::Cache<(String, [u8; 32]), ()>,
-    /// Argon2 verifications queued or running, per client: a flood against one client holds at
-    /// most `PER_CLIENT` places, so other clients are never queued behind it.
-    queued_per_client: DashMap<String, usize>,
-    queued: std::sync::atomic::AtomicUsize,
-    /// One Argon2 verification at a time (7 MiB and ~20 ms each, see crypto/password.rs): a burst
-    /// of first requests must not allocate 7 MiB each (it set the server's peak memory); after
-    /// the first success the others hit the cache.
-    argon2_permits: tokio::sync::Semaphore,
-    runs: std::sync::atomic::AtomicU64,
-}
-
-/// Argon2 verifications one client may have queued or running.
-const PER_CLIENT: usize = 2;
-/// Argon2 verifications queued or running in all (beyond: 503 + Retry-After).
-const QUEUED: usize = 16;
-
-impl Default for SecretCache {
-    fn default() -> Self {
-        Self {
-            verified: DashMap::new(),
-            recent_failures: moka::sync::Cache::builder().max_capacity(10_000).time_to_live(std::time::Duration::from_secs(300)).build(),
-            queued_per_client: DashMap::new(),
-            queued: Default::default(),
-            argon2_permits: tokio::sync::Semaphore::new(1),
-            runs: Default::default(),
-        }
-    }
-}
-
-/// A place in the argon2 queue; given back when dropped.
-struct QueuePlace<'a> {
-    cache: &'a SecretCache,
-    client_id: String,
-}
-
-impl Drop for QueuePlace<'_> {
-    fn drop(&mut self) {
-        use std::sync::atomic::Ordering;
-        self.cache.queued.fetch_sub(1, Ordering::AcqRel);
-        if let dashmap::Entry::Occupied(mut entry) = self.cache.queued_per_client.entry(self.client_id.clone()) {
-            *entry.get_mut() -= 1;
-            if *entry.get() == 0 {
-                entry.remove();
-            }
-        }
-    }
-}
-
-impl SecretCache {
-    pub fn forget(&self, client_id: &str) {
-        self.verified.remove(client_id);
-    }
-
-    /// Argon2 verifications run so far (tests and diagnostics).
-    pub fn argon2_runs(&self) -> u64 {
-        self.runs.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    fn matches(&self, client: &Client, phc: &str, digest: &[u8; 32]) -> bool {
-        self.verified.get(&client.client_id).is_some_and(|entry| entry.0 == phc && constant_time_eq(&entry.1, digest))
-    }
-
-    /// A place in the argon2 queue, or None when this client or the whole queue is full.
-    fn queue_place(&self, client_id: &str) -> Option<QueuePlace<'_>> {
-        use std::sync::atomic::Ordering;
-        {
-            let mut mine = self.queued_per_client.entry(client_id.to_owned()).or_insert(0);
-            if *mine >= PER_CLIENT {
-                return None;
-            }
-            if self.queued.fetch_add(1, Ordering::AcqRel) >= QUEUED {
-                self.queued.fetch_sub(1, Ordering::AcqRel);
-                return None;
-            }
-            *mine += 1;
-        }
-        Some(QueuePlace { cache: self, client_id: client_id.to_owned() })
-    }
-
-    /// Checks `secret` against the stored hash `phc` of `client`: from memory when this exact
-    /// secret verified (or failed) recently, otherwise with argon2 through the bounded queue.
-    async fn verify(&self, client: &Client, phc: &str, secret: String) -> Result<bool, OAuthError> {
-        let digest: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
-        let failure_key = (client.client_id.clone(), digest);
-        if self.recent_failures.contains_key(&failure_key) {
-            return Ok(false);
-        }
-        let Some(_place) = self.queue_place(&client.client_id) else {
-            return Err(OAuthError::busy("too many secret checks at once; try again shortly", 1));
-        };
-        let Ok(_permit) = self.argon2_permits.acquire().await else {
-            return Err(OAuthError::busy("too many secret checks at once; try again shortly", 1));
-        };
-        // Another request may have verified this very secret while we waited.
-        if self.matches(client, phc, &digest) {
-            return Ok(true);
-        }
-        if self.recent_failures.contains_key(&failure_key) {
-            return Ok(false);
-        }
-        self.runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let phc_owned = phc.to_owned();
-        let verified = tokio::task::spawn_blocking(move || password::verify_secret(&secret, &phc_owned)).await.unwrap_or(false);
-        if verified {
-            self.verified.insert(client.client_id.clone(), (phc.to_owned(), digest));
-        } else {
-            self.recent_failures.insert(failure_key, ());
-        }
-        Ok(verified)
-    }
-}
 
 /// The credentials a request presented.
 enum Presented {
@@ -229,14 +110,15 @@ pub async fn authenticate_client(state: &AppState, req: &HttpRequest, params: &P
         (Presented::None { .. }, Some(_)) => Err(failed("this client must authenticate with its secret", true)),
         (Presented::Secret { .. }, None) => Err(failed("this client is public and has no secret", true)),
         (Presented::Secret { secret, .. }, Some(phc)) => {
-            let digest: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
             // A secret this node already verified: no argon2, and no client limit (a flood
             // against a client must not lock out the client itself).
-            if state.secret_cache.matches(&client, phc, &digest) {
+            if state.secrets.remembered(&client.client_id, phc, &secret) {
                 return Ok(client);
             }
             limits.client_auth_by_client.check(&client.client_id).map_err(OAuthError::rate_limited)?;
-            if state.secret_cache.verify(&client, phc, secret).await? {
+            let verified =
+                state.secrets.verify(&client.client_id, phc, &secret).await.map_err(|busy| OAuthError::busy(busy.to_string(), 1))?;
+            if verified {
                 Ok(client)
             } else {
                 Err(failed("client authentication failed", true))
@@ -491,7 +373,7 @@ pub async fn update(store: &Store, client_id: &str, change: ClientUpdate) -> Res
 }
 
 /// Deletes a client: its tokens are revoked and its consents forgotten first.
-pub async fn delete(store: &Store, cache: Option<&SecretCache>, client_id: &str) -> Result<(), RegistrationError> {
+pub async fn delete(store: &Store, cache: Option<&SecretVerifier>, client_id: &str) -> Result<(), RegistrationError> {
     if !store.delete_client(client_id, now()).await? {
         return Err(RegistrationError::UnknownClient);
     }
@@ -509,7 +391,7 @@ fn dedup(mut items: Vec<String>) -> Vec<String> {
 
 /// Issues a new secret; the old one stops working at once (on every node: the cache is keyed
 /// by the stored hash).
-pub async fn rotate_secret(store: &Store, cache: Option<&SecretCache>, client_id: &str) -> Result<String, RegistrationError> {
+pub async fn rotate_secret(store: &Store, cache: Option<&SecretVerifier>, client_id: &str) -> Result<String, RegistrationError> {
     let client = store.client(client_id).await?.ok_or(RegistrationError::UnknownClient)?;
     if client.is_public() {
         return Err(invalid("client_id", "public clients have no secret"));
@@ -523,7 +405,7 @@ pub async fn rotate_secret(store: &Store, cache: Option<&SecretCache>, client_id
     Ok(secret)
 }
 
-pub async fn set_enabled(store: &Store, cache: Option<&SecretCache>, client_id: &str, enabled: bool) -> Result<(), RegistrationError> {
+pub async fn set_enabled(store: &Store, cache: Option<&SecretVerifier>, client_id: &str, enabled: bool) -> Result<(), RegistrationError> {
     if !store.set_client_enabled(client_id, enabled, now()).await? {
         return Err(RegistrationError::UnknownClient);
     }

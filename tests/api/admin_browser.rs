@@ -55,7 +55,7 @@ async fn admin_ui_in_headless_chromium() {
     // The disabled client's token request is refused...
     assert_eq!(token_request_status(&admin.app, client_id, secret).await, (401, "invalid_client".into()));
     // ...because it is disabled: the rotated secret is right.
-    atsso::oidc::clients::set_enabled(&admin.app.state.store, Some(&admin.app.state.secret_cache), client_id, true).await.unwrap();
+    atsso::oidc::clients::set_enabled(&admin.app.state.store, Some(&admin.app.state.secrets), client_id, true).await.unwrap();
     assert_eq!(token_request_status(&admin.app, client_id, secret).await, (400, "invalid_grant".into()));
     for name in [
         "signin",

@@ -284,7 +284,7 @@ async fn an_argon2_flood_is_cut_off_and_other_clients_still_get_in() {
     }
     let refused_early = statuses.get(&429).copied().unwrap_or(0) + statuses.get(&503).copied().unwrap_or(0);
     assert!(refused_early >= 100, "the flood is cut off: {statuses:?}");
-    assert!(app.state.secret_cache.argon2_runs() <= 25, "argon2 ran {} times", app.state.secret_cache.argon2_runs());
+    assert!(app.state.secrets.argon2_runs() <= 25, "argon2 ran {} times", app.state.secrets.argon2_runs());
 
     // Wrong secrets keep coming from the flooding address: it is refused within the limit...
     let mut limited = false;

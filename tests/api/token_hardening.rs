@@ -133,7 +133,7 @@ async fn disabling_a_client_revokes_its_tokens_at_once() {
         // Disabled: the client cannot even authenticate.
         assert_tokens_dead(&app, registered, &tokens, "invalid_client").await;
         // Enabled again, its old tokens stay dead: they were revoked, not just refused.
-        atsso::oidc::clients::set_enabled(&app.state.store, Some(&app.state.secret_cache), id, true).await.unwrap();
+        atsso::oidc::clients::set_enabled(&app.state.store, Some(&app.state.secrets), id, true).await.unwrap();
         assert_tokens_dead(&app, registered, &tokens, "invalid_grant").await;
         // New sign-ins work again.
         let fresh = tokens_for(&app, registered, &["profile"]).await;
