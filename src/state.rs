@@ -18,5 +18,5 @@ pub struct AppState {
     /// Abuse limits (per node).
     pub limits: Arc<crate::limits::Limits>,
     /// Discovery document, rendered once (shared bytes: no copy per request).
-    pub discovery_json: actix_web::web::Bytes,
+    pub discovery_json: bytes::Bytes,
 }

@@ -1,10 +1,8 @@
 //! Administration of tenant clients, users and signing keys, shared by the CLI, the REST API
-//! (`api.rs`, admin API tokens only) and the web UI (`ui.rs`, SSO session of an admin DID +
-//! CSRF). Every change goes through a function here, which records it in the audit log.
-pub mod api;
+//! (`web/admin_api.rs`, admin API tokens only) and the web UI (`web/admin_ui.rs`, SSO session of
+//! an admin DID + CSRF). Every change goes through a function here, which records it in the audit log.
 pub mod auth;
 pub mod registration;
-pub mod ui;
 
 use serde::Serialize;
 

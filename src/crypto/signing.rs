@@ -82,7 +82,7 @@ struct ActiveKey {
 pub struct KeySet {
     active: HashMap<Alg, ActiveKey>,
     verifiers: HashMap<String, Box<dyn JwsVerifier>>,
-    jwks_json: actix_web::web::Bytes,
+    jwks_json: bytes::Bytes,
 }
 
 fn key_error(e: impl std::fmt::Display) -> SigningError {
@@ -145,7 +145,7 @@ impl KeySet {
     }
 
     /// The JWKS document (shared bytes: serving it copies nothing).
-    pub fn jwks_json(&self) -> actix_web::web::Bytes {
+    pub fn jwks_json(&self) -> bytes::Bytes {
         self.jwks_json.clone()
     }
 

@@ -3,7 +3,6 @@
 //! is kept in memory, keyed by the stored hash, so rotation or a new hash invalidates it everywhere.
 use std::net::IpAddr;
 
-use actix_web::{http::header, HttpRequest};
 use base64::{engine::general_purpose::STANDARD, Engine};
 
 use super::{claims::SUPPORTED_SCOPES, params::Params};
@@ -22,10 +21,14 @@ enum Presented {
     None { client_id: String },
 }
 
-fn presented_credentials(req: &HttpRequest, params: &Params) -> Result<Presented, OAuthError> {
-    let basic = match req.headers().get(header::AUTHORIZATION) {
+/// `authorization`: the raw `Authorization` header, if the request had one.
+fn presented_credentials(authorization: Option<&[u8]>, params: &Params) -> Result<Presented, OAuthError> {
+    let basic = match authorization {
         Some(value) => {
-            let text = value.to_str().map_err(|_| OAuthError::invalid_client("malformed Authorization header"))?;
+            let text = std::str::from_utf8(value)
+                .ok()
+                .filter(|t| t.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b)))
+                .ok_or_else(|| OAuthError::invalid_client("malformed Authorization header"))?;
             match text.split_once(' ') {
                 Some((scheme, rest)) if scheme.eq_ignore_ascii_case("basic") => Some(parse_basic(rest.trim())?),
                 _ => None,
@@ -84,10 +87,16 @@ fn url_decode(text: &str) -> Option<String> {
 /// Authenticates the client of a back-channel request. Public clients authenticate with their
 /// `client_id` alone (PKCE protects their codes). Failures count against the source address and
 /// the client (`limits`); an address or client over its limit is refused before any argon2.
-pub async fn authenticate_client(state: &AppState, req: &HttpRequest, params: &Params, source: IpAddr) -> Result<Client, OAuthError> {
+/// `authorization` is the raw `Authorization` header (HTTP Basic, RFC 6749 §2.3.1), if any.
+pub async fn authenticate_client(
+    state: &AppState,
+    authorization: Option<&[u8]>,
+    params: &Params,
+    source: IpAddr,
+) -> Result<Client, OAuthError> {
     let limits = &state.limits;
     limits.client_auth_by_addr.check(&source).map_err(OAuthError::rate_limited)?;
-    let presented = presented_credentials(req, params)?;
+    let presented = presented_credentials(authorization, params)?;
     let (client_id, basic) = match &presented {
         Presented::Secret { client_id, basic, .. } => (client_id.clone(), *basic),
         Presented::None { client_id } => (client_id.clone(), false),

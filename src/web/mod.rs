@@ -1,10 +1,13 @@
 //! HTTP glue: routes, extractors and responses. Handlers are thin: parse, call a plain
 //! function of the protocol modules, turn its outcome into a response.
+mod admin_api;
+mod admin_ui;
 mod atproto;
 pub(crate) mod html;
 mod logout;
 mod oidc;
 mod pages;
+mod registration;
 
 use actix_web::{http::header, web, HttpRequest, HttpResponse};
 
@@ -33,8 +36,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     pages::configure(cfg);
     atproto::configure(cfg);
     logout::configure(cfg);
-    crate::admin::api::configure(cfg);
-    crate::admin::ui::configure(cfg);
+    registration::configure(cfg);
+    admin_api::configure(cfg);
+    admin_ui::configure(cfg);
 }
 
 /// Anything we do not serve: a readable page (JSON clients see the status).
@@ -73,6 +77,22 @@ pub(crate) fn form_params(req: &HttpRequest, body: &[u8]) -> Result<Params, OAut
     }
     let text = std::str::from_utf8(body).map_err(|_| OAuthError::invalid_request("the body is not UTF-8"))?;
     Params::parse(text).map_err(|e| OAuthError::invalid_request(e.to_string()))
+}
+
+/// The source address for the audit log.
+pub(crate) fn audit_addr(state: &crate::state::AppState, req: &HttpRequest) -> Option<String> {
+    Some(client_addr(req, &state.config.trusted_proxies).to_string())
+}
+
+/// The token of an `Authorization: Bearer` header (RFC 6750 §2.1), if any. The one Bearer
+/// parser (userinfo, admin API, registration). Not actix-web-httpauth's: it matches the scheme
+/// case-sensitively (RFC 7235 §2.1 says case-insensitive) and its Basic parser lacks the
+/// RFC 6749 §2.3.1 form-decoding that client authentication needs (`oidc::clients`).
+pub(crate) fn bearer_token(req: &HttpRequest) -> Option<String> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| token.to_owned())
 }
 
 /// The address a request came from: the TCP peer; only when the peer is a trusted proxy

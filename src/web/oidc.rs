@@ -1,7 +1,7 @@
 //! Provider endpoints (paths and `/api/auth/...` aliases from DESIGN.md).
 use actix_web::{http::header, web, HttpRequest, HttpResponse};
 
-use super::{form_params, found};
+use super::{bearer_token, form_params, found};
 use crate::{
     error::{BearerError, OAuthError, PageError},
     oidc::{
@@ -98,7 +98,7 @@ fn no_store_json(body: impl serde::Serialize) -> HttpResponse {
 #[tracing::instrument(name = "token", skip_all)]
 async fn token_endpoint(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, OAuthError> {
     let params = form_params(&req, &body)?;
-    let client = authenticate_client(&state, &req, &params, super::client_addr(&req, &state.config.trusted_proxies)).await?;
+    let client = authenticate_client(&state, authorization(&req), &params, super::client_addr(&req, &state.config.trusted_proxies)).await?;
     let response = token::exchange(&state, &client, &params).await?;
     Ok(no_store_json(response))
 }
@@ -106,7 +106,7 @@ async fn token_endpoint(state: web::Data<AppState>, req: HttpRequest, body: web:
 #[tracing::instrument(name = "revoke", skip_all)]
 async fn revoke_endpoint(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, OAuthError> {
     let params = form_params(&req, &body)?;
-    let client = authenticate_client(&state, &req, &params, super::client_addr(&req, &state.config.trusted_proxies)).await?;
+    let client = authenticate_client(&state, authorization(&req), &params, super::client_addr(&req, &state.config.trusted_proxies)).await?;
     revocation::revoke(&state, &client, &params).await?;
     Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).finish())
 }
@@ -114,14 +114,13 @@ async fn revoke_endpoint(state: web::Data<AppState>, req: HttpRequest, body: web
 #[tracing::instrument(name = "introspect", skip_all)]
 async fn introspect_endpoint(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, OAuthError> {
     let params = form_params(&req, &body)?;
-    let client = authenticate_client(&state, &req, &params, super::client_addr(&req, &state.config.trusted_proxies)).await?;
+    let client = authenticate_client(&state, authorization(&req), &params, super::client_addr(&req, &state.config.trusted_proxies)).await?;
     Ok(no_store_json(revocation::introspect(&state, &client, &params).await?))
 }
 
-fn bearer_token(req: &HttpRequest) -> Option<String> {
-    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned())
+/// The raw `Authorization` header (client authentication parses it).
+fn authorization(req: &HttpRequest) -> Option<&[u8]> {
+    req.headers().get(header::AUTHORIZATION).map(|value| value.as_bytes())
 }
 
 #[tracing::instrument(name = "userinfo", skip_all)]

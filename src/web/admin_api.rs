@@ -13,11 +13,13 @@ use actix_web::{
 use serde::{Deserialize, Deserializer};
 use serde_json::{json, Value};
 
-use super::{
-    auth::{self, TokenError, TokenKind},
-    registration, Actor, AdminError, ClientView, Page,
-};
+use super::{audit_addr, bearer_token};
 use crate::{
+    admin::{
+        self,
+        auth::{self, TokenError, TokenKind},
+        Actor, AdminError, ClientView, Page,
+    },
     error::ApiError,
     oidc::clients::{ClientUpdate, FieldErrors, NewClient},
     state::AppState,
@@ -49,7 +51,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/audit", web::get().to(list_audit))
             .default_service(web::to(|| async { Err::<HttpResponse, _>(ApiError::not_found("no such admin API endpoint")) })),
     );
-    cfg.route("/oauth2/register", web::post().to(dynamic_register));
 }
 
 fn json_error(err: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
@@ -64,17 +65,6 @@ fn json_error(err: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
         other => ApiError::bad_request(format!("the request body could not be read: {other}")),
     };
     api.into()
-}
-
-/// The source address for the audit log (forwarded headers count only from trusted proxies).
-pub(crate) fn remote_addr(state: &AppState, req: &HttpRequest) -> Option<String> {
-    Some(crate::web::client_addr(req, &state.config.trusted_proxies).to_string())
-}
-
-fn bearer(req: &HttpRequest) -> Option<String> {
-    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned())
 }
 
 impl From<TokenError> for ApiError {
@@ -101,14 +91,14 @@ async fn require_admin_token(
     let state = req.app_data::<web::Data<AppState>>().cloned().ok_or_else(|| ApiError::internal(&"application state is missing"))?;
     let source = crate::web::client_addr(req.request(), &state.config.trusted_proxies);
     state.limits.admin_auth_by_addr.check(&source).map_err(ApiError::rate_limited)?;
-    let presented = bearer(req.request()).ok_or_else(|| ApiError::from(TokenError::Missing))?;
+    let presented = bearer_token(req.request()).ok_or_else(|| ApiError::from(TokenError::Missing))?;
     let token = auth::verify_token(&state.store, &state.secrets, &presented, &[TokenKind::Admin]).await.map_err(|err| {
         if matches!(err, TokenError::Invalid) {
             state.limits.admin_auth_by_addr.record_failure(&source);
         }
         ApiError::from(err)
     })?;
-    let actor = Actor::new(token.actor_name(), remote_addr(&state, req.request()));
+    let actor = Actor::new(token.actor_name(), audit_addr(&state, req.request()));
     req.extensions_mut().insert(actor);
     next.call(req).await
 }
@@ -214,12 +204,12 @@ async fn create_client(
         scopes: body.scopes,
         allow_no_pkce: body.allow_no_pkce,
     };
-    let (client, secret) = super::create_client(&state, &actor, new).await?;
+    let (client, secret) = admin::create_client(&state, &actor, new).await?;
     Ok(ok_json(StatusCode::CREATED, client_with_secret(ClientView::from(&client), secret)))
 }
 
 async fn get_client(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let client = super::client(&state, &path).await?;
+    let client = admin::client(&state, &path).await?;
     Ok(ok_json(StatusCode::OK, json!(ClientView::from(&client))))
 }
 
@@ -272,17 +262,17 @@ async fn update_client(
     if nothing {
         return Err(ApiError::bad_request("nothing to change: send at least one setting"));
     }
-    let client = super::update_client(&state, &actor, &path, change).await?;
+    let client = admin::update_client(&state, &actor, &path, change).await?;
     Ok(ok_json(StatusCode::OK, json!(ClientView::from(&client))))
 }
 
 async fn delete_client(state: web::Data<AppState>, actor: web::ReqData<Actor>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    super::delete_client(&state, &actor, &path).await?;
+    admin::delete_client(&state, &actor, &path).await?;
     Ok(HttpResponse::NoContent().insert_header((header::CACHE_CONTROL, "no-store")).finish())
 }
 
 async fn rotate_secret(state: web::Data<AppState>, actor: web::ReqData<Actor>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let secret = super::rotate_client_secret(&state, &actor, &path).await?;
+    let secret = admin::rotate_client_secret(&state, &actor, &path).await?;
     Ok(ok_json(StatusCode::OK, json!({ "client_id": path.as_str(), "client_secret": secret })))
 }
 
@@ -295,35 +285,35 @@ async fn enable_client(state: web::Data<AppState>, actor: web::ReqData<Actor>, p
 }
 
 async fn set_enabled(state: &AppState, actor: &Actor, client_id: &str, enabled: bool) -> Result<HttpResponse, ApiError> {
-    super::set_client_enabled(state, actor, client_id, enabled).await?;
-    let client = super::client(state, client_id).await?;
+    admin::set_client_enabled(state, actor, client_id, enabled).await?;
+    let client = admin::client(state, client_id).await?;
     Ok(ok_json(StatusCode::OK, json!(ClientView::from(&client))))
 }
 
 async fn list_users(state: web::Data<AppState>, query: web::Query<ListQuery>) -> Result<HttpResponse, ApiError> {
     let page = query.page()?;
     let (users, total) = state.store.list_users(query.q.as_deref(), page.limit, page.offset).await?;
-    let views: Vec<super::UserView> = users.into_iter().map(super::UserView::from).collect();
+    let views: Vec<admin::UserView> = users.into_iter().map(admin::UserView::from).collect();
     Ok(listing(&views, total))
 }
 
 async fn get_user(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    Ok(ok_json(StatusCode::OK, json!(super::user_detail(&state, &path).await?)))
+    Ok(ok_json(StatusCode::OK, json!(admin::user_detail(&state, &path).await?)))
 }
 
 #[tracing::instrument(name = "admin_end_sessions", skip_all)]
 async fn end_sessions(state: web::Data<AppState>, actor: web::ReqData<Actor>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let ended = super::end_user_sessions(&state, &actor, &path).await?;
+    let ended = admin::end_user_sessions(&state, &actor, &path).await?;
     Ok(ok_json(StatusCode::OK, json!({ "did": path.as_str(), "ended_sessions": ended })))
 }
 
 async fn list_keys(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let keys = super::signing_keys(&state).await?;
+    let keys = admin::signing_keys(&state).await?;
     Ok(listing(&keys, keys.len() as u64))
 }
 
 async fn rotate_keys(state: web::Data<AppState>, actor: web::ReqData<Actor>) -> Result<HttpResponse, ApiError> {
-    let kid = super::rotate_signing_key(&state, &actor).await?;
+    let kid = admin::rotate_signing_key(&state, &actor).await?;
     Ok(ok_json(StatusCode::OK, json!({ "kid": kid })))
 }
 
@@ -341,57 +331,4 @@ async fn list_audit(state: web::Data<AppState>, query: web::Query<ListQuery>) ->
         })
         .collect();
     Ok(listing(&items, total))
-}
-
-fn registration_error(status: StatusCode, code: &str, description: &str) -> HttpResponse {
-    let mut response = HttpResponse::build(status);
-    response.insert_header((header::CACHE_CONTROL, "no-store"));
-    if status == StatusCode::UNAUTHORIZED {
-        response.insert_header((header::WWW_AUTHENTICATE, format!("Bearer realm=\"atsso\", error=\"{code}\"")));
-    }
-    response.json(json!({ "error": code, "error_description": description }))
-}
-
-/// RFC 7591 §3: POST /oauth2/register with an initial access token.
-#[tracing::instrument(name = "dynamic_registration", skip_all)]
-async fn dynamic_register(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
-    if !state.config.dynamic_registration {
-        return registration_error(StatusCode::NOT_FOUND, "not_found", "dynamic client registration is turned off");
-    }
-    let source = crate::web::client_addr(&req, &state.config.trusted_proxies);
-    let limited = state.limits.registration.check(&source).and_then(|()| state.limits.admin_auth_by_addr.check(&source));
-    if let Err(limited) = limited {
-        return actix_web::ResponseError::error_response(&ApiError::rate_limited(limited));
-    }
-    let Some(presented) = bearer(&req) else {
-        return registration_error(StatusCode::UNAUTHORIZED, "invalid_token", "an initial access token is required");
-    };
-    let token = match auth::verify_token(&state.store, &state.secrets, &presented, &[TokenKind::Registration, TokenKind::Admin]).await {
-        Ok(token) => token,
-        Err(TokenError::Busy) => return actix_web::ResponseError::error_response(&ApiError::from(TokenError::Busy)),
-        Err(TokenError::Store(e)) => {
-            let error_id = crate::error::log_internal(&e);
-            return registration_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-                &format!("internal error (reference {error_id})"),
-            );
-        }
-        Err(_) => {
-            state.limits.admin_auth_by_addr.record_failure(&source);
-            return registration_error(StatusCode::UNAUTHORIZED, "invalid_token", "the initial access token is not valid");
-        }
-    };
-    let request: registration::RegistrationRequest = match serde_json::from_slice(&body) {
-        Ok(request) => request,
-        Err(e) => return registration_error(StatusCode::BAD_REQUEST, "invalid_client_metadata", &format!("invalid JSON: {e}")),
-    };
-    let actor = Actor::new(token.actor_name(), remote_addr(&state, &req));
-    match registration::register(&state, &actor, request).await {
-        Ok(body) => ok_json(StatusCode::CREATED, body),
-        Err(refused) if refused.code == "server_error" => {
-            registration_error(StatusCode::INTERNAL_SERVER_ERROR, refused.code, &refused.description)
-        }
-        Err(refused) => registration_error(StatusCode::BAD_REQUEST, refused.code, &refused.description),
-    }
 }

@@ -14,8 +14,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tera::Context;
 
-use super::{api::remote_addr, auth::is_admin_did, Actor, AdminError, ClientView, Page};
+use super::audit_addr;
 use crate::{
+    admin::{self, auth::is_admin_did, Actor, AdminError, ClientView, Page},
     error::PageError,
     oidc::{
         claims::SUPPORTED_SCOPES,
@@ -74,7 +75,7 @@ fn form_error(err: UrlencodedError, _req: &HttpRequest) -> actix_web::Error {
 }
 
 fn html(status: StatusCode, body: String, cookie: Option<Cookie<'static>>) -> HttpResponse {
-    crate::web::html::page(status, body, cookie.into_iter().collect(), &Default::default())
+    super::html::page(status, body, cookie.into_iter().collect(), &Default::default())
 }
 
 fn redirect(location: &str) -> HttpResponse {
@@ -113,7 +114,7 @@ async fn gate(state: &AppState, req: &HttpRequest) -> Result<Gate, PageError> {
             format!("You are signed in as {who}, which is not listed in ATSSO_ADMIN_DIDS."),
         ));
     }
-    Ok(Gate::Admin(AdminUser { actor: Actor::new(session.did.clone(), remote_addr(state, req)), did: session.did, handle }))
+    Ok(Gate::Admin(AdminUser { actor: Actor::new(session.did.clone(), audit_addr(state, req)), did: session.did, handle }))
 }
 
 /// `let admin = admin!(state, req);` — the administrator, or the sign-in page returned early.
@@ -358,7 +359,7 @@ async fn create_client(
         scopes: Some(scopes.clone()),
         allow_no_pkce: form.flag("allow_no_pkce"),
     };
-    match super::create_client(&state, &admin.actor, new).await {
+    match admin::create_client(&state, &admin.actor, new).await {
         Ok((client, secret)) => Ok(secret_page(&state, &req, &admin, &client, secret.as_deref(), "Client created")),
         Err(err) => {
             let (status, errors) = form_failure(err)?;
@@ -393,7 +394,7 @@ async fn client_page(
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, PageError> {
     let admin = admin!(state, req);
-    let client = super::client(&state, &path).await.map_err(page_error)?;
+    let client = admin::client(&state, &path).await.map_err(page_error)?;
     let mut context = Context::new();
     client_form_context(&mut context, client_values(&client), &client.allowed_scopes, &FieldErrors::default());
     if let Some(notice) = notice_text(query.notice.as_deref()) {
@@ -425,7 +426,7 @@ async fn update_client(
     let admin = admin!(state, req);
     let form = FormData(form.into_inner());
     require_csrf(&state, &req, &form)?;
-    let client = super::client(&state, &path).await.map_err(page_error)?;
+    let client = admin::client(&state, &path).await.map_err(page_error)?;
     let scopes = form.all("scope");
     let change = ClientUpdate {
         name: Some(form.text("name")),
@@ -438,7 +439,7 @@ async fn update_client(
         // Public clients are not offered the box; for them it stays off.
         allow_no_pkce: Some(form.flag("allow_no_pkce")),
     };
-    match super::update_client(&state, &admin.actor, &client.client_id, change).await {
+    match admin::update_client(&state, &admin.actor, &client.client_id, change).await {
         Ok(client) => Ok(redirect(&format!("/admin/clients/{}?notice=saved", client.client_id))),
         Err(err) => {
             let (status, errors) = form_failure(err)?;
@@ -479,7 +480,7 @@ async fn confirm_client_action(
 ) -> Result<HttpResponse, PageError> {
     let admin = admin!(state, req);
     let (client_id, action) = path.into_inner();
-    let client = super::client(&state, &client_id).await.map_err(page_error)?;
+    let client = admin::client(&state, &client_id).await.map_err(page_error)?;
     let name = &client.name;
     let (heading, message, button, danger) = match action.as_str() {
         "rotate-secret" => (
@@ -525,17 +526,17 @@ async fn client_action(
     let (client_id, action) = path.into_inner();
     match action.as_str() {
         "rotate-secret" => {
-            let secret = super::rotate_client_secret(&state, &admin.actor, &client_id).await.map_err(page_error)?;
-            let client = super::client(&state, &client_id).await.map_err(page_error)?;
+            let secret = admin::rotate_client_secret(&state, &admin.actor, &client_id).await.map_err(page_error)?;
+            let client = admin::client(&state, &client_id).await.map_err(page_error)?;
             Ok(secret_page(&state, &req, &admin, &client, Some(&secret), &format!("New secret for {}", client.name)))
         }
         "disable" | "enable" => {
             let enabled = action == "enable";
-            super::set_client_enabled(&state, &admin.actor, &client_id, enabled).await.map_err(page_error)?;
+            admin::set_client_enabled(&state, &admin.actor, &client_id, enabled).await.map_err(page_error)?;
             Ok(redirect(&format!("/admin/clients/{client_id}?notice={action}d")))
         }
         "delete" => {
-            super::delete_client(&state, &admin.actor, &client_id).await.map_err(page_error)?;
+            admin::delete_client(&state, &admin.actor, &client_id).await.map_err(page_error)?;
             Ok(redirect("/admin?notice=deleted"))
         }
         _ => Err(page_error(AdminError::NotFound("page"))),
@@ -566,7 +567,7 @@ async fn user_page(
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, PageError> {
     let admin = admin!(state, req);
-    let detail = super::user_detail(&state, &path).await.map_err(page_error)?;
+    let detail = admin::user_detail(&state, &path).await.map_err(page_error)?;
     let mut context = Context::new();
     context.insert("first_seen", &when(detail.user.first_seen));
     context.insert("last_seen", &when(detail.user.last_seen));
@@ -591,7 +592,7 @@ async fn user_page(
 
 async fn confirm_end_sessions(state: web::Data<AppState>, req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, PageError> {
     let admin = admin!(state, req);
-    let detail = super::user_detail(&state, &path).await.map_err(page_error)?;
+    let detail = admin::user_detail(&state, &path).await.map_err(page_error)?;
     let who = detail.user.handle.as_ref().map(|h| format!("@{h}")).unwrap_or_else(|| detail.user.did.clone());
     let message = format!(
         "{who} is signed out of atsso and of every app ({} active session(s)): tokens are revoked and apps are told through back-channel logout.",
@@ -626,7 +627,7 @@ async fn end_sessions(
     let admin = admin!(state, req);
     let form = FormData(form.into_inner());
     require_csrf(&state, &req, &form)?;
-    super::end_user_sessions(&state, &admin.actor, &path).await.map_err(page_error)?;
+    admin::end_user_sessions(&state, &admin.actor, &path).await.map_err(page_error)?;
     Ok(redirect(&format!("/admin/users/{}?notice=sessions_ended", path.as_str())))
 }
 
@@ -634,7 +635,7 @@ async fn end_sessions(
 
 async fn keys_page(state: web::Data<AppState>, req: HttpRequest, query: web::Query<ListQuery>) -> Result<HttpResponse, PageError> {
     let admin = admin!(state, req);
-    let keys: Vec<Value> = super::signing_keys(&state)
+    let keys: Vec<Value> = admin::signing_keys(&state)
         .await
         .map_err(page_error)?
         .into_iter()
@@ -680,7 +681,7 @@ async fn rotate_keys(
     let admin = admin!(state, req);
     let form = FormData(form.into_inner());
     require_csrf(&state, &req, &form)?;
-    super::rotate_signing_key(&state, &admin.actor).await.map_err(page_error)?;
+    admin::rotate_signing_key(&state, &admin.actor).await.map_err(page_error)?;
     Ok(redirect("/admin/keys?notice=key_rotated"))
 }
 
