@@ -6,12 +6,6 @@
 //! planted by a sibling subdomain is not ours (and on https cannot be planted at all), and a token
 //! seen in one browser or session is worthless in another. The browser id also binds a pending
 //! upstream login to the browser that started it.
-use actix_web::{
-    cookie::{Cookie, SameSite},
-    HttpRequest,
-};
-
-use super::cookie_name;
 use crate::{
     crypto::{constant_time_eq, random_token},
     state::AppState,
@@ -19,10 +13,9 @@ use crate::{
 
 pub const BROWSER_COOKIE: &str = "atsso_browser";
 
-/// The verified browser id of this request, if it carries one we issued.
-pub fn browser_id(state: &AppState, req: &HttpRequest) -> Option<String> {
-    let cookie = req.cookie(&cookie_name(&state.config, BROWSER_COOKIE))?;
-    let (id, mac) = cookie.value().split_once('.')?;
+/// The browser id in a browser-cookie value, if it is one we issued.
+pub fn browser_id(state: &AppState, cookie_value: &str) -> Option<String> {
+    let (id, mac) = cookie_value.split_once('.')?;
     if id.len() != 32 || mac.len() != 43 {
         return None;
     }
@@ -30,17 +23,11 @@ pub fn browser_id(state: &AppState, req: &HttpRequest) -> Option<String> {
     constant_time_eq(expected.as_bytes(), mac.as_bytes()).then(|| id.to_owned())
 }
 
-/// A new browser id and the cookie that carries it (HttpOnly, SameSite=Lax, session lifetime).
-pub fn new_browser_id(state: &AppState) -> (String, Cookie<'static>) {
+/// A new browser id and the browser-cookie value that carries it.
+pub fn new_browser_id(state: &AppState) -> (String, String) {
     let id = random_token(24);
     let value = format!("{id}.{}", state.sealer.mac(&format!("browser:{id}")));
-    let cookie = Cookie::build(cookie_name(&state.config, BROWSER_COOKIE), value)
-        .path("/")
-        .http_only(true)
-        .secure(state.config.secure_cookies())
-        .same_site(SameSite::Lax)
-        .finish();
-    (id, cookie)
+    (id, value)
 }
 
 /// The token for a browser id and (when signed in) the session id.

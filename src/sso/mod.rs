@@ -1,16 +1,12 @@
 //! The SSO browser session: the one seam through which an authenticated person becomes a
-//! session (`establish_session`), the session cookie, and CSRF tokens for our forms.
+//! session (`establish_session`), what a session cookie's value names, and CSRF tokens for our
+//! forms. The cookies themselves are HTTP and live in `web::session`.
 //! The ATProto login calls `establish_session` after a verified upstream login; integration
 //! tests call it directly. There is no HTTP route that creates a session without a login.
 pub mod csrf;
 mod grant;
 pub mod logout;
 pub mod upstream;
-
-use actix_web::{
-    cookie::{time::Duration as CookieDuration, Cookie, SameSite},
-    HttpRequest,
-};
 
 use crate::{
     clock::now,
@@ -63,25 +59,15 @@ pub async fn establish_session(state: &AppState, profile: &UserProfile) -> Store
     Ok(EstablishedSession { cookie_value: format!("{sid}.{secret}"), sid, session })
 }
 
-/// The live session named by the request's cookie, if any, whose upstream ATProto grant is
-/// usable now (refreshed here when it has expired). A grant the user's authorization server
-/// refused ends the session everywhere (single logout); one that cannot be confirmed now (the
-/// PDS is unreachable) means no session for this request, and nothing ends.
-pub async fn current_session(state: &AppState, req: &HttpRequest) -> StoreResult<Option<SsoSession>> {
-    let Some(session) = cookie_session(state, req).await? else {
-        return Ok(None);
-    };
+/// `session` if its upstream ATProto grant is usable now (refreshed here when it has expired).
+/// A grant the user's authorization server refused ends the session everywhere (single
+/// logout); one that cannot be confirmed now (the PDS is unreachable) means no session for this
+/// request, and nothing ends.
+pub async fn usable_session(state: &AppState, session: SsoSession) -> StoreResult<Option<SsoSession>> {
     Ok((upstream::upstream_grant(state, &session.sid).await? == upstream::UpstreamGrant::Usable).then_some(session))
 }
 
-/// The live session named by the cookie, without looking at the upstream grant (logout).
-pub async fn cookie_session(state: &AppState, req: &HttpRequest) -> StoreResult<Option<SsoSession>> {
-    let Some(cookie) = req.cookie(&session_cookie_name(&state.config)) else {
-        return Ok(None);
-    };
-    session_from_cookie_value(state, cookie.value()).await
-}
-
+/// The live session a session-cookie value (`sid.secret`) names, if the secret matches.
 pub async fn session_from_cookie_value(state: &AppState, value: &str) -> StoreResult<Option<SsoSession>> {
     let Some((sid, secret)) = value.split_once('.') else {
         return Ok(None);
@@ -96,46 +82,20 @@ pub async fn session_from_cookie_value(state: &AppState, value: &str) -> StoreRe
     Ok(constant_time_eq(presented.as_bytes(), session.secret_hash.as_bytes()).then_some(session))
 }
 
-pub fn session_cookie(config: &Config, value: &str) -> Cookie<'static> {
-    Cookie::build(session_cookie_name(config), value.to_owned())
-        .path("/")
-        .http_only(true)
-        .secure(config.secure_cookies())
-        .same_site(SameSite::Lax)
-        .max_age(CookieDuration::seconds(config.session_ttl_secs))
-        .finish()
-}
-
-pub fn clear_session_cookie(config: &Config) -> Cookie<'static> {
-    let mut cookie = session_cookie(config, "");
-    cookie.make_removal();
-    cookie
-}
-
-/// The CSRF token for this browser's forms, and the browser-id cookie to set when it has none.
-/// See `csrf` for what the token is bound to.
-pub fn csrf_token(state: &AppState, req: &HttpRequest) -> (String, Option<Cookie<'static>>) {
-    let (browser_id, cookie) = match csrf::browser_id(state, req) {
-        Some(id) => (id, None),
-        None => {
-            let (id, cookie) = csrf::new_browser_id(state);
-            (id, Some(cookie))
-        }
-    };
-    (csrf::token_for(state, &browser_id, session_cookie_sid(state, req).as_deref()), cookie)
+/// The CSRF token for a browser id we issued and the session cookie's value (if any); see `csrf`.
+pub fn csrf_token(state: &AppState, browser_id: &str, session_cookie_value: Option<&str>) -> String {
+    csrf::token_for(state, browser_id, session_cookie_value.and_then(cookie_sid))
 }
 
 /// True when `form_token` is the token we issued to this browser (and its current session).
-pub fn csrf_valid(state: &AppState, req: &HttpRequest, form_token: Option<&str>) -> bool {
-    let (Some(browser_id), Some(presented)) = (csrf::browser_id(state, req), form_token) else {
+pub fn csrf_valid(state: &AppState, browser_id: Option<&str>, session_cookie_value: Option<&str>, form_token: Option<&str>) -> bool {
+    let (Some(browser_id), Some(presented)) = (browser_id, form_token) else {
         return false;
     };
-    let expected = csrf::token_for(state, &browser_id, session_cookie_sid(state, req).as_deref());
-    constant_time_eq(expected.as_bytes(), presented.as_bytes())
+    constant_time_eq(csrf_token(state, browser_id, session_cookie_value).as_bytes(), presented.as_bytes())
 }
 
-/// The session id named by the session cookie (unverified: it only binds tokens to the cookie).
-fn session_cookie_sid(state: &AppState, req: &HttpRequest) -> Option<String> {
-    let cookie = req.cookie(&session_cookie_name(&state.config))?;
-    cookie.value().split_once('.').map(|(sid, _)| sid.to_owned()).filter(|sid| !sid.is_empty() && sid.len() <= 64)
+/// The session id part of a session-cookie value (unverified: it only binds tokens to the cookie).
+fn cookie_sid(value: &str) -> Option<&str> {
+    value.split_once('.').map(|(sid, _)| sid).filter(|sid| !sid.is_empty() && sid.len() <= 64)
 }

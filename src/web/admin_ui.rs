@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 use tera::Context;
 
 use super::audit_addr;
+use super::session;
 use crate::{
     admin::{self, auth::is_admin_did, Actor, AdminError, ClientView, Page},
     error::PageError,
@@ -22,7 +23,6 @@ use crate::{
         claims::SUPPORTED_SCOPES,
         clients::{ClientUpdate, FieldErrors, NewClient},
     },
-    sso,
     state::AppState,
     store::{admin::AuditFilter, clients::Client},
     templates,
@@ -96,11 +96,11 @@ enum Gate {
 }
 
 async fn gate(state: &AppState, req: &HttpRequest) -> Result<Gate, PageError> {
-    let Some(session) = sso::current_session(state, req).await? else {
+    let Some(session) = session::current_session(state, req).await? else {
         if req.method() != Method::GET {
             return Err(PageError::new(StatusCode::UNAUTHORIZED, "Please sign in", "Sign in as an administrator, then try again."));
         }
-        let (csrf, cookie) = sso::csrf_token(state, req);
+        let (csrf, cookie) = session::csrf_token(state, req);
         let mut context = Context::new();
         context.insert("csrf_token", &csrf);
         return Ok(Gate::SignIn(html(StatusCode::OK, templates::render("admin/signin.html", &context), cookie)));
@@ -129,7 +129,7 @@ macro_rules! admin {
 
 /// Refuses a form without the CSRF token of this browser.
 fn require_csrf(state: &AppState, req: &HttpRequest, form: &FormData) -> Result<(), PageError> {
-    if sso::csrf_valid(state, req, form.get("csrf_token")) {
+    if session::csrf_valid(state, req, form.get("csrf_token")) {
         Ok(())
     } else {
         Err(PageError::bad_request(
@@ -148,7 +148,7 @@ fn render(
     nav: &str,
     mut context: Context,
 ) -> HttpResponse {
-    let (csrf, cookie) = sso::csrf_token(state, req);
+    let (csrf, cookie) = session::csrf_token(state, req);
     context.insert("csrf_token", &csrf);
     context.insert("admin_did", &admin.did);
     if let Some(handle) = &admin.handle {

@@ -3,15 +3,13 @@
 use actix_web::{http::header, web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
+use super::session;
 use super::{found, oidc::outcome_response, pages::render_login};
 use crate::{
     atproto::{AtprotoError, CallbackParams},
     error::{ErrorCode, PageError},
     oidc::authorize,
-    sso::{
-        self,
-        upstream::{self, EstablishedSessionOrExisting, LoginError},
-    },
+    sso::upstream::{self, EstablishedSessionOrExisting, LoginError},
     state::AppState,
 };
 
@@ -43,7 +41,7 @@ async fn login_submit(state: web::Data<AppState>, req: HttpRequest, form: web::F
     state.limits.login.check(&super::client_addr(&req, &state.config.trusted_proxies)).map_err(PageError::rate_limited)?;
     let request_id = form.request_id.as_deref().filter(|id| !id.is_empty());
     let handle = form.handle.as_deref().map(str::trim).unwrap_or("");
-    if !sso::csrf_valid(&state, &req, form.csrf_token.as_deref()) {
+    if !session::csrf_valid(&state, &req, form.csrf_token.as_deref()) {
         return render_login(&state, &req, request_id, Some("The form expired. Please try again."), Some(handle)).await;
     }
     if handle.is_empty() {
@@ -61,7 +59,7 @@ async fn login_submit(state: web::Data<AppState>, req: HttpRequest, form: web::F
         }
     }
     // csrf_valid guarantees a browser id we issued; it binds the login to this browser.
-    let browser_id = sso::csrf::browser_id(&state, &req).unwrap_or_default();
+    let browser_id = session::browser_id(&state, &req).unwrap_or_default();
     match upstream::begin_login(&state, handle, request_id, &browser_id).await {
         Ok(authorization_url) => Ok(found(&authorization_url)),
         Err(error) => {
@@ -84,7 +82,7 @@ async fn callback(state: web::Data<AppState>, req: HttpRequest, query: web::Quer
     let Some(login_state) = params.state.as_deref() else {
         return Err(PageError::bad_request("Sign-in failed", "The response from your provider is incomplete. Please start again."));
     };
-    let browser_id = sso::csrf::browser_id(&state, &req);
+    let browser_id = session::browser_id(&state, &req);
     let taken = match upstream::take_login(&state, login_state, browser_id.as_deref()).await {
         Ok(taken) => taken,
         Err(error) => {
@@ -107,7 +105,7 @@ async fn callback(state: web::Data<AppState>, req: HttpRequest, query: web::Quer
         return render_login(&state, &req, None, Some("Sign-in was cancelled."), None).await;
     }
 
-    let current = sso::cookie_session(&state, &req).await?;
+    let current = session::cookie_session(&state, &req).await?;
     let established = match upstream::finish_login(&state, &taken, &params, current).await {
         Ok(established) => established,
         Err(error) => {
@@ -127,7 +125,7 @@ async fn callback(state: web::Data<AppState>, req: HttpRequest, query: web::Quer
         None => found("/"),
     };
     if let EstablishedSessionOrExisting::New(new) = &established {
-        response.add_cookie(&sso::session_cookie(&state.config, &new.cookie_value)).map_err(|e| PageError::internal(&e))?;
+        response.add_cookie(&session::session_cookie(&state.config, &new.cookie_value)).map_err(|e| PageError::internal(&e))?;
     }
     Ok(response)
 }

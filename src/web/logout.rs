@@ -3,11 +3,12 @@ use actix_web::{http::StatusCode, web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use tera::Context;
 
+use super::session;
 use super::{found, html::PagePolicy};
 use crate::{
     error::PageError,
     oidc::{end_session::LogoutRequest, params::Params},
-    sso::{self, logout::end_session},
+    sso::logout::end_session,
     state::AppState,
     templates,
 };
@@ -35,7 +36,7 @@ async fn end_session_with(state: &AppState, req: &HttpRequest, encoded: &str) ->
     // A valid hint naming this browser's own session: the app asks for the logout of the person
     // in front of it, no confirmation needed. Anything else (no hint, or a hint for a session this
     // browser does not hold: a leaked ID token must not log anyone out) is confirmed first.
-    let browser_session = sso::cookie_session(state, req).await?;
+    let browser_session = session::cookie_session(state, req).await?;
     if let (Some(sid), Some(session)) = (request.hint_sid.as_deref(), browser_session.as_ref()) {
         if session.sid == sid {
             let ended = end_session(state, sid).await?;
@@ -46,7 +47,7 @@ async fn end_session_with(state: &AppState, req: &HttpRequest, encoded: &str) ->
 }
 
 fn confirmation_page(state: &AppState, req: &HttpRequest, request: &LogoutRequest) -> Result<HttpResponse, PageError> {
-    let (csrf, cookie) = sso::csrf_token(state, req);
+    let (csrf, cookie) = session::csrf_token(state, req);
     let mut context = Context::new();
     context.insert("csrf_token", &csrf);
     let sealed = request.seal(state).ok_or_else(|| PageError::internal(&"sealing a logout request failed"))?;
@@ -77,13 +78,13 @@ fn logged_out(state: &AppState, request: &LogoutRequest, frontchannel_urls: Vec<
         }
     };
     if clear_cookie {
-        let _ = response.add_cookie(&sso::clear_session_cookie(&state.config));
+        let _ = response.add_cookie(&session::clear_session_cookie(&state.config));
     }
     response
 }
 
 async fn logout_page(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, PageError> {
-    if sso::cookie_session(&state, &req).await?.is_none() {
+    if session::cookie_session(&state, &req).await?.is_none() {
         return Ok(logged_out(&state, &LogoutRequest::default(), Vec::new(), true));
     }
     confirmation_page(&state, &req, &LogoutRequest { expires_at: crate::clock::now() + 900, ..Default::default() })
@@ -98,8 +99,8 @@ struct LogoutForm {
 
 #[tracing::instrument(name = "logout", skip_all)]
 async fn logout_submit(state: web::Data<AppState>, req: HttpRequest, form: web::Form<LogoutForm>) -> Result<HttpResponse, PageError> {
-    if !sso::csrf_valid(&state, &req, form.csrf_token.as_deref()) {
-        if sso::cookie_session(&state, &req).await?.is_none() && form.decision.as_deref() == Some("logout") {
+    if !session::csrf_valid(&state, &req, form.csrf_token.as_deref()) {
+        if session::cookie_session(&state, &req).await?.is_none() && form.decision.as_deref() == Some("logout") {
             // Nothing to end (e.g. the form sent twice: the first ended the session the token was
             // bound to): the outcome the user asked for, and nothing done.
             return Ok(logged_out(&state, &LogoutRequest::default(), Vec::new(), true));
@@ -116,7 +117,7 @@ async fn logout_submit(state: web::Data<AppState>, req: HttpRequest, form: web::
             // Only the browser's own session ends. The hint chose the app and where to go next;
             // it never names whose session ends (a leaked ID token must not log anyone out).
             let mut frontchannel_urls = Vec::new();
-            if let Some(session) = sso::cookie_session(&state, &req).await? {
+            if let Some(session) = session::cookie_session(&state, &req).await? {
                 // Already ended sessions (a replayed form) yield nothing more.
                 frontchannel_urls = end_session(&state, &session.sid).await?.frontchannel_urls;
             }

@@ -8,6 +8,7 @@ mod logout;
 mod oidc;
 mod pages;
 mod registration;
+mod session;
 
 use actix_web::{http::header, web, HttpRequest, HttpResponse};
 

@@ -1,6 +1,7 @@
 //! Provider endpoints (paths and `/api/auth/...` aliases from DESIGN.md).
 use actix_web::{http::header, web, HttpRequest, HttpResponse};
 
+use super::session;
 use super::{bearer_token, form_params, found};
 use crate::{
     error::{BearerError, OAuthError, PageError},
@@ -10,7 +11,6 @@ use crate::{
         params::Params,
         revocation, token, userinfo,
     },
-    sso,
     state::AppState,
 };
 
@@ -74,7 +74,7 @@ async fn authorize_with(state: &AppState, req: &HttpRequest, encoded: &str) -> R
         Err(AuthorizeError::Page(page)) => return Err(page),
         Err(AuthorizeError::Redirect(url)) => return Ok(found(&url)),
     };
-    let session = sso::current_session(state, req).await?;
+    let session = session::current_session(state, req).await?;
     if session.is_none() && !request.prompt_none {
         // Without a session the request is stored while the user signs in: bounded per address.
         state.limits.authorize.check(&super::client_addr(req, &state.config.trusted_proxies)).map_err(PageError::rate_limited)?;

@@ -4,6 +4,7 @@ use actix_web::{cookie::Cookie, web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use tera::Context;
 
+use super::session;
 use super::{found, html::PagePolicy, oidc::outcome_response};
 use crate::{
     clock::now,
@@ -12,7 +13,6 @@ use crate::{
         authorize::{self, Outcome},
         claims::consent_descriptions,
     },
-    sso,
     state::AppState,
     store::users::UserProfile,
     templates,
@@ -51,7 +51,7 @@ struct RequestQuery {
 }
 
 async fn home(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, PageError> {
-    match sso::current_session(&state, &req).await? {
+    match session::current_session(&state, &req).await? {
         Some(session) => signed_in_page(&state, &req, &session.did).await,
         None => Ok(found("/login")),
     }
@@ -59,7 +59,7 @@ async fn home(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRespon
 
 async fn signed_in_page(state: &AppState, req: &HttpRequest, did: &str) -> Result<HttpResponse, PageError> {
     let user = state.store.user(did).await?;
-    let (csrf, cookie) = sso::csrf_token(state, req);
+    let (csrf, cookie) = session::csrf_token(state, req);
     let mut context = Context::new();
     context.insert("user_did", did);
     if let Some(handle) = user.and_then(|u| u.handle) {
@@ -77,7 +77,7 @@ pub(crate) async fn render_login(
     error: Option<&str>,
     handle: Option<&str>,
 ) -> Result<HttpResponse, PageError> {
-    let (csrf, cookie) = sso::csrf_token(state, req);
+    let (csrf, cookie) = session::csrf_token(state, req);
     let mut context = Context::new();
     context.insert("csrf_token", &csrf);
     if let Some(id) = request_id {
@@ -105,7 +105,7 @@ pub(crate) async fn render_login(
 }
 
 async fn login_page(state: web::Data<AppState>, req: HttpRequest, query: web::Query<RequestQuery>) -> Result<HttpResponse, PageError> {
-    let session = sso::current_session(&state, &req).await?;
+    let session = session::current_session(&state, &req).await?;
     let Some(request_id) = query.request_id.as_deref() else {
         return match session {
             Some(session) => signed_in_page(&state, &req, &session.did).await,
@@ -130,11 +130,11 @@ async fn consent_page(state: web::Data<AppState>, req: HttpRequest, query: web::
     let Some((request, client)) = authorize::load_parked(&state, request_id).await? else {
         return Err(expired_request());
     };
-    let Some(session) = sso::current_session(&state, &req).await? else {
+    let Some(session) = session::current_session(&state, &req).await? else {
         return Ok(found(&format!("/login?request_id={request_id}")));
     };
     let user = state.store.user(&session.did).await?.unwrap_or_else(|| UserProfile { did: session.did.clone(), ..Default::default() });
-    let (csrf, cookie) = sso::csrf_token(&state, &req);
+    let (csrf, cookie) = session::csrf_token(&state, &req);
     let mut context = Context::new();
     context.insert("client_name", &client.name);
     context.insert("client_id", &client.client_id);
@@ -176,14 +176,14 @@ struct ConsentForm {
 }
 
 async fn consent_submit(state: web::Data<AppState>, req: HttpRequest, form: web::Form<ConsentForm>) -> Result<HttpResponse, PageError> {
-    if !sso::csrf_valid(&state, &req, form.csrf_token.as_deref()) {
+    if !session::csrf_valid(&state, &req, form.csrf_token.as_deref()) {
         return Err(PageError::bad_request("Please try again", "The form expired or was not sent from this site."));
     }
     let request_id = form.request_id.as_deref().ok_or_else(expired_request)?;
     let Some((mut request, client)) = authorize::load_parked(&state, request_id).await? else {
         return Err(expired_request());
     };
-    let Some(session) = sso::current_session(&state, &req).await? else {
+    let Some(session) = session::current_session(&state, &req).await? else {
         return Ok(found(&format!("/login?request_id={request_id}")));
     };
     match form.decision.as_deref() {
