@@ -3,14 +3,9 @@
 //! - `BearerError`: RFC 6750 errors for the userinfo endpoint;
 //! - `PageError`: a readable HTML page for people.
 //!
-//! Internal causes are logged with an error id; only the id reaches the client.
-use actix_web::{
-    http::{header, StatusCode},
-    HttpResponse, ResponseError,
-};
-use serde_json::json;
-
-use crate::templates;
+//! Internal causes are logged with an error id; only the id reaches the client. How each becomes
+//! an HTTP response (status, protocol headers, JSON or page) is `web::errors`.
+use http::StatusCode;
 
 /// RFC 6749 / OIDC error codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,31 +111,6 @@ impl From<crate::store::StoreError> for OAuthError {
     }
 }
 
-impl ResponseError for OAuthError {
-    fn status_code(&self) -> StatusCode {
-        match self.code {
-            ErrorCode::InvalidClient => StatusCode::UNAUTHORIZED,
-            ErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
-            ErrorCode::TemporarilyUnavailable if self.rate_limited => StatusCode::TOO_MANY_REQUESTS,
-            ErrorCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-            _ => StatusCode::BAD_REQUEST,
-        }
-    }
-
-    fn error_response(&self) -> HttpResponse {
-        let mut response = HttpResponse::build(self.status_code());
-        response.insert_header((header::CACHE_CONTROL, "no-store")).insert_header((header::PRAGMA, "no-cache"));
-        if let Some(seconds) = self.retry_after {
-            response.insert_header((header::RETRY_AFTER, seconds.to_string()));
-        }
-        if self.code == ErrorCode::InvalidClient {
-            let scheme = if self.basic_challenge { "Basic" } else { "Bearer" };
-            response.insert_header((header::WWW_AUTHENTICATE, format!("{scheme} realm=\"atsso\"")));
-        }
-        response.json(json!({ "error": self.code.as_str(), "error_description": self.description }))
-    }
-}
-
 /// RFC 6750 bearer-token errors (userinfo).
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{}: {description}", code.as_str())]
@@ -159,33 +129,6 @@ impl From<crate::store::StoreError> for BearerError {
     fn from(err: crate::store::StoreError) -> Self {
         let error_id = log_internal(&err);
         Self { code: ErrorCode::ServerError, description: format!("internal error (reference {error_id})") }
-    }
-}
-
-impl ResponseError for BearerError {
-    fn status_code(&self) -> StatusCode {
-        match self.code {
-            ErrorCode::InvalidToken => StatusCode::UNAUTHORIZED,
-            ErrorCode::InsufficientScope => StatusCode::FORBIDDEN,
-            ErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
-            _ => StatusCode::BAD_REQUEST,
-        }
-    }
-
-    fn error_response(&self) -> HttpResponse {
-        let challenge = if self.code == ErrorCode::ServerError {
-            "Bearer realm=\"atsso\"".to_string()
-        } else {
-            format!(
-                "Bearer realm=\"atsso\", error=\"{}\", error_description=\"{}\"",
-                self.code.as_str(),
-                self.description.replace(['"', '\\'], "'")
-            )
-        };
-        HttpResponse::build(self.status_code())
-            .insert_header((header::WWW_AUTHENTICATE, challenge))
-            .insert_header((header::CACHE_CONTROL, "no-store"))
-            .json(json!({ "error": self.code.as_str(), "error_description": self.description }))
     }
 }
 
@@ -237,28 +180,6 @@ impl From<crate::store::StoreError> for PageError {
     }
 }
 
-impl ResponseError for PageError {
-    fn status_code(&self) -> StatusCode {
-        self.status
-    }
-
-    fn error_response(&self) -> HttpResponse {
-        let mut context = tera::Context::new();
-        context.insert("title", &self.title);
-        context.insert("message", &self.message);
-        context.insert("status", &self.status.as_u16());
-        if let Some(id) = &self.error_id {
-            context.insert("error_id", id);
-        }
-        let mut response = HttpResponse::build(self.status);
-        if let Some(seconds) = self.retry_after {
-            response.insert_header((header::RETRY_AFTER, seconds.to_string()));
-        }
-        // The security headers are added by the one HTML middleware (web::security_headers).
-        response.content_type("text/html; charset=utf-8").body(templates::render("error.html", &context))
-    }
-}
-
 /// A JSON error of the admin REST API: `{"error": "...", "fields": {"redirect_uris": "..."}}`.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{status}: {message}")]
@@ -294,27 +215,5 @@ impl ApiError {
 impl From<crate::store::StoreError> for ApiError {
     fn from(err: crate::store::StoreError) -> Self {
         Self::internal(&err)
-    }
-}
-
-impl ResponseError for ApiError {
-    fn status_code(&self) -> StatusCode {
-        self.status
-    }
-
-    fn error_response(&self) -> HttpResponse {
-        let mut response = HttpResponse::build(self.status);
-        response.insert_header((header::CACHE_CONTROL, "no-store"));
-        if self.status == StatusCode::UNAUTHORIZED {
-            response.insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"atsso-admin\""));
-        }
-        if let Some(seconds) = self.retry_after {
-            response.insert_header((header::RETRY_AFTER, seconds.to_string()));
-        }
-        let mut body = json!({ "error": self.message });
-        if !self.fields.is_empty() {
-            body["fields"] = json!(self.fields);
-        }
-        response.json(body)
     }
 }

@@ -22,9 +22,6 @@ mod web;
 
 use std::{net::TcpListener, sync::Arc, time::Duration};
 
-use actix_web::{dev::Service, web::Data, App, HttpServer};
-use tracing::Instrument;
-
 use crate::{config::Config, crypto::seal::Sealer, crypto::secrets::SecretVerifier, oidc::keys::KeyRing, state::AppState, store::Store};
 
 #[derive(Debug, thiserror::Error)]
@@ -112,7 +109,7 @@ async fn build_atproto_client(store: &Store, sealer: &Sealer, config: &Config) -
 pub struct Application {
     port: u16,
     state: AppState,
-    server: actix_web::dev::Server,
+    server: web::Server,
 }
 
 impl Application {
@@ -126,41 +123,7 @@ impl Application {
         let bind = config.bind.clone();
         let state = build_state(config).await?;
         let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
-        let data = Data::new(state.clone());
-        let https = state.config.secure_cookies();
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(data.clone())
-                .wrap_fn(move |req, srv| {
-                    // One span per request (debug: at info it would be formatted for every request
-                    // even when nothing is logged). Only method and path: query strings carry codes
-                    // and tokens.
-                    let span = tracing::debug_span!("request", method = %req.method(), path = %req.path());
-                    let started = std::time::Instant::now();
-                    let fut = srv.call(req);
-                    async move {
-                        let mut response = fut.await?;
-                        web::html::secure_response(response.headers_mut(), https);
-                        let status = response.status().as_u16();
-                        let elapsed_ms = started.elapsed().as_millis() as u64;
-                        // Per-request lines are debug (ATSSO_LOG=debug): at tens of thousands of
-                        // requests per second, formatting them costs a third of the throughput.
-                        if status >= 500 {
-                            let request = response.request();
-                            tracing::error!(method = %request.method(), path = %request.path(), status, elapsed_ms, "served");
-                        } else {
-                            tracing::debug!(status, elapsed_ms, "served");
-                        }
-                        Ok(response)
-                    }
-                    .instrument(span)
-                })
-                .configure(web::configure)
-                .default_service(actix_web::web::route().to(web::not_found))
-        })
-        .listen(listener)
-        .map_err(|e| StartError::Bind { bind, problem: e.to_string() })?
-        .run();
+        let server = web::serve(state.clone(), listener).map_err(|e| StartError::Bind { bind, problem: e.to_string() })?;
         spawn_background_tasks(state.clone());
         Ok(Self { port, state, server })
     }
