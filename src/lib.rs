@@ -11,6 +11,7 @@ pub mod config;
 pub mod crypto;
 pub mod error;
 pub mod limits;
+pub mod net;
 pub mod oidc;
 pub mod sso;
 pub mod state;

@@ -18,6 +18,7 @@ use super::metadata::{origin_string, AuthServerInfo, MetadataFetcher, ServerKind
 use super::profile;
 use super::resolve::{IdentityResolver, ResolverConfig};
 use super::syntax::{normalize_handle, validate_did};
+use crate::net::is_loopback_host;
 
 /// Form fields of an AS request.
 pub(crate) type FormFields = Vec<(&'static str, String)>;
@@ -760,15 +761,6 @@ fn is_use_dpop_nonce(resp: &HttpResponse) -> bool {
             in_header || in_body
         }
         _ => false,
-    }
-}
-
-fn is_loopback_host(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Domain(d)) => d == "localhost",
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
     }
 }
 
