@@ -5,6 +5,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use ipnet::{Ipv4Net, Ipv6Net};
 use url::{Host, Url};
 
 /// How an address is treated by the guard.
@@ -27,79 +28,109 @@ pub fn classify_ip(ip: IpAddr) -> AddrClass {
     }
 }
 
+/// A refusal, with the name of its range.
+const fn refused(reason: &'static str) -> AddrClass {
+    AddrClass::Forbidden(reason)
+}
+
+const fn net4(a: u8, b: u8, c: u8, d: u8, prefix_len: u8) -> Ipv4Net {
+    Ipv4Net::new_assert(Ipv4Addr::new(a, b, c, d), prefix_len)
+}
+
+const fn net6(segments: [u16; 8], prefix_len: u8) -> Ipv6Net {
+    let [a, b, c, d, e, f, g, h] = segments;
+    Ipv6Net::new_assert(Ipv6Addr::new(a, b, c, d, e, f, g, h), prefix_len)
+}
+
+const PRIVATE: AddrClass = refused("private address");
+const DOCUMENTATION: AddrClass = refused("documentation address");
+
+/// The IPv4 ranges that are not public (IANA special-purpose address registry). Every other
+/// address is [`AddrClass::Global`].
+const V4_RANGES: &[(Ipv4Net, AddrClass)] = &[
+    (net4(127, 0, 0, 0, 8), AddrClass::Loopback),
+    (net4(0, 0, 0, 0, 8), refused("unspecified/\"this network\" address")),
+    (net4(10, 0, 0, 0, 8), PRIVATE),
+    (net4(172, 16, 0, 0, 12), PRIVATE),
+    (net4(192, 168, 0, 0, 16), PRIVATE),
+    (net4(169, 254, 0, 0, 16), refused("link-local address")),
+    (net4(100, 64, 0, 0, 10), refused("shared (CGNAT) address")),
+    (net4(192, 0, 0, 0, 24), refused("IETF protocol assignment address")),
+    (net4(192, 0, 2, 0, 24), DOCUMENTATION),
+    (net4(198, 51, 100, 0, 24), DOCUMENTATION),
+    (net4(203, 0, 113, 0, 24), DOCUMENTATION),
+    (net4(198, 18, 0, 0, 15), refused("benchmarking address")),
+    (net4(192, 88, 99, 0, 24), refused("6to4 relay anycast address")),
+    (net4(224, 0, 0, 0, 4), refused("multicast address")),
+    (net4(240, 0, 0, 0, 4), refused("reserved or broadcast address")),
+];
+
+/// How an IPv6 range is judged.
+#[derive(Debug, Clone, Copy)]
+enum V6Rule {
+    /// The whole range is of this class.
+    Is(AddrClass),
+    /// The range carries an IPv4 address in the 32 bits from bit `at` on, and is judged by it.
+    Embeds { at: u8, how: Embedding },
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Embedding {
+    /// `::ffff:a.b.c.d` is the IPv4 address itself: its class and reason stand, except that
+    /// mapped loopback is refused (the loopback setting is for `127.0.0.0/8` and `::1` only).
+    Mapped,
+    /// NAT64 and 6to4 reach the IPv4 address through a translator: public, or refused.
+    Translated,
+}
+
+/// The IPv6 ranges that are not simply public. The most specific range containing an address
+/// decides; every other address is [`AddrClass::Global`].
+const V6_RANGES: &[(Ipv6Net, V6Rule)] = &[
+    (net6([0, 0, 0, 0, 0, 0, 0, 1], 128), V6Rule::Is(AddrClass::Loopback)),
+    (net6([0, 0, 0, 0, 0, 0, 0, 0], 128), V6Rule::Is(refused("unspecified address"))),
+    // ::ffff:a.b.c.d (IPv4-mapped)
+    (net6([0, 0, 0, 0, 0, 0xffff, 0, 0], 96), V6Rule::Embeds { at: 96, how: Embedding::Mapped }),
+    // ::a.b.c.d (deprecated IPv4-compatible)
+    (net6([0, 0, 0, 0, 0, 0, 0, 0], 96), V6Rule::Is(refused("IPv4-compatible IPv6 address"))),
+    // ::ffff:0:a.b.c.d (RFC 2765 SIIT, IPv4-translated): translated inside someone's network.
+    (net6([0, 0, 0, 0, 0xffff, 0, 0, 0], 96), V6Rule::Is(refused("IPv4-translated (SIIT) address"))),
+    // 64:ff9b:1::/48 (RFC 8215 local-use NAT64): the operator's own translator decides what is behind it.
+    (net6([0x64, 0xff9b, 1, 0, 0, 0, 0, 0], 48), V6Rule::Is(refused("local-use NAT64 address"))),
+    // 64:ff9b::/96 (RFC 6052 well-known NAT64 prefix)
+    (net6([0x64, 0xff9b, 0, 0, 0, 0, 0, 0], 96), V6Rule::Embeds { at: 96, how: Embedding::Translated }),
+    // 2002::/16 (6to4)
+    (net6([0x2002, 0, 0, 0, 0, 0, 0, 0], 16), V6Rule::Embeds { at: 16, how: Embedding::Translated }),
+    (net6([0xfc00, 0, 0, 0, 0, 0, 0, 0], 7), V6Rule::Is(refused("unique-local address"))),
+    (net6([0xfe80, 0, 0, 0, 0, 0, 0, 0], 10), V6Rule::Is(refused("link-local address"))),
+    (net6([0xfec0, 0, 0, 0, 0, 0, 0, 0], 10), V6Rule::Is(refused("site-local address"))),
+    (net6([0xff00, 0, 0, 0, 0, 0, 0, 0], 8), V6Rule::Is(refused("multicast address"))),
+    (net6([0x2001, 0x0db8, 0, 0, 0, 0, 0, 0], 32), V6Rule::Is(DOCUMENTATION)),
+    (net6([0x3fff, 0, 0, 0, 0, 0, 0, 0], 20), V6Rule::Is(DOCUMENTATION)),
+    // 2001::/32 (Teredo): the IPv4 address it embeds is obfuscated; refused whole.
+    (net6([0x2001, 0, 0, 0, 0, 0, 0, 0], 32), V6Rule::Is(refused("Teredo address"))),
+    (net6([0x2001, 2, 0, 0, 0, 0, 0, 0], 48), V6Rule::Is(refused("benchmarking address"))),
+    (net6([0x0100, 0, 0, 0, 0, 0, 0, 0], 64), V6Rule::Is(refused("discard-only address"))),
+];
+
 fn classify_v4(ip: Ipv4Addr) -> AddrClass {
-    let o = ip.octets();
-    match o {
-        [127, ..] => AddrClass::Loopback,
-        [0, ..] => AddrClass::Forbidden("unspecified/\"this network\" address"),
-        [10, ..] => AddrClass::Forbidden("private address"),
-        [172, b, ..] if (16..=31).contains(&b) => AddrClass::Forbidden("private address"),
-        [192, 168, ..] => AddrClass::Forbidden("private address"),
-        [169, 254, ..] => AddrClass::Forbidden("link-local address"),
-        [100, b, ..] if (64..=127).contains(&b) => AddrClass::Forbidden("shared (CGNAT) address"),
-        [192, 0, 0, _] => AddrClass::Forbidden("IETF protocol assignment address"),
-        [192, 0, 2, _] | [198, 51, 100, _] | [203, 0, 113, _] => AddrClass::Forbidden("documentation address"),
-        [198, b, ..] if b == 18 || b == 19 => AddrClass::Forbidden("benchmarking address"),
-        [192, 88, 99, _] => AddrClass::Forbidden("6to4 relay anycast address"),
-        [a, ..] if (224..=239).contains(&a) => AddrClass::Forbidden("multicast address"),
-        [a, ..] if a >= 240 => AddrClass::Forbidden("reserved or broadcast address"),
-        _ => AddrClass::Global,
-    }
+    V4_RANGES.iter().filter(|(net, _)| net.contains(&ip)).max_by_key(|(net, _)| net.prefix_len()).map_or(AddrClass::Global, |(_, c)| *c)
 }
 
 fn classify_v6(ip: Ipv6Addr) -> AddrClass {
-    if ip == Ipv6Addr::LOCALHOST {
-        return AddrClass::Loopback;
-    }
-    if ip == Ipv6Addr::UNSPECIFIED {
-        return AddrClass::Forbidden("unspecified address");
-    }
-    let s = ip.segments();
-    // ::ffff:a.b.c.d (IPv4-mapped)
-    if let Some(v4) = ip.to_ipv4_mapped() {
-        return match classify_v4(v4) {
-            AddrClass::Global => AddrClass::Global,
-            AddrClass::Loopback => AddrClass::Forbidden("IPv4-mapped loopback address"),
-            AddrClass::Forbidden(r) => AddrClass::Forbidden(r),
-        };
-    }
-    // ::a.b.c.d (deprecated IPv4-compatible)
-    if s[0..6].iter().all(|&x| x == 0) {
-        return AddrClass::Forbidden("IPv4-compatible IPv6 address");
-    }
-    // ::ffff:0:a.b.c.d (RFC 2765 SIIT, IPv4-translated): translated inside someone's network.
-    if s[0..4].iter().all(|&x| x == 0) && s[4] == 0xffff && s[5] == 0 {
-        return AddrClass::Forbidden("IPv4-translated (SIIT) address");
-    }
-    // 64:ff9b:1::/48 (RFC 8215 local-use NAT64): the operator's own translator decides what is behind it.
-    if s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1 {
-        return AddrClass::Forbidden("local-use NAT64 address");
-    }
-    // 64:ff9b::/96 NAT64 and 2002::/16 6to4 embed an IPv4 address.
-    let embedded = if s[0] == 0x64 && s[1] == 0xff9b && s[2..6].iter().all(|&x| x == 0) {
-        Some(Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8))
-    } else if s[0] == 0x2002 {
-        Some(Ipv4Addr::new((s[1] >> 8) as u8, s[1] as u8, (s[2] >> 8) as u8, s[2] as u8))
-    } else {
-        None
-    };
-    if let Some(v4) = embedded {
-        return match classify_v4(v4) {
-            AddrClass::Global => AddrClass::Global,
-            _ => AddrClass::Forbidden("IPv6 address embedding a non-public IPv4 address"),
-        };
-    }
-    match s[0] {
-        x if x & 0xfe00 == 0xfc00 => AddrClass::Forbidden("unique-local address"),
-        x if x & 0xffc0 == 0xfe80 => AddrClass::Forbidden("link-local address"),
-        x if x & 0xffc0 == 0xfec0 => AddrClass::Forbidden("site-local address"),
-        x if x & 0xff00 == 0xff00 => AddrClass::Forbidden("multicast address"),
-        0x2001 if s[1] == 0x0db8 => AddrClass::Forbidden("documentation address"),
-        0x2001 if s[1] == 0 => AddrClass::Forbidden("Teredo address"),
-        0x2001 if s[1] == 2 && s[2] == 0 => AddrClass::Forbidden("benchmarking address"),
-        0x3fff if s[1] < 0x1000 => AddrClass::Forbidden("documentation address"),
-        0x0100 if s[1..4].iter().all(|&x| x == 0) => AddrClass::Forbidden("discard-only address"),
-        _ => AddrClass::Global,
+    let rule = V6_RANGES.iter().filter(|(net, _)| net.contains(&ip)).max_by_key(|(net, _)| net.prefix_len()).map(|(_, r)| *r);
+    match rule {
+        None => AddrClass::Global,
+        Some(V6Rule::Is(class)) => class,
+        Some(V6Rule::Embeds { at, how }) => {
+            // The 32 bits from bit `at` on (truncating drops the prefix bits above them).
+            let embedded = Ipv4Addr::from((u128::from(ip) >> (96 - u32::from(at))) as u32);
+            match (how, classify_v4(embedded)) {
+                (_, AddrClass::Global) => AddrClass::Global,
+                (Embedding::Mapped, AddrClass::Loopback) => refused("IPv4-mapped loopback address"),
+                (Embedding::Mapped, class) => class,
+                (Embedding::Translated, _) => refused("IPv6 address embedding a non-public IPv4 address"),
+            }
+        }
     }
 }
 
@@ -125,6 +156,37 @@ pub fn is_loopback_host(url: &Url) -> bool {
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn range_tables_are_unambiguous() {
+        // IPv4 ranges never overlap; IPv6 ranges nest at most (the most specific decides), so no
+        // network may appear twice.
+        for (i, (a, _)) in V4_RANGES.iter().enumerate() {
+            for (b, _) in &V4_RANGES[i + 1..] {
+                assert!(!a.contains(b) && !b.contains(a), "{a} and {b} overlap");
+            }
+        }
+        for (i, (a, _)) in V6_RANGES.iter().enumerate() {
+            for (b, _) in &V6_RANGES[i + 1..] {
+                assert_ne!(a, b, "{a} twice");
+            }
+        }
+    }
+
+    #[test]
+    fn embedded_ipv4_is_unwrapped() {
+        let class = |s: &str| classify_ip(s.parse().unwrap());
+        assert_eq!(class("::ffff:8.8.8.8"), AddrClass::Global);
+        assert_eq!(class("::ffff:10.0.0.1"), AddrClass::Forbidden("private address"));
+        assert_eq!(class("::ffff:127.0.0.1"), AddrClass::Forbidden("IPv4-mapped loopback address"));
+        assert_eq!(class("64:ff9b::808:808"), AddrClass::Global);
+        assert_eq!(class("64:ff9b::a00:1"), AddrClass::Forbidden("IPv6 address embedding a non-public IPv4 address"));
+        assert_eq!(class("2002:808:808::1"), AddrClass::Global);
+        assert_eq!(class("2002:c0a8:1::1"), AddrClass::Forbidden("IPv6 address embedding a non-public IPv4 address"));
+        assert_eq!(class("::1"), AddrClass::Loopback);
+        assert_eq!(class("::"), AddrClass::Forbidden("unspecified address"));
+        assert_eq!(class("::8.8.8.8"), AddrClass::Forbidden("IPv4-compatible IPv6 address"));
+    }
 
     #[test]
     fn loopback_names() {
