@@ -11,13 +11,15 @@ use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 use url::Url;
 
-use super::dpop::{b64_sha256, now_secs, random_token, usable_nonce, DpopKey, NonceCache};
+use super::dpop::{usable_nonce, DpopKey, NonceCache};
 use super::error::AtprotoError;
 use super::http::{HttpResponse, SafeHttp};
-use super::metadata::{origin_string, AuthServerInfo, MetadataFetcher, ServerKind};
+use super::metadata::{AuthServerInfo, MetadataFetcher, ServerKind};
 use super::profile;
 use super::resolve::{IdentityResolver, ResolverConfig};
 use super::syntax::{normalize_handle, validate_did};
+use super::urls::origin_string;
+use crate::crypto::{random_token, sha256_b64};
 use crate::net::is_loopback_host;
 
 /// Form fields of an AS request.
@@ -146,8 +148,8 @@ impl ClientSigningKey {
         payload.set_subject(client_id);
         payload.set_audience(vec![audience.to_string()]);
         payload.set_jwt_id(random_token(16));
-        let now = now_secs();
-        let set = |p: &mut JwtPayload, k: &str, v: u64| {
+        let now = crate::state::now();
+        let set = |p: &mut JwtPayload, k: &str, v: i64| {
             p.set_claim(k, Some(Value::from(v))).map_err(|e| AtprotoError::Crypto(format!("client assertion {k}: {e}")))
         };
         set(&mut payload, "iat", now)?;
@@ -473,7 +475,7 @@ impl AtprotoClient {
         };
 
         let pkce_verifier = random_token(32);
-        let code_challenge = b64_sha256(pkce_verifier.as_bytes());
+        let code_challenge = sha256_b64(&pkce_verifier);
         let state = random_token(24);
         let dpop = DpopKey::generate()?;
         let redirect_uri = self.redirect_uri();
@@ -524,7 +526,7 @@ impl AtprotoClient {
             as_metadata: as_info,
             redirect_uri,
             scope,
-            created_at: now_secs(),
+            created_at: unix_now(),
         })
     }
 
@@ -632,7 +634,7 @@ impl AtprotoClient {
                 sub,
                 access_token: token.access_token,
                 refresh_token: token.refresh_token,
-                expires_at: expires_at(now_secs(), token.expires_in),
+                expires_at: expires_at(unix_now(), token.expires_in),
                 scope,
                 dpop_private_jwk: pending.dpop_private_jwk.clone(),
                 issuer: pending.issuer.clone(),
@@ -672,7 +674,7 @@ impl AtprotoClient {
             sub: tokens.sub.clone(),
             access_token: token.access_token,
             refresh_token: token.refresh_token.or_else(|| tokens.refresh_token.clone()),
-            expires_at: expires_at(now_secs(), token.expires_in),
+            expires_at: expires_at(unix_now(), token.expires_in),
             scope,
             dpop_private_jwk: tokens.dpop_private_jwk.clone(),
             issuer: tokens.issuer.clone(),
@@ -751,6 +753,11 @@ fn held_scope(requested: &str, granted: Option<&str>) -> Result<String, AtprotoE
 /// [`MAX_EXPIRES_IN_SECS`], never overflowing.
 fn expires_at(now: u64, expires_in: Option<u64>) -> Option<u64> {
     expires_in.map(|s| now.saturating_add(s.min(MAX_EXPIRES_IN_SECS)))
+}
+
+/// [`crate::state::now`] as the unsigned seconds of our stored types.
+fn unix_now() -> u64 {
+    u64::try_from(crate::state::now()).unwrap_or(0)
 }
 
 fn is_use_dpop_nonce(resp: &HttpResponse) -> bool {

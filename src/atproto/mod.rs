@@ -12,6 +12,7 @@ pub mod metadata;
 pub mod profile;
 pub mod resolve;
 pub mod syntax;
+pub mod urls;
 
 pub use client::{
     AtprotoClient, AtprotoClientConfig, CallbackParams, ClientMode, ClientSigningKey, LoginResult, PendingLogin, UpstreamIdentity,

@@ -7,7 +7,7 @@ use url::Url;
 use super::client::AtprotoClient;
 use super::dpop::DpopKey;
 use super::error::AtprotoError;
-use super::resolve::join_path;
+use super::urls::join_path;
 
 /// What the `app.bsky.actor.profile/self` record gave us. Missing record: all `None`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

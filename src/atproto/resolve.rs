@@ -6,6 +6,7 @@ use url::Url;
 use super::error::AtprotoError;
 use super::http::SafeHttp;
 use super::syntax::{did_web_host, normalize_handle, validate_did};
+use super::urls::join_path;
 
 /// Where to resolve identities. Tests and local networks point these at their own services.
 #[derive(Debug, Clone)]
@@ -242,15 +243,6 @@ impl IdentityResolver {
     }
 }
 
-/// `base` + absolute `path`, keeping any path prefix of `base` (e.g. a PLC directory under
-/// `/plc`).
-pub fn join_path(base: &Url, path: &str) -> Result<Url, AtprotoError> {
-    let s = format!("{}{}", base.as_str().trim_end_matches('/'), path);
-    let mut url = Url::parse(&s).map_err(|e| AtprotoError::Config(format!("bad URL {s}: {e}")))?;
-    url.set_fragment(None);
-    Ok(url)
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
@@ -353,11 +345,5 @@ mod tests {
             let d = doc(json!({"id": "did:web:x.com", "service": [{"id": "#atproto_pds", "type": kind, "serviceEndpoint": ep}]}));
             assert!(d.pds_endpoint().is_none(), "{kind} {ep}");
         }
-    }
-
-    #[test]
-    fn join_keeps_prefix() {
-        let b = Url::parse("http://127.0.0.1:1234/plc/").unwrap();
-        assert_eq!(join_path(&b, "/did:plc:abc").unwrap().as_str(), "http://127.0.0.1:1234/plc/did:plc:abc");
     }
 }
