@@ -11,7 +11,8 @@ use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 use url::Url;
 
-use super::dpop::{usable_nonce, DpopKey, NonceCache};
+use super::dpop::DpopKey;
+use super::dpop_http::{DpopHttp, FormFields};
 use super::error::AtprotoError;
 use super::http::{HttpResponse, SafeHttp};
 use super::metadata::{AuthServerInfo, MetadataFetcher, ServerKind};
@@ -21,11 +22,6 @@ use super::syntax::{normalize_handle, validate_did};
 use super::urls::origin_string;
 use crate::crypto::{random_token, sha256_b64};
 use crate::net::is_loopback_host;
-
-/// Form fields of an AS request.
-pub(crate) type FormFields = Vec<(&'static str, String)>;
-/// Builds a request form; called once per attempt so client assertions are never reused.
-pub(crate) type FormBuilder<'a> = dyn Fn() -> Result<FormFields, AtprotoError> + Sync + 'a;
 
 /// How we present ourselves to authorization servers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -274,7 +270,7 @@ pub struct AtprotoClient {
     http: SafeHttp,
     resolver: IdentityResolver,
     metadata: MetadataFetcher,
-    nonces: Arc<NonceCache>,
+    dpop_http: DpopHttp,
 }
 
 impl AtprotoClient {
@@ -299,14 +295,8 @@ impl AtprotoClient {
             },
         );
         let metadata = MetadataFetcher::new(http.clone(), config.scope.clone());
-        Ok(Self {
-            config: Arc::new(config),
-            client_key: client_key.map(Arc::new),
-            http,
-            resolver,
-            metadata,
-            nonces: Arc::new(NonceCache::new()),
-        })
+        let dpop_http = DpopHttp::new(http.clone());
+        Ok(Self { config: Arc::new(config), client_key: client_key.map(Arc::new), http, resolver, metadata, dpop_http })
     }
 
     pub fn config(&self) -> &AtprotoClientConfig {
@@ -408,48 +398,6 @@ impl AtprotoClient {
         Ok(form)
     }
 
-    /// Send a DPoP-protected request; on `use_dpop_nonce` (AS: 400 JSON, PDS: 401 +
-    /// `WWW-Authenticate`) retry exactly once with the new nonce. `form` is rebuilt for the retry
-    /// (a client assertion's `jti` must not be reused).
-    pub(crate) async fn dpop_request(
-        &self,
-        key: &DpopKey,
-        url: &Url,
-        access_token: Option<&str>,
-        form: Option<&FormBuilder<'_>>,
-        context: fn(String) -> AtprotoError,
-    ) -> Result<HttpResponse, AtprotoError> {
-        let method = if form.is_some() { "POST" } else { "GET" };
-        let mut attempt = 0;
-        let mut nonce = self.nonces.get(url);
-        loop {
-            attempt += 1;
-            let proof = key.proof(method, url, nonce.as_deref(), access_token)?;
-            let mut headers = vec![("DPoP", proof)];
-            if let Some(t) = access_token {
-                headers.push(("Authorization", format!("DPoP {t}")));
-            }
-            let resp = match form {
-                Some(build) => {
-                    let body = build()?;
-                    self.http.post_form(url, &headers, &body).await
-                }
-                None => self.http.get(url, &headers).await,
-            }
-            .map_err(|e| e.into_error(context))?;
-            let fresh = self.nonces.update(url, resp.header("dpop-nonce"));
-            // The retry uses the nonce just received, whether or not the bounded cache kept it.
-            if let Some(n) = usable_nonce(resp.header("dpop-nonce")) {
-                nonce = Some(n.to_string());
-            }
-            if attempt == 1 && is_use_dpop_nonce(&resp) {
-                tracing::debug!(origin = %origin_string(url), fresh, "DPoP nonce challenge, retrying once");
-                continue;
-            }
-            return Ok(resp);
-        }
-    }
-
     /// Resolve the input (handle, DID, or PDS / entryway URL), push the authorization request
     /// and return what to store plus where to send the browser.
     #[tracing::instrument(skip_all)]
@@ -500,7 +448,7 @@ impl AtprotoClient {
             }
             Ok(form)
         };
-        let resp = self.dpop_request(&dpop, &par_url, None, Some(&build), AtprotoError::PdsUnreachable).await?;
+        let resp = self.dpop_http.request(&dpop, &par_url, None, Some(&build), AtprotoError::PdsUnreachable).await?;
         if !resp.is_success() {
             return Err(resp.upstream_error());
         }
@@ -568,7 +516,7 @@ impl AtprotoClient {
             ]);
             Ok(form)
         };
-        let resp = self.dpop_request(&dpop, &token_url, None, Some(&build), AtprotoError::PdsUnreachable).await?;
+        let resp = self.dpop_http.request(&dpop, &token_url, None, Some(&build), AtprotoError::PdsUnreachable).await?;
         if !resp.is_success() {
             return Err(resp.upstream_error());
         }
@@ -592,7 +540,7 @@ impl AtprotoClient {
         }
         let pds_url = origin_string(&identity.pds_url);
 
-        let prof = match profile::fetch_profile(self, &dpop, &identity.pds_url, &sub, &token.access_token).await {
+        let prof = match profile::fetch_profile(&self.dpop_http, &dpop, &identity.pds_url, &sub, &token.access_token).await {
             Ok(p) => p,
             Err(e) => {
                 tracing::warn!(did = %sub, error = %e, "profile not available");
@@ -602,7 +550,7 @@ impl AtprotoClient {
         let wants_email =
             scope.split_whitespace().any(|s| s == "transition:email" || s == "account:email" || s.starts_with("account:email?"));
         let (email, email_verified) = if wants_email {
-            match profile::fetch_email(self, &dpop, &identity.pds_url, &sub, &token.access_token).await {
+            match profile::fetch_email(&self.dpop_http, &dpop, &identity.pds_url, &sub, &token.access_token).await {
                 Ok((email, confirmed)) if self.vouches_for_email(&pending.issuer) => (email, confirmed),
                 Ok((email, _)) => {
                     tracing::debug!(did = %sub, issuer = %pending.issuer, "email issuer not trusted: email passed on unverified");
@@ -657,7 +605,7 @@ impl AtprotoClient {
             form.extend([("grant_type", "refresh_token".to_string()), ("refresh_token", refresh_token.to_string())]);
             Ok(form)
         };
-        let resp = self.dpop_request(&dpop, &url, None, Some(&build), AtprotoError::PdsUnreachable).await?;
+        let resp = self.dpop_http.request(&dpop, &url, None, Some(&build), AtprotoError::PdsUnreachable).await?;
         if !resp.is_success() {
             return Err(resp.upstream_error());
         }
@@ -706,7 +654,7 @@ impl AtprotoClient {
                 form.push(("token_type_hint", hint.to_string()));
                 Ok(form)
             };
-            let resp = self.dpop_request(&dpop, &url, None, Some(&build), AtprotoError::PdsUnreachable).await?;
+            let resp = self.dpop_http.request(&dpop, &url, None, Some(&build), AtprotoError::PdsUnreachable).await?;
             if !resp.is_success() {
                 return Err(resp.upstream_error());
             }
@@ -758,17 +706,6 @@ fn expires_at(now: u64, expires_in: Option<u64>) -> Option<u64> {
 /// [`crate::state::now`] as the unsigned seconds of our stored types.
 fn unix_now() -> u64 {
     u64::try_from(crate::state::now()).unwrap_or(0)
-}
-
-fn is_use_dpop_nonce(resp: &HttpResponse) -> bool {
-    match resp.status {
-        400 | 401 => {
-            let in_header = resp.header("www-authenticate").is_some_and(|h| h.contains("use_dpop_nonce"));
-            let in_body = resp.oauth_error().is_some_and(|(e, _)| e == "use_dpop_nonce");
-            in_header || in_body
-        }
-        _ => false,
-    }
 }
 
 #[cfg(test)]
@@ -894,20 +831,5 @@ mod tests {
         assert!(c.vouches_for_email("https://bsky.social/"));
         assert!(!c.vouches_for_email("https://evil.example"));
         assert!(!c.vouches_for_email("https://bsky.social.evil.example"));
-    }
-
-    #[test]
-    fn nonce_challenge_detection() {
-        let mk = |status: u16, www: Option<&str>, body: &str| {
-            let mut headers = reqwest::header::HeaderMap::new();
-            if let Some(w) = www {
-                headers.insert("www-authenticate", w.parse().unwrap());
-            }
-            HttpResponse { status, headers, body: body.as_bytes().to_vec() }
-        };
-        assert!(is_use_dpop_nonce(&mk(400, None, r#"{"error":"use_dpop_nonce"}"#)));
-        assert!(is_use_dpop_nonce(&mk(401, Some(r#"DPoP error="use_dpop_nonce""#), "")));
-        assert!(!is_use_dpop_nonce(&mk(400, None, r#"{"error":"invalid_grant"}"#)));
-        assert!(!is_use_dpop_nonce(&mk(200, None, r#"{"error":"use_dpop_nonce"}"#)));
     }
 }

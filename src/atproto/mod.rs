@@ -6,6 +6,7 @@
 
 pub mod client;
 pub mod dpop;
+pub mod dpop_http;
 pub mod error;
 pub mod http;
 pub mod metadata;
