@@ -3,8 +3,8 @@
 //!
 //! - `https` only (`http` only to loopback when `allow_insecure_loopback` is set);
 //! - IP literals are classified directly (the `url` crate normalizes decimal/octal/hex forms);
-//! - names are resolved by [`GuardedResolver`], which drops non-public addresses, so the address
-//!   that was checked is the address that is connected to;
+//! - names are resolved by [`GuardedResolver`] (through the shared caching [`Dns`]), which drops
+//!   non-public addresses, so the address that was checked is the address that is connected to;
 //! - no redirects, no proxies, 5 s total timeout, bodies capped at 64 KiB (streamed, stopped early).
 
 use std::error::Error as StdError;
@@ -17,6 +17,7 @@ use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::Method;
 use url::{Host, Url};
 
+use super::dns::Dns;
 use super::error::AtprotoError;
 use crate::net::{classify_ip, is_loopback_name, AddrClass};
 
@@ -49,19 +50,26 @@ impl StdError for SsrfBlocked {}
 /// A reqwest DNS resolver that drops every address the guard refuses.
 #[derive(Debug, Clone)]
 pub struct GuardedResolver {
+    dns: Dns,
     allow_loopback: bool,
 }
 
 impl GuardedResolver {
-    pub fn new(allow_loopback: bool) -> Self {
-        Self { allow_loopback }
+    pub fn new(dns: Dns, allow_loopback: bool) -> Self {
+        Self { dns, allow_loopback }
     }
 
     /// Resolve `host` and keep only the allowed addresses (error if none is left).
     pub async fn resolve_filtered(&self, host: &str) -> Result<Vec<SocketAddr>, String> {
         let host = host.to_string();
-        let found: Vec<SocketAddr> =
-            tokio::net::lookup_host((host.as_str(), 0)).await.map_err(|e| format!("cannot resolve {host}: {e}"))?.collect();
+        let found: Vec<SocketAddr> = self
+            .dns
+            .lookup_ip(&host)
+            .await
+            .map_err(|e| format!("cannot resolve {host}: {e}"))?
+            .into_iter()
+            .map(|ip| SocketAddr::new(ip, 0))
+            .collect();
         let mut refused = None;
         let kept: Vec<SocketAddr> = found
             .into_iter()
@@ -167,11 +175,13 @@ pub struct SafeHttp {
     /// The same guard, plus loopback (also over http).
     loopback: reqwest::Client,
     allow_insecure_loopback: bool,
+    /// The resolver both clients use; also asked for handles' TXT records.
+    dns: Dns,
 }
 
-fn build_client(allow_loopback: bool) -> Result<reqwest::Client, AtprotoError> {
+fn build_client(dns: &Dns, allow_loopback: bool) -> Result<reqwest::Client, AtprotoError> {
     reqwest::Client::builder()
-        .dns_resolver(Arc::new(GuardedResolver::new(allow_loopback)))
+        .dns_resolver(Arc::new(GuardedResolver::new(dns.clone(), allow_loopback)))
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
         .timeout(REQUEST_TIMEOUT)
@@ -185,8 +195,19 @@ fn build_client(allow_loopback: bool) -> Result<reqwest::Client, AtprotoError> {
 impl SafeHttp {
     /// `allow_insecure_loopback` applies to the upstream fetches ([`SafeHttp::get`],
     /// [`SafeHttp::post_form`]); [`SafeHttp::post_form_to`] decides per call.
+    /// Resolves through the system's DNS configuration ([`Dns::system`]).
     pub fn new(allow_insecure_loopback: bool) -> Result<Self, AtprotoError> {
-        Ok(Self { strict: build_client(false)?, loopback: build_client(true)?, allow_insecure_loopback })
+        Self::with_dns(allow_insecure_loopback, Dns::system())
+    }
+
+    /// Like [`SafeHttp::new`], resolving through `dns`.
+    pub fn with_dns(allow_insecure_loopback: bool, dns: Dns) -> Result<Self, AtprotoError> {
+        Ok(Self { strict: build_client(&dns, false)?, loopback: build_client(&dns, true)?, allow_insecure_loopback, dns })
+    }
+
+    /// The shared resolver (handle TXT lookups use it too).
+    pub fn dns(&self) -> &Dns {
+        &self.dns
     }
 
     fn client(&self, allow_loopback: bool) -> &reqwest::Client {
@@ -462,15 +483,29 @@ mod tests {
     #[tokio::test]
     async fn resolver_filters_after_dns() {
         // "localhost" resolves to loopback: dropped unless allowed.
-        let strict = GuardedResolver::new(false);
+        let strict = GuardedResolver::new(Dns::system(), false);
         let err = strict.resolve_filtered("localhost").await.unwrap_err();
         assert!(err.contains("refused"), "{err}");
         let name = Name::from_str("localhost").unwrap();
         assert!(Resolve::resolve(&strict, name).await.is_err());
 
-        let lax = GuardedResolver::new(true);
+        let lax = GuardedResolver::new(Dns::system(), true);
         let addrs = lax.resolve_filtered("localhost").await.unwrap();
         assert!(addrs.iter().all(|a| a.ip().is_loopback()));
+    }
+
+    #[tokio::test]
+    async fn resolver_filters_what_the_shared_dns_answers() {
+        let (server, _) = crate::atproto::dns::testing::dns_server(vec![
+            ("internal.example.com.", vec!["10.0.0.1"]),
+            ("mixed.example.com.", vec!["10.0.0.1", "8.8.8.8"]),
+        ])
+        .await;
+        let guard = GuardedResolver::new(Dns::with_server(server), false);
+        let err = guard.resolve_filtered("internal.example.com").await.unwrap_err();
+        assert!(err.contains("refused"), "{err}");
+        let kept = guard.resolve_filtered("mixed.example.com").await.unwrap();
+        assert_eq!(kept.iter().map(|a| a.ip()).collect::<Vec<_>>(), vec![IpAddr::from([8, 8, 8, 8])]);
     }
 
     #[tokio::test]

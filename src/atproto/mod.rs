@@ -5,6 +5,7 @@
 //! [`client::UpstreamIdentity`] plus [`client::UpstreamTokens`] for the caller to store sealed.
 
 pub mod client;
+pub mod dns;
 pub mod dpop;
 pub mod dpop_http;
 pub mod error;

@@ -16,9 +16,6 @@ pub struct ResolverConfig {
     /// When set, handles are resolved by `GET {url}/xrpc/com.atproto.identity.resolveHandle`
     /// only (no DNS, no well-known).
     pub handle_resolver_url: Option<Url>,
-    /// The DNS server asked for `_atproto.<handle>` TXT records; `None` = the system's.
-    /// (Tests point it at a local responder.)
-    pub dns_server: Option<std::net::SocketAddr>,
 }
 
 /// A parsed DID document (only what atproto needs).
@@ -123,36 +120,16 @@ impl IdentityResolver {
     }
 
     async fn resolve_handle_dns(&self, handle: &str) -> Result<Option<String>, AtprotoError> {
-        use hickory_resolver::config::{ResolverConfig as DnsConfig, ResolverOpts};
-        use hickory_resolver::TokioAsyncResolver;
-        let mut opts = ResolverOpts::default();
-        opts.timeout = std::time::Duration::from_secs(3);
-        let resolver = match self.config.dns_server {
-            Some(server) => {
-                let servers = hickory_resolver::config::NameServerConfigGroup::from_ips_clear(&[server.ip()], server.port(), true);
-                TokioAsyncResolver::tokio(DnsConfig::from_parts(None, vec![], servers), opts)
-            }
-            None => match TokioAsyncResolver::tokio_from_system_conf() {
-                Ok(r) => r,
-                Err(_) => TokioAsyncResolver::tokio(DnsConfig::default(), opts),
-            },
-        };
         let name = format!("_atproto.{handle}.");
-        let lookup = tokio::time::timeout(std::time::Duration::from_secs(5), resolver.txt_lookup(name.as_str()))
+        let records = tokio::time::timeout(std::time::Duration::from_secs(5), self.http.dns().txt(&name))
             .await
-            .map_err(|_| AtprotoError::HandleNotFound("DNS timeout".into()))?;
-        let lookup = match lookup {
-            Ok(l) => l,
-            Err(e) => {
-                return match e.kind() {
-                    hickory_resolver::error::ResolveErrorKind::NoRecordsFound { .. } => Ok(None),
-                    _ => Err(AtprotoError::HandleNotFound(format!("DNS: {e}"))),
-                }
-            }
+            .map_err(|_| AtprotoError::HandleNotFound("DNS timeout".into()))?
+            .map_err(|e| AtprotoError::HandleNotFound(format!("DNS: {e}")))?;
+        let Some(records) = records else {
+            return Ok(None);
         };
         let mut dids: Vec<String> = Vec::new();
-        for txt in lookup.iter() {
-            let joined: Vec<u8> = txt.iter().flat_map(|b| b.iter().copied()).collect();
+        for joined in records {
             let Ok(s) = String::from_utf8(joined) else {
                 continue;
             };
@@ -247,58 +224,19 @@ impl IdentityResolver {
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
+    use crate::atproto::dns::{testing::dns_server, Dns};
     use serde_json::json;
-
-    /// A one-zone DNS responder on 127.0.0.1: answers TXT queries from `records`.
-    async fn dns_server(records: Vec<(&'static str, Vec<&'static str>)>) -> std::net::SocketAddr {
-        use hickory_resolver::proto::{
-            op::{Message, MessageType, ResponseCode},
-            rr::{rdata::TXT, RData, Record},
-        };
-        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let addr = socket.local_addr().unwrap();
-        tokio::spawn(async move {
-            let mut buf = [0u8; 1500];
-            loop {
-                let Ok((len, peer)) = socket.recv_from(&mut buf).await else { return };
-                let Ok(query) = Message::from_vec(&buf[..len]) else { continue };
-                let mut response = Message::new();
-                response.set_id(query.id()).set_message_type(MessageType::Response).set_recursion_available(true);
-                response.add_queries(query.queries().to_vec());
-                let mut found = false;
-                for q in query.queries() {
-                    let name = q.name().to_ascii().to_lowercase();
-                    for (record_name, values) in &records {
-                        if name == *record_name {
-                            found = true;
-                            let txt = TXT::new(values.iter().map(|v| v.to_string()).collect());
-                            response.add_answer(Record::from_rdata(q.name().clone(), 60, RData::TXT(txt)));
-                        }
-                    }
-                }
-                if !found {
-                    response.set_response_code(ResponseCode::NXDomain);
-                }
-                let _ = socket.send_to(&response.to_vec().unwrap(), peer).await;
-            }
-        });
-        addr
-    }
 
     fn dns_resolver(server: std::net::SocketAddr) -> IdentityResolver {
         IdentityResolver::new(
-            SafeHttp::new(false).unwrap(),
-            ResolverConfig {
-                plc_directory_url: Url::parse("https://plc.directory").unwrap(),
-                handle_resolver_url: None,
-                dns_server: Some(server),
-            },
+            SafeHttp::with_dns(false, Dns::with_server(server)).unwrap(),
+            ResolverConfig { plc_directory_url: Url::parse("https://plc.directory").unwrap(), handle_resolver_url: None },
         )
     }
 
     #[tokio::test]
     async fn handle_resolves_by_dns_txt() {
-        let server = dns_server(vec![
+        let (server, _) = dns_server(vec![
             ("_atproto.alice.example.com.", vec!["did=did:plc:z72i7hdynmk6r22z27h6tvur"]),
             ("_atproto.twice.example.com.", vec!["did=did:plc:z72i7hdynmk6r22z27h6tvur"]),
             ("_atproto.twice.example.com.", vec!["did=did:plc:aaaaaaaaaaaaaaaaaaaaaaaa"]),

@@ -55,11 +55,7 @@ impl AtprotoClient {
         let http = SafeHttp::new(config.allow_insecure_loopback)?;
         let resolver = IdentityResolver::new(
             http.clone(),
-            ResolverConfig {
-                plc_directory_url: config.plc_directory_url.clone(),
-                handle_resolver_url: config.handle_resolver_url.clone(),
-                dns_server: None,
-            },
+            ResolverConfig { plc_directory_url: config.plc_directory_url.clone(), handle_resolver_url: config.handle_resolver_url.clone() },
         );
         let metadata = MetadataFetcher::new(http.clone(), config.scope.clone());
         let dpop_http = DpopHttp::new(http.clone());
