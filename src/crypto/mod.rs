@@ -35,7 +35,7 @@ pub fn at_hash(access_token: &str) -> String {
 
 /// PKCE S256: base64url(SHA-256(verifier)) compared in constant time with the challenge.
 pub fn pkce_s256_matches(verifier: &str, challenge: &str) -> bool {
-    let computed = sha256_b64(verifier);
+    let computed = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
     constant_time_eq(computed.as_bytes(), challenge.as_bytes())
 }
 
