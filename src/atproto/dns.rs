@@ -63,9 +63,12 @@ impl Dns {
         Self { resolver: Arc::new(TokioAsyncResolver::tokio(config, opts)) }
     }
 
-    /// The addresses of `host`.
+    /// The addresses of `host`: IPv4 first, then IPv6 (the connector tries the other family
+    /// when the first fails).
     pub async fn lookup_ip(&self, host: &str) -> Result<Vec<IpAddr>, ResolveError> {
-        Ok(self.resolver.lookup_ip(host).await?.iter().collect())
+        let mut ips: Vec<IpAddr> = self.resolver.lookup_ip(host).await?.iter().collect();
+        ips.sort_by_key(IpAddr::is_ipv6);
+        Ok(ips)
     }
 
     /// The TXT records of `name`, each record's character-strings joined; `None` when the name

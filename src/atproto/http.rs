@@ -195,6 +195,7 @@ fn build_client(dns: &Dns, allow_loopback: bool) -> Result<reqwest::Client, Atpr
 impl SafeHttp {
     /// `allow_insecure_loopback` applies to the upstream fetches ([`SafeHttp::get`],
     /// [`SafeHttp::post_form`]); [`SafeHttp::post_form_to`] decides per call.
+    ///
     /// Resolves through the system's DNS configuration ([`Dns::system`]).
     pub fn new(allow_insecure_loopback: bool) -> Result<Self, AtprotoError> {
         Self::with_dns(allow_insecure_loopback, Dns::system())
