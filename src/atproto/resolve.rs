@@ -7,6 +7,7 @@ use super::error::AtprotoError;
 use super::http::SafeHttp;
 use super::syntax::{did_web_host, normalize_handle, validate_did};
 use super::urls::join_path;
+use crate::net::is_loopback_name;
 
 /// Where to resolve identities. Tests and local networks point these at their own services.
 #[derive(Debug, Clone)]
@@ -163,18 +164,25 @@ impl IdentityResolver {
         Ok(did)
     }
 
-    /// DID → DID document (checked: `id` equals the DID).
-    pub async fn resolve_did(&self, did: &str) -> Result<DidDocument, AtprotoError> {
+    /// Where the DID document lives: the PLC directory, or `did:web`'s well-known URL.
+    fn did_document_url(&self, did: &str) -> Result<Url, AtprotoError> {
         validate_did(did)?;
-        let url = if did.starts_with("did:plc:") {
-            join_path(&self.config.plc_directory_url, &format!("/{did}"))?
+        if did.starts_with("did:plc:") {
+            join_path(&self.config.plc_directory_url, &format!("/{did}"))
         } else if let Some(id) = did.strip_prefix("did:web:") {
             let host = did_web_host(id)?;
-            let scheme = if host.starts_with("localhost") && self.http.allow_insecure_loopback() { "http" } else { "https" };
-            Url::parse(&format!("{scheme}://{host}/.well-known/did.json")).map_err(|e| AtprotoError::InvalidDid(e.to_string()))?
+            // `host[:port]`; plain http only to a loopback name, and only when allowed.
+            let name = host.split_once(':').map_or(host.as_str(), |(name, _)| name);
+            let scheme = if is_loopback_name(name) && self.http.allow_insecure_loopback() { "http" } else { "https" };
+            Url::parse(&format!("{scheme}://{host}/.well-known/did.json")).map_err(|e| AtprotoError::InvalidDid(e.to_string()))
         } else {
-            return Err(AtprotoError::InvalidDid("unsupported DID method".into()));
-        };
+            Err(AtprotoError::InvalidDid("unsupported DID method".into()))
+        }
+    }
+
+    /// DID → DID document (checked: `id` equals the DID).
+    pub async fn resolve_did(&self, did: &str) -> Result<DidDocument, AtprotoError> {
+        let url = self.did_document_url(did)?;
         let resp = self.http.get(&url, &[]).await.map_err(|e| e.into_error(AtprotoError::DidResolution))?;
         if !resp.is_success() {
             return Err(AtprotoError::DidResolution(format!("DID document fetch answered HTTP {}", resp.status)));
@@ -254,6 +262,26 @@ mod tests {
 
     fn doc(v: serde_json::Value) -> DidDocument {
         serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn did_document_urls() {
+        let resolver = |allow: bool| {
+            IdentityResolver::new(
+                SafeHttp::new(allow).unwrap(),
+                ResolverConfig { plc_directory_url: Url::parse("https://plc.example/dir/").unwrap(), handle_resolver_url: None },
+            )
+        };
+        let url = |allow: bool, did: &str| resolver(allow).did_document_url(did).map(|u| u.to_string());
+        let plc = "did:plc:z72i7hdynmk6r22z27h6tvur";
+        assert_eq!(url(false, plc).unwrap(), format!("https://plc.example/dir/{plc}"));
+        assert_eq!(url(false, "did:web:example.com").unwrap(), "https://example.com/.well-known/did.json");
+        assert_eq!(url(true, "did:web:example.com").unwrap(), "https://example.com/.well-known/did.json");
+        // Plain http only to a loopback name, and only when loopback is allowed.
+        assert_eq!(url(true, "did:web:localhost%3A2583").unwrap(), "http://localhost:2583/.well-known/did.json");
+        assert_eq!(url(false, "did:web:localhost%3A2583").unwrap(), "https://localhost:2583/.well-known/did.json");
+        assert_eq!(url(true, "did:web:localhost.example.com").unwrap(), "https://localhost.example.com/.well-known/did.json");
+        assert!(url(true, "did:key:z6Mk").is_err());
     }
 
     #[test]
