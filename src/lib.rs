@@ -13,6 +13,7 @@ pub mod config;
 pub mod crypto;
 pub mod error;
 pub mod limits;
+pub mod net;
 pub mod oidc;
 pub mod sso;
 pub mod state;

@@ -1,36 +1,18 @@
 //! DPoP proofs (RFC 9449) with ES256 keys, the per-origin server nonce cache, and the
 //! RFC 7638 JWK thumbprint.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use josekit::jwk::alg::ec::{EcCurve, EcKeyPair};
 use josekit::jwk::{Jwk, KeyPair};
 use josekit::jws::{JwsHeader, ES256};
 use josekit::jwt::{self, JwtPayload};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use url::Url;
 
 use super::error::AtprotoError;
-
-/// Base64url (no padding) of random bytes.
-pub fn random_token(bytes: usize) -> String {
-    use rand::RngCore;
-    let mut buf = vec![0u8; bytes];
-    rand::thread_rng().fill_bytes(&mut buf);
-    URL_SAFE_NO_PAD.encode(buf)
-}
-
-/// Base64url (no padding) SHA-256 of `data` (PKCE S256 challenge, DPoP `ath`).
-pub fn b64_sha256(data: &[u8]) -> String {
-    URL_SAFE_NO_PAD.encode(Sha256::digest(data))
-}
-
-pub(crate) fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
+use super::urls::origin_string;
+use crate::crypto::{random_token, sha256_b64};
 
 /// RFC 7638 JWK thumbprint (SHA-256, base64url) of the public part of an EC, RSA or OKP key.
 pub fn jwk_thumbprint(jwk: &Jwk) -> Result<String, AtprotoError> {
@@ -59,7 +41,7 @@ pub fn jwk_thumbprint(jwk: &Jwk) -> Result<String, AtprotoError> {
         out.push_str(&v);
     }
     out.push('}');
-    Ok(b64_sha256(out.as_bytes()))
+    Ok(sha256_b64(&out))
 }
 
 /// `htu` for a URL: scheme, host, port and path; no query, no fragment.
@@ -68,11 +50,6 @@ pub fn htu(url: &Url) -> String {
     u.set_query(None);
     u.set_fragment(None);
     u.to_string()
-}
-
-/// Origin key for the nonce cache (`scheme://host:port`).
-pub fn origin_of(url: &Url) -> String {
-    url.origin().ascii_serialization()
 }
 
 /// An ES256 key pair bound to one login / upstream session.
@@ -139,12 +116,12 @@ impl DpopKey {
         };
         claim(&mut payload, "htm", Value::String(htm.to_string()))?;
         claim(&mut payload, "htu", Value::String(htu(url)))?;
-        claim(&mut payload, "iat", Value::from(now_secs()))?;
+        claim(&mut payload, "iat", Value::from(crate::state::now()))?;
         if let Some(n) = nonce {
             claim(&mut payload, "nonce", Value::String(n.to_string()))?;
         }
         if let Some(t) = access_token {
-            claim(&mut payload, "ath", Value::String(b64_sha256(t.as_bytes())))?;
+            claim(&mut payload, "ath", Value::String(sha256_b64(t)))?;
         }
         let signer =
             ES256.signer_from_jwk(&self.key_pair.to_jwk_private_key()).map_err(|e| AtprotoError::Crypto(format!("DPoP signer: {e}")))?;
@@ -189,7 +166,7 @@ impl NonceCache {
     }
 
     pub fn get(&self, url: &Url) -> Option<String> {
-        self.nonces.get(&origin_of(url))
+        self.nonces.get(&origin_string(url))
     }
 
     /// How many origins are remembered (after pending evictions have run).
@@ -202,7 +179,7 @@ impl NonceCache {
     pub fn update(&self, url: &Url, nonce: Option<&str>) -> bool {
         match usable_nonce(nonce) {
             Some(n) => {
-                self.nonces.insert(origin_of(url), n.to_string());
+                self.nonces.insert(origin_string(url), n.to_string());
                 true
             }
             None => false,
@@ -247,7 +224,7 @@ mod tests {
         assert_eq!(payload.claim("htm").unwrap(), "GET");
         assert_eq!(payload.claim("htu").unwrap(), "https://pds.example.com/xrpc/foo");
         assert_eq!(payload.claim("nonce").unwrap(), "n-1");
-        assert_eq!(payload.claim("ath").unwrap().as_str().unwrap(), b64_sha256(b"tok"));
+        assert_eq!(payload.claim("ath").unwrap().as_str().unwrap(), sha256_b64("tok"));
         assert!(payload.jwt_id().unwrap().len() >= 16);
         let other = key.proof("GET", &url, None, None).unwrap();
         let (p2, _) = jwt::decode_with_verifier(&other, &verifier).unwrap();

@@ -3,12 +3,12 @@
 //!
 //! - `https` only (`http` only to loopback when `allow_insecure_loopback` is set);
 //! - IP literals are classified directly (the `url` crate normalizes decimal/octal/hex forms);
-//! - names are resolved by [`GuardedResolver`], which drops non-public addresses, so the address
-//!   that was checked is the address that is connected to;
+//! - names are resolved by [`GuardedResolver`] (through the shared caching [`Dns`]), which drops
+//!   non-public addresses, so the address that was checked is the address that is connected to;
 //! - no redirects, no proxies, 5 s total timeout, bodies capped at 64 KiB (streamed, stopped early).
 
 use std::error::Error as StdError;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,108 +17,14 @@ use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::Method;
 use url::{Host, Url};
 
+use super::dns::Dns;
 use super::error::AtprotoError;
+use crate::net::{classify_ip, is_loopback_name, AddrClass};
 
 /// Largest response body we read.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Total time allowed for one request, body included.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// How an address is treated by the guard.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AddrClass {
-    /// Publicly routable: allowed.
-    Global,
-    /// Loopback: allowed only with `allow_insecure_loopback`.
-    Loopback,
-    /// Never allowed; the reason names the range.
-    Forbidden(&'static str),
-}
-
-/// Classify an IP address. IPv4-mapped / NAT64 / 6to4 IPv6 addresses are judged by the IPv4
-/// address they embed; local-use NAT64 (`64:ff9b:1::/48`) and SIIT (`::ffff:0:0:0/96`) are refused.
-pub fn classify_ip(ip: IpAddr) -> AddrClass {
-    match ip {
-        IpAddr::V4(v4) => classify_v4(v4),
-        IpAddr::V6(v6) => classify_v6(v6),
-    }
-}
-
-fn classify_v4(ip: Ipv4Addr) -> AddrClass {
-    let o = ip.octets();
-    match o {
-        [127, ..] => AddrClass::Loopback,
-        [0, ..] => AddrClass::Forbidden("unspecified/\"this network\" address"),
-        [10, ..] => AddrClass::Forbidden("private address"),
-        [172, b, ..] if (16..=31).contains(&b) => AddrClass::Forbidden("private address"),
-        [192, 168, ..] => AddrClass::Forbidden("private address"),
-        [169, 254, ..] => AddrClass::Forbidden("link-local address"),
-        [100, b, ..] if (64..=127).contains(&b) => AddrClass::Forbidden("shared (CGNAT) address"),
-        [192, 0, 0, _] => AddrClass::Forbidden("IETF protocol assignment address"),
-        [192, 0, 2, _] | [198, 51, 100, _] | [203, 0, 113, _] => AddrClass::Forbidden("documentation address"),
-        [198, b, ..] if b == 18 || b == 19 => AddrClass::Forbidden("benchmarking address"),
-        [192, 88, 99, _] => AddrClass::Forbidden("6to4 relay anycast address"),
-        [a, ..] if (224..=239).contains(&a) => AddrClass::Forbidden("multicast address"),
-        [a, ..] if a >= 240 => AddrClass::Forbidden("reserved or broadcast address"),
-        _ => AddrClass::Global,
-    }
-}
-
-fn classify_v6(ip: Ipv6Addr) -> AddrClass {
-    if ip == Ipv6Addr::LOCALHOST {
-        return AddrClass::Loopback;
-    }
-    if ip == Ipv6Addr::UNSPECIFIED {
-        return AddrClass::Forbidden("unspecified address");
-    }
-    let s = ip.segments();
-    // ::ffff:a.b.c.d (IPv4-mapped)
-    if let Some(v4) = ip.to_ipv4_mapped() {
-        return match classify_v4(v4) {
-            AddrClass::Global => AddrClass::Global,
-            AddrClass::Loopback => AddrClass::Forbidden("IPv4-mapped loopback address"),
-            AddrClass::Forbidden(r) => AddrClass::Forbidden(r),
-        };
-    }
-    // ::a.b.c.d (deprecated IPv4-compatible)
-    if s[0..6].iter().all(|&x| x == 0) {
-        return AddrClass::Forbidden("IPv4-compatible IPv6 address");
-    }
-    // ::ffff:0:a.b.c.d (RFC 2765 SIIT, IPv4-translated): translated inside someone's network.
-    if s[0..4].iter().all(|&x| x == 0) && s[4] == 0xffff && s[5] == 0 {
-        return AddrClass::Forbidden("IPv4-translated (SIIT) address");
-    }
-    // 64:ff9b:1::/48 (RFC 8215 local-use NAT64): the operator's own translator decides what is behind it.
-    if s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1 {
-        return AddrClass::Forbidden("local-use NAT64 address");
-    }
-    // 64:ff9b::/96 NAT64 and 2002::/16 6to4 embed an IPv4 address.
-    let embedded = if s[0] == 0x64 && s[1] == 0xff9b && s[2..6].iter().all(|&x| x == 0) {
-        Some(Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8))
-    } else if s[0] == 0x2002 {
-        Some(Ipv4Addr::new((s[1] >> 8) as u8, s[1] as u8, (s[2] >> 8) as u8, s[2] as u8))
-    } else {
-        None
-    };
-    if let Some(v4) = embedded {
-        return match classify_v4(v4) {
-            AddrClass::Global => AddrClass::Global,
-            _ => AddrClass::Forbidden("IPv6 address embedding a non-public IPv4 address"),
-        };
-    }
-    match s[0] {
-        x if x & 0xfe00 == 0xfc00 => AddrClass::Forbidden("unique-local address"),
-        x if x & 0xffc0 == 0xfe80 => AddrClass::Forbidden("link-local address"),
-        x if x & 0xffc0 == 0xfec0 => AddrClass::Forbidden("site-local address"),
-        x if x & 0xff00 == 0xff00 => AddrClass::Forbidden("multicast address"),
-        0x2001 if s[1] == 0x0db8 => AddrClass::Forbidden("documentation address"),
-        0x2001 if s[1] == 0 => AddrClass::Forbidden("Teredo address"),
-        0x2001 if s[1] == 2 && s[2] == 0 => AddrClass::Forbidden("benchmarking address"),
-        0x3fff if s[1] < 0x1000 => AddrClass::Forbidden("documentation address"),
-        0x0100 if s[1..4].iter().all(|&x| x == 0) => AddrClass::Forbidden("discard-only address"),
-        _ => AddrClass::Global,
-    }
-}
 
 fn allowed(class: AddrClass, allow_loopback: bool) -> Result<(), String> {
     match class {
@@ -144,19 +50,26 @@ impl StdError for SsrfBlocked {}
 /// A reqwest DNS resolver that drops every address the guard refuses.
 #[derive(Debug, Clone)]
 pub struct GuardedResolver {
+    dns: Dns,
     allow_loopback: bool,
 }
 
 impl GuardedResolver {
-    pub fn new(allow_loopback: bool) -> Self {
-        Self { allow_loopback }
+    pub fn new(dns: Dns, allow_loopback: bool) -> Self {
+        Self { dns, allow_loopback }
     }
 
     /// Resolve `host` and keep only the allowed addresses (error if none is left).
     pub async fn resolve_filtered(&self, host: &str) -> Result<Vec<SocketAddr>, String> {
         let host = host.to_string();
-        let found: Vec<SocketAddr> =
-            tokio::net::lookup_host((host.as_str(), 0)).await.map_err(|e| format!("cannot resolve {host}: {e}"))?.collect();
+        let found: Vec<SocketAddr> = self
+            .dns
+            .lookup_ip(&host)
+            .await
+            .map_err(|e| format!("cannot resolve {host}: {e}"))?
+            .into_iter()
+            .map(|ip| SocketAddr::new(ip, 0))
+            .collect();
         let mut refused = None;
         let kept: Vec<SocketAddr> = found
             .into_iter()
@@ -262,11 +175,13 @@ pub struct SafeHttp {
     /// The same guard, plus loopback (also over http).
     loopback: reqwest::Client,
     allow_insecure_loopback: bool,
+    /// The resolver both clients use; also asked for handles' TXT records.
+    dns: Dns,
 }
 
-fn build_client(allow_loopback: bool) -> Result<reqwest::Client, AtprotoError> {
+fn build_client(dns: &Dns, allow_loopback: bool) -> Result<reqwest::Client, AtprotoError> {
     reqwest::Client::builder()
-        .dns_resolver(Arc::new(GuardedResolver::new(allow_loopback)))
+        .dns_resolver(Arc::new(GuardedResolver::new(dns.clone(), allow_loopback)))
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
         .timeout(REQUEST_TIMEOUT)
@@ -280,8 +195,20 @@ fn build_client(allow_loopback: bool) -> Result<reqwest::Client, AtprotoError> {
 impl SafeHttp {
     /// `allow_insecure_loopback` applies to the upstream fetches ([`SafeHttp::get`],
     /// [`SafeHttp::post_form`]); [`SafeHttp::post_form_to`] decides per call.
+    ///
+    /// Resolves through the system's DNS configuration ([`Dns::system`]).
     pub fn new(allow_insecure_loopback: bool) -> Result<Self, AtprotoError> {
-        Ok(Self { strict: build_client(false)?, loopback: build_client(true)?, allow_insecure_loopback })
+        Self::with_dns(allow_insecure_loopback, Dns::system())
+    }
+
+    /// Like [`SafeHttp::new`], resolving through `dns`.
+    pub fn with_dns(allow_insecure_loopback: bool, dns: Dns) -> Result<Self, AtprotoError> {
+        Ok(Self { strict: build_client(&dns, false)?, loopback: build_client(&dns, true)?, allow_insecure_loopback, dns })
+    }
+
+    /// The shared resolver (handle TXT lookups use it too).
+    pub fn dns(&self) -> &Dns {
+        &self.dns
     }
 
     fn client(&self, allow_loopback: bool) -> &reqwest::Client {
@@ -389,11 +316,6 @@ fn map_reqwest_error(e: reqwest::Error) -> HttpError {
         source = err.source();
     }
     HttpError::Transport(format!("{}{chain}", e.without_url()))
-}
-
-fn is_loopback_name(host: &str) -> bool {
-    let h = host.trim_end_matches('.').to_ascii_lowercase();
-    h == "localhost" || h.ends_with(".localhost")
 }
 
 /// The pre-flight check used by [`SafeHttp`]; public for tests and for callers that want to
@@ -562,15 +484,29 @@ mod tests {
     #[tokio::test]
     async fn resolver_filters_after_dns() {
         // "localhost" resolves to loopback: dropped unless allowed.
-        let strict = GuardedResolver::new(false);
+        let strict = GuardedResolver::new(Dns::system(), false);
         let err = strict.resolve_filtered("localhost").await.unwrap_err();
         assert!(err.contains("refused"), "{err}");
         let name = Name::from_str("localhost").unwrap();
         assert!(Resolve::resolve(&strict, name).await.is_err());
 
-        let lax = GuardedResolver::new(true);
+        let lax = GuardedResolver::new(Dns::system(), true);
         let addrs = lax.resolve_filtered("localhost").await.unwrap();
         assert!(addrs.iter().all(|a| a.ip().is_loopback()));
+    }
+
+    #[tokio::test]
+    async fn resolver_filters_what_the_shared_dns_answers() {
+        let (server, _) = crate::atproto::dns::testing::dns_server(vec![
+            ("internal.example.com.", vec!["10.0.0.1"]),
+            ("mixed.example.com.", vec!["10.0.0.1", "8.8.8.8"]),
+        ])
+        .await;
+        let guard = GuardedResolver::new(Dns::with_server(server), false);
+        let err = guard.resolve_filtered("internal.example.com").await.unwrap_err();
+        assert!(err.contains("refused"), "{err}");
+        let kept = guard.resolve_filtered("mixed.example.com").await.unwrap();
+        assert_eq!(kept.iter().map(|a| a.ip()).collect::<Vec<_>>(), vec![IpAddr::from([8, 8, 8, 8])]);
     }
 
     #[tokio::test]
@@ -621,6 +557,7 @@ mod tests {
 mod proptests {
     use super::*;
     use proptest::prelude::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
 
     /// IPv4 ranges that are never public: (network, prefix length).
     const NOT_PUBLIC_V4: &[([u8; 4], u32)] = &[

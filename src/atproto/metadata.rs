@@ -6,7 +6,7 @@ use url::Url;
 
 use super::error::AtprotoError;
 use super::http::{HttpResponse, SafeHttp};
-use super::resolve::join_path;
+use super::urls::{join_path, origin_string};
 
 /// `/.well-known/oauth-protected-resource` (RFC 9728), the fields we use.
 #[derive(Debug, Clone, Deserialize)]
@@ -51,11 +51,6 @@ pub struct AuthServerInfo {
     pub token_endpoint: String,
     pub pushed_authorization_request_endpoint: String,
     pub revocation_endpoint: Option<String>,
-}
-
-/// The serialized origin of a URL, without a trailing slash (`https://host[:port]`).
-pub fn origin_string(url: &Url) -> String {
-    url.origin().ascii_serialization()
 }
 
 fn hostile(msg: impl Into<String>) -> AtprotoError {

@@ -5,13 +5,16 @@
 //! [`client::UpstreamIdentity`] plus [`client::UpstreamTokens`] for the caller to store sealed.
 
 pub mod client;
+pub mod dns;
 pub mod dpop;
+pub mod dpop_http;
 pub mod error;
 pub mod http;
 pub mod metadata;
 pub mod profile;
 pub mod resolve;
 pub mod syntax;
+pub mod urls;
 
 pub use client::{
     AtprotoClient, AtprotoClientConfig, CallbackParams, ClientMode, ClientSigningKey, LoginResult, PendingLogin, UpstreamIdentity,

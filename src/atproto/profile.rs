@@ -4,10 +4,10 @@
 use serde_json::Value;
 use url::Url;
 
-use super::client::AtprotoClient;
 use super::dpop::DpopKey;
+use super::dpop_http::DpopHttp;
 use super::error::AtprotoError;
-use super::resolve::join_path;
+use super::urls::join_path;
 
 /// What the `app.bsky.actor.profile/self` record gave us. Missing record: all `None`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -43,7 +43,7 @@ pub fn profile_from_record(record: &Value, pds_url: &Url, did: &str) -> Result<P
 
 /// `com.atproto.repo.getRecord` for `app.bsky.actor.profile/self`.
 pub(crate) async fn fetch_profile(
-    client: &AtprotoClient,
+    http: &DpopHttp,
     dpop: &DpopKey,
     pds_url: &Url,
     did: &str,
@@ -51,7 +51,7 @@ pub(crate) async fn fetch_profile(
 ) -> Result<Profile, AtprotoError> {
     let mut url = join_path(pds_url, "/xrpc/com.atproto.repo.getRecord")?;
     url.query_pairs_mut().append_pair("repo", did).append_pair("collection", "app.bsky.actor.profile").append_pair("rkey", "self");
-    let resp = client.dpop_request(dpop, &url, Some(access_token), None, AtprotoError::PdsUnreachable).await?;
+    let resp = http.request(dpop, &url, Some(access_token), None, AtprotoError::PdsUnreachable).await?;
     if !resp.is_success() {
         if let Some((error, _)) = resp.oauth_error() {
             if resp.status == 400 && error == "RecordNotFound" {
@@ -69,14 +69,14 @@ pub(crate) async fn fetch_profile(
 
 /// `com.atproto.server.getSession`: `(email, email_verified)`.
 pub(crate) async fn fetch_email(
-    client: &AtprotoClient,
+    http: &DpopHttp,
     dpop: &DpopKey,
     pds_url: &Url,
     did: &str,
     access_token: &str,
 ) -> Result<(Option<String>, Option<bool>), AtprotoError> {
     let url = join_path(pds_url, "/xrpc/com.atproto.server.getSession")?;
-    let resp = client.dpop_request(dpop, &url, Some(access_token), None, AtprotoError::PdsUnreachable).await?;
+    let resp = http.request(dpop, &url, Some(access_token), None, AtprotoError::PdsUnreachable).await?;
     if !resp.is_success() {
         return Err(resp.upstream_error());
     }

@@ -6,6 +6,8 @@ use url::Url;
 use super::error::AtprotoError;
 use super::http::SafeHttp;
 use super::syntax::{did_web_host, normalize_handle, validate_did};
+use super::urls::join_path;
+use crate::net::is_loopback_name;
 
 /// Where to resolve identities. Tests and local networks point these at their own services.
 #[derive(Debug, Clone)]
@@ -15,9 +17,6 @@ pub struct ResolverConfig {
     /// When set, handles are resolved by `GET {url}/xrpc/com.atproto.identity.resolveHandle`
     /// only (no DNS, no well-known).
     pub handle_resolver_url: Option<Url>,
-    /// The DNS server asked for `_atproto.<handle>` TXT records; `None` = the system's.
-    /// (Tests point it at a local responder.)
-    pub dns_server: Option<std::net::SocketAddr>,
 }
 
 /// A parsed DID document (only what atproto needs).
@@ -122,36 +121,16 @@ impl IdentityResolver {
     }
 
     async fn resolve_handle_dns(&self, handle: &str) -> Result<Option<String>, AtprotoError> {
-        use hickory_resolver::config::{ResolverConfig as DnsConfig, ResolverOpts};
-        use hickory_resolver::TokioAsyncResolver;
-        let mut opts = ResolverOpts::default();
-        opts.timeout = std::time::Duration::from_secs(3);
-        let resolver = match self.config.dns_server {
-            Some(server) => {
-                let servers = hickory_resolver::config::NameServerConfigGroup::from_ips_clear(&[server.ip()], server.port(), true);
-                TokioAsyncResolver::tokio(DnsConfig::from_parts(None, vec![], servers), opts)
-            }
-            None => match TokioAsyncResolver::tokio_from_system_conf() {
-                Ok(r) => r,
-                Err(_) => TokioAsyncResolver::tokio(DnsConfig::default(), opts),
-            },
-        };
         let name = format!("_atproto.{handle}.");
-        let lookup = tokio::time::timeout(std::time::Duration::from_secs(5), resolver.txt_lookup(name.as_str()))
+        let records = tokio::time::timeout(std::time::Duration::from_secs(5), self.http.dns().txt(&name))
             .await
-            .map_err(|_| AtprotoError::HandleNotFound("DNS timeout".into()))?;
-        let lookup = match lookup {
-            Ok(l) => l,
-            Err(e) => {
-                return match e.kind() {
-                    hickory_resolver::error::ResolveErrorKind::NoRecordsFound { .. } => Ok(None),
-                    _ => Err(AtprotoError::HandleNotFound(format!("DNS: {e}"))),
-                }
-            }
+            .map_err(|_| AtprotoError::HandleNotFound("DNS timeout".into()))?
+            .map_err(|e| AtprotoError::HandleNotFound(format!("DNS: {e}")))?;
+        let Some(records) = records else {
+            return Ok(None);
         };
         let mut dids: Vec<String> = Vec::new();
-        for txt in lookup.iter() {
-            let joined: Vec<u8> = txt.iter().flat_map(|b| b.iter().copied()).collect();
+        for joined in records {
             let Ok(s) = String::from_utf8(joined) else {
                 continue;
             };
@@ -185,18 +164,25 @@ impl IdentityResolver {
         Ok(did)
     }
 
-    /// DID → DID document (checked: `id` equals the DID).
-    pub async fn resolve_did(&self, did: &str) -> Result<DidDocument, AtprotoError> {
+    /// Where the DID document lives: the PLC directory, or `did:web`'s well-known URL.
+    fn did_document_url(&self, did: &str) -> Result<Url, AtprotoError> {
         validate_did(did)?;
-        let url = if did.starts_with("did:plc:") {
-            join_path(&self.config.plc_directory_url, &format!("/{did}"))?
+        if did.starts_with("did:plc:") {
+            join_path(&self.config.plc_directory_url, &format!("/{did}"))
         } else if let Some(id) = did.strip_prefix("did:web:") {
             let host = did_web_host(id)?;
-            let scheme = if host.starts_with("localhost") && self.http.allow_insecure_loopback() { "http" } else { "https" };
-            Url::parse(&format!("{scheme}://{host}/.well-known/did.json")).map_err(|e| AtprotoError::InvalidDid(e.to_string()))?
+            // `host[:port]`; plain http only to a loopback name, and only when allowed.
+            let name = host.split_once(':').map_or(host.as_str(), |(name, _)| name);
+            let scheme = if is_loopback_name(name) && self.http.allow_insecure_loopback() { "http" } else { "https" };
+            Url::parse(&format!("{scheme}://{host}/.well-known/did.json")).map_err(|e| AtprotoError::InvalidDid(e.to_string()))
         } else {
-            return Err(AtprotoError::InvalidDid("unsupported DID method".into()));
-        };
+            Err(AtprotoError::InvalidDid("unsupported DID method".into()))
+        }
+    }
+
+    /// DID → DID document (checked: `id` equals the DID).
+    pub async fn resolve_did(&self, did: &str) -> Result<DidDocument, AtprotoError> {
+        let url = self.did_document_url(did)?;
         let resp = self.http.get(&url, &[]).await.map_err(|e| e.into_error(AtprotoError::DidResolution))?;
         if !resp.is_success() {
             return Err(AtprotoError::DidResolution(format!("DID document fetch answered HTTP {}", resp.status)));
@@ -242,71 +228,23 @@ impl IdentityResolver {
     }
 }
 
-/// `base` + absolute `path`, keeping any path prefix of `base` (e.g. a PLC directory under
-/// `/plc`).
-pub fn join_path(base: &Url, path: &str) -> Result<Url, AtprotoError> {
-    let s = format!("{}{}", base.as_str().trim_end_matches('/'), path);
-    let mut url = Url::parse(&s).map_err(|e| AtprotoError::Config(format!("bad URL {s}: {e}")))?;
-    url.set_fragment(None);
-    Ok(url)
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
+    use crate::atproto::dns::{testing::dns_server, Dns};
     use serde_json::json;
-
-    /// A one-zone DNS responder on 127.0.0.1: answers TXT queries from `records`.
-    async fn dns_server(records: Vec<(&'static str, Vec<&'static str>)>) -> std::net::SocketAddr {
-        use hickory_resolver::proto::{
-            op::{Message, MessageType, ResponseCode},
-            rr::{rdata::TXT, RData, Record},
-        };
-        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let addr = socket.local_addr().unwrap();
-        tokio::spawn(async move {
-            let mut buf = [0u8; 1500];
-            loop {
-                let Ok((len, peer)) = socket.recv_from(&mut buf).await else { return };
-                let Ok(query) = Message::from_vec(&buf[..len]) else { continue };
-                let mut response = Message::new();
-                response.set_id(query.id()).set_message_type(MessageType::Response).set_recursion_available(true);
-                response.add_queries(query.queries().to_vec());
-                let mut found = false;
-                for q in query.queries() {
-                    let name = q.name().to_ascii().to_lowercase();
-                    for (record_name, values) in &records {
-                        if name == *record_name {
-                            found = true;
-                            let txt = TXT::new(values.iter().map(|v| v.to_string()).collect());
-                            response.add_answer(Record::from_rdata(q.name().clone(), 60, RData::TXT(txt)));
-                        }
-                    }
-                }
-                if !found {
-                    response.set_response_code(ResponseCode::NXDomain);
-                }
-                let _ = socket.send_to(&response.to_vec().unwrap(), peer).await;
-            }
-        });
-        addr
-    }
 
     fn dns_resolver(server: std::net::SocketAddr) -> IdentityResolver {
         IdentityResolver::new(
-            SafeHttp::new(false).unwrap(),
-            ResolverConfig {
-                plc_directory_url: Url::parse("https://plc.directory").unwrap(),
-                handle_resolver_url: None,
-                dns_server: Some(server),
-            },
+            SafeHttp::with_dns(false, Dns::with_server(server)).unwrap(),
+            ResolverConfig { plc_directory_url: Url::parse("https://plc.directory").unwrap(), handle_resolver_url: None },
         )
     }
 
     #[tokio::test]
     async fn handle_resolves_by_dns_txt() {
-        let server = dns_server(vec![
+        let (server, _) = dns_server(vec![
             ("_atproto.alice.example.com.", vec!["did=did:plc:z72i7hdynmk6r22z27h6tvur"]),
             ("_atproto.twice.example.com.", vec!["did=did:plc:z72i7hdynmk6r22z27h6tvur"]),
             ("_atproto.twice.example.com.", vec!["did=did:plc:aaaaaaaaaaaaaaaaaaaaaaaa"]),
@@ -324,6 +262,26 @@ mod tests {
 
     fn doc(v: serde_json::Value) -> DidDocument {
         serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn did_document_urls() {
+        let resolver = |allow: bool| {
+            IdentityResolver::new(
+                SafeHttp::new(allow).unwrap(),
+                ResolverConfig { plc_directory_url: Url::parse("https://plc.example/dir/").unwrap(), handle_resolver_url: None },
+            )
+        };
+        let url = |allow: bool, did: &str| resolver(allow).did_document_url(did).map(|u| u.to_string());
+        let plc = "did:plc:z72i7hdynmk6r22z27h6tvur";
+        assert_eq!(url(false, plc).unwrap(), format!("https://plc.example/dir/{plc}"));
+        assert_eq!(url(false, "did:web:example.com").unwrap(), "https://example.com/.well-known/did.json");
+        assert_eq!(url(true, "did:web:example.com").unwrap(), "https://example.com/.well-known/did.json");
+        // Plain http only to a loopback name, and only when loopback is allowed.
+        assert_eq!(url(true, "did:web:localhost%3A2583").unwrap(), "http://localhost:2583/.well-known/did.json");
+        assert_eq!(url(false, "did:web:localhost%3A2583").unwrap(), "https://localhost:2583/.well-known/did.json");
+        assert_eq!(url(true, "did:web:localhost.example.com").unwrap(), "https://localhost.example.com/.well-known/did.json");
+        assert!(url(true, "did:key:z6Mk").is_err());
     }
 
     #[test]
@@ -353,11 +311,5 @@ mod tests {
             let d = doc(json!({"id": "did:web:x.com", "service": [{"id": "#atproto_pds", "type": kind, "serviceEndpoint": ep}]}));
             assert!(d.pds_endpoint().is_none(), "{kind} {ep}");
         }
-    }
-
-    #[test]
-    fn join_keeps_prefix() {
-        let b = Url::parse("http://127.0.0.1:1234/plc/").unwrap();
-        assert_eq!(join_path(&b, "/did:plc:abc").unwrap().as_str(), "http://127.0.0.1:1234/plc/did:plc:abc");
     }
 }
