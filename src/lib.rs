@@ -78,8 +78,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
 /// (so every node and every restart presents the same key).
 async fn build_atproto_client(store: &Store, sealer: &Sealer, config: &Config) -> Result<atproto::AtprotoClient, StartError> {
     use atproto::{AtprotoClientConfig, ClientMode, ClientSigningKey};
-    let loopback =
-        config.public_url.scheme() == "http" && matches!(config.public_url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
+    let loopback = config.public_url.scheme() == "http" && net::is_loopback_host(&config.public_url);
     let mut client_config = AtprotoClientConfig::new(config.public_url.clone())?;
     client_config.mode = if loopback { ClientMode::Loopback } else { ClientMode::Confidential };
     client_config.scope = config.upstream_scope.clone();

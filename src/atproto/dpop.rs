@@ -116,7 +116,7 @@ impl DpopKey {
         };
         claim(&mut payload, "htm", Value::String(htm.to_string()))?;
         claim(&mut payload, "htu", Value::String(htu(url)))?;
-        claim(&mut payload, "iat", Value::from(crate::state::now()))?;
+        claim(&mut payload, "iat", Value::from(crate::clock::now()))?;
         if let Some(n) = nonce {
             claim(&mut payload, "nonce", Value::String(n.to_string()))?;
         }

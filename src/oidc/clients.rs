@@ -229,7 +229,7 @@ pub fn validate_redirect_uri(field: &'static str, uri: &str, public: bool) -> Re
     if uri.contains('*') {
         return Err(invalid(field, format!("`{uri}` must not contain wildcards")));
     }
-    let loopback = matches!(parsed.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
+    let loopback = crate::net::is_loopback_host(&parsed);
     match parsed.scheme() {
         "https" => Ok(()),
         "http" if loopback => Ok(()),
@@ -523,7 +523,7 @@ mod tests {
                         prop_assert!(!uri.contains('#') && !uri.contains('*'));
                         prop_assert!(!uri.chars().any(char::is_control) && uri.trim() == uri, "control or surrounding space in {uri:?}");
                         prop_assert!(uri.len() <= crate::oidc::params::MAX_VALUE_LEN);
-                        let loopback = matches!(parsed.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
+                        let loopback = crate::net::is_loopback_host(&parsed);
                         match parsed.scheme() {
                             "https" => {}
                             "http" => prop_assert!(loopback, "http to {:?}", parsed.host_str()),
@@ -551,7 +551,7 @@ mod tests {
             /// http is for loopback only, whatever the host looks like.
             #[test]
             fn http_outside_loopback_is_refused(host in "[a-z0-9.-]{1,20}", path in "(/[a-z]{0,6}){0,3}") {
-                prop_assume!(!matches!(host.as_str(), "localhost" | "127.0.0.1"));
+                prop_assume!(!url::Url::parse(&format!("http://{host}/")).is_ok_and(|u| crate::net::is_loopback_host(&u)));
                 let uri = format!("http://{host}{path}");
                 prop_assert!(validate_redirect_uri("redirect_uris", &uri, false).is_err(), "{uri}");
             }

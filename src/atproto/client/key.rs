@@ -75,7 +75,7 @@ impl ClientSigningKey {
         payload.set_subject(client_id);
         payload.set_audience(vec![audience.to_string()]);
         payload.set_jwt_id(random_token(16));
-        let now = crate::state::now();
+        let now = crate::clock::now();
         let set = |p: &mut JwtPayload, k: &str, v: i64| {
             p.set_claim(k, Some(Value::from(v))).map_err(|e| AtprotoError::Crypto(format!("client assertion {k}: {e}")))
         };

@@ -98,9 +98,9 @@ impl AtprotoClient {
     }
 }
 
-/// [`crate::state::now`] as the unsigned seconds of our stored types.
+/// [`crate::clock::now`] as the unsigned seconds of our stored types.
 fn unix_now() -> u64 {
-    u64::try_from(crate::state::now()).unwrap_or(0)
+    u64::try_from(crate::clock::now()).unwrap_or(0)
 }
 
 #[cfg(test)]
