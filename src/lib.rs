@@ -12,6 +12,7 @@ pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod error;
+pub mod keys;
 pub mod limits;
 pub mod net;
 pub mod oidc;
@@ -23,7 +24,7 @@ mod web;
 
 use std::{net::TcpListener, sync::Arc, time::Duration};
 
-use crate::{config::Config, crypto::seal::Sealer, crypto::secrets::SecretVerifier, oidc::keys::KeyRing, state::AppState, store::Store};
+use crate::{config::Config, crypto::seal::Sealer, crypto::secrets::SecretVerifier, keys::KeyRing, state::AppState, store::Store};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -36,7 +37,7 @@ pub enum StartError {
     #[error("database: {0}")]
     Store(#[from] store::StoreError),
     #[error("signing keys: {0}")]
-    Keys(#[from] oidc::keys::KeyRingError),
+    Keys(#[from] keys::KeyRingError),
     #[error("ATProto client: {0}")]
     Atproto(#[from] atproto::AtprotoError),
     #[error("cannot listen on {bind}: {problem}")]

@@ -7,10 +7,8 @@ use atsso::{
     admin::auth::{self as admin_auth, TokenKind},
     audit::{self, Actor, CLI_ACTOR},
     config::Config,
-    oidc::{
-        clients::{self, NewClient},
-        keys,
-    },
+    keys,
+    oidc::clients::{self, NewClient},
     open_store, Application,
 };
 use clap::{Parser, Subcommand};

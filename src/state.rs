@@ -1,9 +1,7 @@
 //! What every request handler shares. Built once in `lib.rs`; tests build their own.
 use std::sync::Arc;
 
-use crate::{
-    atproto::AtprotoClient, config::Config, crypto::seal::Sealer, crypto::secrets::SecretVerifier, oidc::keys::KeyRing, store::Store,
-};
+use crate::{atproto::AtprotoClient, config::Config, crypto::seal::Sealer, crypto::secrets::SecretVerifier, keys::KeyRing, store::Store};
 
 #[derive(Clone)]
 pub struct AppState {

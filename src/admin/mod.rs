@@ -9,10 +9,8 @@ use serde::Serialize;
 use crate::{
     audit,
     clock::now,
-    oidc::{
-        clients::{self, ClientUpdate, FieldErrors, NewClient, RegistrationError},
-        keys,
-    },
+    keys,
+    oidc::clients::{self, ClientUpdate, FieldErrors, NewClient, RegistrationError},
     sso::logout::end_all_sessions,
     state::AppState,
     store::{

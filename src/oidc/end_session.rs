@@ -3,7 +3,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{backchannel::read_id_token_hint, params::Params};
+use serde_json::Map;
+
+use super::params::Params;
 use crate::{clock::now, error::PageError, state::AppState};
 
 /// A validated logout request. Sealed into the confirmation form when the user must confirm.
@@ -86,4 +88,18 @@ impl LogoutRequest {
         let request: Self = serde_json::from_str(&state.sealer.open_str(sealed).ok()?).ok()?;
         (request.expires_at > now()).then_some(request)
     }
+}
+
+/// Reads an `id_token_hint`: one of our ID tokens — signed by one of our keys, header `typ`
+/// `JWT` (access tokens are `at+jwt`, logout tokens `logout+jwt`: neither is a hint), issued by
+/// us, with an audience. Expiry is ignored (RP-Initiated Logout §2: an expired hint is fine).
+/// Returns its claims; the caller checks that the audience is a registered client.
+pub fn read_id_token_hint(state: &AppState, hint: &str) -> Option<Map<String, Value>> {
+    if hint.len() > 8192 {
+        return None;
+    }
+    let claims = state.keys.current().verify(hint, Some("JWT")).ok()?;
+    let ours = claims.get("iss").and_then(Value::as_str) == Some(state.config.issuer().as_str());
+    let id_token_shaped = claims.contains_key("aud") && !claims.contains_key("events") && !claims.contains_key("scope");
+    (ours && id_token_shaped).then_some(claims)
 }

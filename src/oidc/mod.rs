@@ -2,13 +2,11 @@
 //! and never calls a PDS.
 pub mod access;
 pub mod authorize;
-pub mod backchannel;
 pub mod claims;
 pub mod clients;
 pub mod discovery;
 pub mod end_session;
 pub mod issue;
-pub mod keys;
 pub mod params;
 pub mod revocation;
 pub mod token;

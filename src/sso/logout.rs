@@ -3,7 +3,7 @@
 //! ATProto grant at the user's PDS.
 use crate::{
     clock::now,
-    oidc::backchannel,
+    sso::backchannel,
     state::AppState,
     store::{clients::Client, StoreError},
 };

@@ -3,6 +3,7 @@
 //! forms. The cookies themselves are HTTP and live in `web::session`.
 //! The ATProto login calls `establish_session` after a verified upstream login; integration
 //! tests call it directly. There is no HTTP route that creates a session without a login.
+pub mod backchannel;
 pub mod csrf;
 mod grant;
 pub mod logout;

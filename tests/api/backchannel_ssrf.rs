@@ -114,8 +114,7 @@ fn new_client(name: &str, backchannel: &str) -> NewClient {
 
 /// Sends the back-channel logout for one client and waits for the delivery to finish.
 async fn deliver(app: &TestApp, client: &atsso::store::clients::Client, sid: &str) -> atsso::store::logout::LogoutDelivery {
-    for handle in atsso::oidc::backchannel::notify(&app.state, std::slice::from_ref(client), "did:plc:alice0000000000000000000", sid).await
-    {
+    for handle in atsso::sso::backchannel::notify(&app.state, std::slice::from_ref(client), "did:plc:alice0000000000000000000", sid).await {
         handle.await.unwrap();
     }
     let deliveries = app.state.store.logout_deliveries(sid).await.unwrap();

@@ -210,7 +210,7 @@ async fn key_rotation_keeps_old_tokens_verifiable() {
     let tokens = rp.exchange(&code, pending.verifier).await.unwrap();
     let old_kid = app.state.keys.current().active_kid(atsso::crypto::signing::Alg::Rs256).unwrap().to_owned();
 
-    atsso::oidc::keys::rotate(&app.state.store, &app.state.sealer).await.unwrap();
+    atsso::keys::rotate(&app.state.store, &app.state.sealer).await.unwrap();
     app.state.keys.reload(&app.state.store, &app.state.sealer, &app.state.config).await.unwrap();
     let new_kid = app.state.keys.current().active_kid(atsso::crypto::signing::Alg::Rs256).unwrap().to_owned();
     assert_ne!(old_kid, new_kid);

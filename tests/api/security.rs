@@ -59,7 +59,7 @@ async fn a_leaked_token_never_ends_the_victims_session() {
     let response = Browser::new().get(&format!("{}?id_token_hint={access_token}", app.url("/oauth2/end_session"))).await;
     assert_eq!(response.status(), 400);
     // Nor is a logout token.
-    let logout_token = atsso::oidc::backchannel::logout_token(&app.state, &registered.client.client_id, ALICE, "sid").unwrap();
+    let logout_token = atsso::sso::backchannel::logout_token(&app.state, &registered.client.client_id, ALICE, "sid").unwrap();
     let response = Browser::new().get(&format!("{}?id_token_hint={logout_token}", app.url("/oauth2/end_session"))).await;
     assert_eq!(response.status(), 400);
 

@@ -6,7 +6,7 @@
 //! registered (local development), never for dynamically registered ones.
 use std::time::Duration;
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Map};
 
 use crate::{
     atproto::http::{HttpError, SafeHttp},
@@ -129,18 +129,4 @@ pub fn frontchannel_urls(state: &AppState, clients: &[Client], sid: &str) -> Vec
             url.to_string()
         })
         .collect()
-}
-
-/// Reads an `id_token_hint`: one of our ID tokens — signed by one of our keys, header `typ`
-/// `JWT` (access tokens are `at+jwt`, logout tokens `logout+jwt`: neither is a hint), issued by
-/// us, with an audience. Expiry is ignored (RP-Initiated Logout §2: an expired hint is fine).
-/// Returns its claims; the caller checks that the audience is a registered client.
-pub fn read_id_token_hint(state: &AppState, hint: &str) -> Option<Map<String, Value>> {
-    if hint.len() > 8192 {
-        return None;
-    }
-    let claims = state.keys.current().verify(hint, Some("JWT")).ok()?;
-    let ours = claims.get("iss").and_then(Value::as_str) == Some(state.config.issuer().as_str());
-    let id_token_shaped = claims.contains_key("aud") && !claims.contains_key("events") && !claims.contains_key("scope");
-    (ours && id_token_shaped).then_some(claims)
 }
