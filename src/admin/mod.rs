@@ -14,7 +14,7 @@ use crate::{
     sso::logout::end_all_sessions,
     state::AppState,
     store::{
-        admin::{ConsentRow, UserRow},
+        admin::{AuditEntry, AuditFilter, ConsentRow, UserRow},
         clients::Client,
         sessions::SsoSession,
         StoreError,
@@ -301,4 +301,19 @@ pub async fn rotate_signing_key(state: &AppState, actor: &Actor) -> Result<Strin
     state.keys.reload(&state.store, &state.sealer, &state.config).await.map_err(|e| AdminError::Internal(e.to_string()))?;
     audit::record(&state.store, actor, "keys.rotate", Some(&kid), None).await;
     Ok(kid)
+}
+
+/// One page of the registered clients, and how many there are.
+pub async fn list_clients(state: &AppState, page: Page) -> Result<(Vec<Client>, u64), StoreError> {
+    state.store.list_clients_page(page.limit, page.offset).await
+}
+
+/// One page of the users whose handle or DID contains `query` (all when None).
+pub async fn list_users(state: &AppState, query: Option<&str>, page: Page) -> Result<(Vec<UserRow>, u64), StoreError> {
+    state.store.list_users(query, page.limit, page.offset).await
+}
+
+/// One page of the audit log, newest first.
+pub async fn list_audit(state: &AppState, filter: &AuditFilter, page: Page) -> Result<(Vec<AuditEntry>, u64), StoreError> {
+    state.store.list_audit(filter, page.limit, page.offset).await
 }

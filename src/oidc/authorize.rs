@@ -8,7 +8,7 @@ use crate::{
     clock::now,
     config::{AUTHORIZATION_CODE_TTL_SECS, AUTHORIZATION_REQUEST_TTL_SECS},
     crypto::{random_token, sha256_b64},
-    error::{ErrorCode, OAuthError, PageError},
+    error::{ErrorCode, OAuthError},
     state::AppState,
     store::{clients::Client, grants::AuthorizationCode, sessions::SsoSession, StoreError},
 };
@@ -39,17 +39,34 @@ pub enum Outcome {
     Consent { request_id: String },
 }
 
-/// Errors before the redirect URI is trusted: shown as a page, never redirected.
+/// A request that cannot be answered at the client's redirect URI (unknown client, unregistered
+/// redirect URI, ...): the person in front of the browser is told why; the client is never
+/// redirected to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub title: String,
+    pub message: String,
+}
+
 #[derive(Debug)]
 pub enum AuthorizeError {
-    Page(PageError),
+    /// Before the redirect URI is trusted: told to the person, never redirected.
+    Refused(Refusal),
     /// Redirect the error to the client (the redirect URI is registered).
     Redirect(String),
+    /// Our own failure (storage); the cause is for the log only.
+    Internal(String),
+}
+
+impl AuthorizeError {
+    fn refused(title: &str, message: impl Into<String>) -> Self {
+        Self::Refused(Refusal { title: title.to_owned(), message: message.into() })
+    }
 }
 
 impl From<StoreError> for AuthorizeError {
     fn from(err: StoreError) -> Self {
-        Self::Page(PageError::from(err))
+        Self::Internal(err.to_string())
     }
 }
 
@@ -81,7 +98,7 @@ fn is_pkce_challenge(text: &str) -> bool {
 
 /// Validates the request. Unknown client / redirect URI → page; the rest → redirect.
 pub async fn validate(state: &AppState, params: &Params) -> Result<(AuthorizationRequest, Client), AuthorizeError> {
-    let page = |title: &str, message: &str| AuthorizeError::Page(PageError::bad_request(title, message));
+    let page = |title: &str, message: &str| AuthorizeError::refused(title, message);
     let client_id = params
         .get("client_id")
         .ok_or_else(|| page("Missing app identifier", "The app that sent you here did not say who it is (client_id is missing)."))?;
@@ -234,18 +251,18 @@ async fn park(state: &AppState, request: &AuthorizationRequest, existing: Option
         return Ok(id.to_owned());
     }
     let id = random_token(24);
-    let json = serde_json::to_string(request).map_err(|e| AuthorizeError::Page(PageError::internal(&e)))?;
+    let json = serde_json::to_string(request).map_err(|e| AuthorizeError::Internal(e.to_string()))?;
     let created = now();
     state.store.insert_authorization_request(&id, &request.client_id, json, created, created + AUTHORIZATION_REQUEST_TTL_SECS).await?;
     Ok(id)
 }
 
 /// Loads a parked request; None when it is unknown or expired.
-pub async fn load_parked(state: &AppState, request_id: &str) -> Result<Option<(AuthorizationRequest, Client)>, PageError> {
+pub async fn load_parked(state: &AppState, request_id: &str) -> Result<Option<(AuthorizationRequest, Client)>, AuthorizeError> {
     let Some((json, _created)) = state.store.authorization_request(request_id, now()).await? else {
         return Ok(None);
     };
-    let request: AuthorizationRequest = serde_json::from_str(&json).map_err(|e| PageError::internal(&e))?;
+    let request: AuthorizationRequest = serde_json::from_str(&json).map_err(|e| AuthorizeError::Internal(e.to_string()))?;
     match state.store.client(&request.client_id).await? {
         Some(client) if client.enabled => Ok(Some((request, client))),
         _ => Ok(None),
@@ -278,13 +295,30 @@ pub async fn issue_code(state: &AppState, request: &AuthorizationRequest, sessio
 }
 
 /// The user declined on the consent page.
-pub fn denied_redirect(state: &AppState, request: &AuthorizationRequest) -> String {
-    error_redirect(&state.config.issuer(), request, ErrorCode::AccessDenied, "the user denied the request")
+/// The user approved the client on the consent page: remember it, then continue the parked
+/// request (to the client with a code).
+pub async fn approve(
+    state: &AppState,
+    request_id: &str,
+    mut request: AuthorizationRequest,
+    client: &Client,
+    session: &SsoSession,
+) -> Result<Outcome, AuthorizeError> {
+    state.store.save_consent(&session.did, &client.client_id, &request.scopes, now()).await?;
+    request.prompt_consent = false;
+    decide(state, &request, client, Some(session), Some(request_id)).await
+}
+
+/// The user said no (on our consent page, or at their PDS): the parked request is dropped and
+/// the client learns `access_denied` at its redirect URI.
+pub async fn deny(state: &AppState, request_id: &str, request: &AuthorizationRequest, description: &str) -> Result<String, AuthorizeError> {
+    state.store.delete_authorization_request(request_id).await?;
+    Ok(error_redirect(&state.config.issuer(), request, ErrorCode::AccessDenied, description))
 }
 
 impl From<OAuthError> for AuthorizeError {
     fn from(err: OAuthError) -> Self {
-        Self::Page(PageError::bad_request("Request refused", err.description))
+        Self::refused("Request refused", err.description)
     }
 }
 

@@ -6,7 +6,7 @@ use serde_json::Value;
 use serde_json::Map;
 
 use super::params::Params;
-use crate::{clock::now, error::PageError, state::AppState};
+use crate::{clock::now, state::AppState, store::StoreError};
 
 /// A validated logout request. Sealed into the confirmation form when the user must confirm.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -24,11 +24,20 @@ pub struct LogoutRequest {
 /// How long the user has to confirm a logout.
 const CONFIRMATION_TTL_SECS: i64 = 900;
 
-fn refused(message: &str) -> PageError {
-    PageError::bad_request("Sign-out request refused", message)
+/// Why an end-session request is refused (told to the person; nobody is redirected).
+#[derive(Debug, thiserror::Error)]
+pub enum EndSessionError {
+    #[error("{0}")]
+    Refused(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
-pub async fn validate(state: &AppState, params: &Params) -> Result<LogoutRequest, PageError> {
+fn refused(message: &str) -> EndSessionError {
+    EndSessionError::Refused(message.to_owned())
+}
+
+pub async fn validate(state: &AppState, params: &Params) -> Result<LogoutRequest, EndSessionError> {
     let mut request = LogoutRequest { expires_at: now() + CONFIRMATION_TTL_SECS, ..Default::default() };
     let mut client_id = params.get("client_id").map(String::from);
     if let Some(hint) = params.get("id_token_hint") {

@@ -60,6 +60,11 @@ pub async fn establish_session(state: &AppState, profile: &UserProfile) -> Store
     Ok(EstablishedSession { cookie_value: format!("{sid}.{secret}"), sid, session })
 }
 
+/// What we know of a user (recorded at each sign-in).
+pub async fn user_profile(state: &AppState, did: &str) -> StoreResult<Option<UserProfile>> {
+    state.store.user(did).await
+}
+
 /// `session` if its upstream ATProto grant is usable now (refreshed here when it has expired).
 /// A grant the user's authorization server refused ends the session everywhere (single
 /// logout); one that cannot be confirmed now (the PDS is unreachable) means no session for this

@@ -154,7 +154,7 @@ impl ListQuery {
 
 async fn list_clients(state: web::Data<AppState>, query: web::Query<ListQuery>) -> Result<HttpResponse, ApiError> {
     let page = query.page()?;
-    let (clients, total) = state.store.list_clients_page(page.limit, page.offset).await?;
+    let (clients, total) = admin::list_clients(&state, page).await?;
     let views: Vec<ClientView> = clients.iter().map(ClientView::from).collect();
     Ok(listing(&views, total))
 }
@@ -292,7 +292,7 @@ async fn set_enabled(state: &AppState, actor: &Actor, client_id: &str, enabled: 
 
 async fn list_users(state: web::Data<AppState>, query: web::Query<ListQuery>) -> Result<HttpResponse, ApiError> {
     let page = query.page()?;
-    let (users, total) = state.store.list_users(query.q.as_deref(), page.limit, page.offset).await?;
+    let (users, total) = admin::list_users(&state, query.q.as_deref(), page).await?;
     let views: Vec<admin::UserView> = users.into_iter().map(admin::UserView::from).collect();
     Ok(listing(&views, total))
 }
@@ -320,7 +320,7 @@ async fn rotate_keys(state: web::Data<AppState>, actor: web::ReqData<Actor>) -> 
 async fn list_audit(state: web::Data<AppState>, query: web::Query<ListQuery>) -> Result<HttpResponse, ApiError> {
     let page = query.page()?;
     let filter = AuditFilter { actor: query.actor.clone(), action: query.action.clone(), target: query.target.clone() };
-    let (entries, total) = state.store.list_audit(&filter, page.limit, page.offset).await?;
+    let (entries, total) = admin::list_audit(&state, &filter, page).await?;
     let items: Vec<Value> = entries
         .into_iter()
         .map(|e| {

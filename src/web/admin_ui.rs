@@ -23,6 +23,7 @@ use crate::{
         claims::SUPPORTED_SCOPES,
         clients::{ClientUpdate, FieldErrors, NewClient},
     },
+    sso,
     state::AppState,
     store::{admin::AuditFilter, clients::Client},
     templates,
@@ -105,7 +106,7 @@ async fn gate(state: &AppState, req: &HttpRequest) -> Result<Gate, PageError> {
         context.insert("csrf_token", &csrf);
         return Ok(Gate::SignIn(html(StatusCode::OK, templates::render("admin/signin.html", &context), cookie)));
     };
-    let handle = state.store.user(&session.did).await?.and_then(|u| u.handle);
+    let handle = sso::user_profile(state, &session.did).await?.and_then(|u| u.handle);
     if !is_admin_did(&state.config, &session.did) {
         let who = handle.as_ref().map(|h| format!("@{h} ({})", session.did)).unwrap_or_else(|| session.did.clone());
         return Err(PageError::new(
@@ -256,7 +257,7 @@ async fn clients_page(state: web::Data<AppState>, req: HttpRequest, query: web::
     let admin = admin!(state, req);
     let page = query.page();
     let page = Page { limit: PAGE_SIZE, ..page };
-    let (clients, total) = state.store.list_clients_page(page.limit, page.offset).await?;
+    let (clients, total) = admin::list_clients(&state, page).await?;
     let rows: Vec<Value> = clients
         .iter()
         .map(|c| {
@@ -549,7 +550,7 @@ async fn users_page(state: web::Data<AppState>, req: HttpRequest, query: web::Qu
     let admin = admin!(state, req);
     let page = query.page();
     let q = query.q.clone().unwrap_or_default();
-    let (users, total) = state.store.list_users(Some(&q), page.limit, page.offset).await?;
+    let (users, total) = admin::list_users(&state, Some(&q), page).await?;
     let rows: Vec<Value> =
         users.into_iter().map(|u| json!({ "did": u.did, "handle": u.handle, "last_seen_text": when(u.updated_at) })).collect();
     let mut context = Context::new();
@@ -690,7 +691,7 @@ async fn rotate_keys(
 async fn audit_page(state: web::Data<AppState>, req: HttpRequest, query: web::Query<ListQuery>) -> Result<HttpResponse, PageError> {
     let admin = admin!(state, req);
     let page = query.page();
-    let (entries, total) = state.store.list_audit(&AuditFilter::default(), page.limit, page.offset).await?;
+    let (entries, total) = admin::list_audit(&state, &AuditFilter::default(), page).await?;
     let rows: Vec<Value> = entries
         .into_iter()
         .map(|e| {

@@ -7,7 +7,7 @@ use super::session;
 use super::{found, oidc::outcome_response, pages::render_login};
 use crate::{
     atproto::{AtprotoError, CallbackParams},
-    error::{ErrorCode, PageError},
+    error::PageError,
     oidc::authorize,
     sso::upstream::{self, EstablishedSessionOrExisting, LoginError},
     state::AppState,
@@ -96,10 +96,7 @@ async fn callback(state: web::Data<AppState>, req: HttpRequest, query: web::Quer
     if params.error.as_deref() == Some("access_denied") {
         if let Some(id) = request_id.as_deref() {
             if let Some((request, _)) = authorize::load_parked(&state, id).await? {
-                state.store.delete_authorization_request(id).await?;
-                let url =
-                    authorize::error_redirect(&state.config.issuer(), &request, ErrorCode::AccessDenied, "the user cancelled the sign-in");
-                return Ok(found(&url));
+                return Ok(found(&authorize::deny(&state, id, &request, "the user cancelled the sign-in").await?));
             }
         }
         return render_login(&state, &req, None, Some("Sign-in was cancelled."), None).await;

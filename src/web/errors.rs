@@ -106,3 +106,26 @@ impl ResponseError for ApiError {
         response.json(body)
     }
 }
+
+/// A refused authorization request is a page; a redirect is not an error here (callers handle it).
+impl From<crate::oidc::authorize::AuthorizeError> for PageError {
+    fn from(err: crate::oidc::authorize::AuthorizeError) -> Self {
+        use crate::oidc::authorize::AuthorizeError;
+        match err {
+            AuthorizeError::Refused(refusal) => PageError::bad_request(refusal.title, refusal.message),
+            AuthorizeError::Internal(cause) => PageError::internal(&cause),
+            // Only reached where a redirect cannot be followed (a bug): say so without leaking.
+            AuthorizeError::Redirect(_) => PageError::internal(&"unexpected redirect outcome"),
+        }
+    }
+}
+
+impl From<crate::oidc::end_session::EndSessionError> for PageError {
+    fn from(err: crate::oidc::end_session::EndSessionError) -> Self {
+        use crate::oidc::end_session::EndSessionError;
+        match err {
+            EndSessionError::Refused(message) => PageError::bad_request("Sign-out request refused", message),
+            EndSessionError::Store(cause) => PageError::internal(&cause),
+        }
+    }
+}

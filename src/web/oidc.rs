@@ -71,8 +71,8 @@ async fn authorize_with(state: &AppState, req: &HttpRequest, encoded: &str) -> R
     let params = Params::parse(encoded).map_err(|e| PageError::bad_request("Invalid sign-in request", e.to_string()))?;
     let (request, client) = match authorize::validate(state, &params).await {
         Ok(valid) => valid,
-        Err(AuthorizeError::Page(page)) => return Err(page),
         Err(AuthorizeError::Redirect(url)) => return Ok(found(&url)),
+        Err(refused) => return Err(refused.into()),
     };
     let session = session::current_session(state, req).await?;
     if session.is_none() && !request.prompt_none {
@@ -87,7 +87,7 @@ pub(crate) fn outcome_response(outcome: Result<Outcome, AuthorizeError>) -> Resu
         Ok(Outcome::Redirect(url)) | Err(AuthorizeError::Redirect(url)) => Ok(found(&url)),
         Ok(Outcome::Login { request_id }) => Ok(found(&format!("/login?request_id={request_id}"))),
         Ok(Outcome::Consent { request_id }) => Ok(found(&format!("/consent?request_id={request_id}"))),
-        Err(AuthorizeError::Page(page)) => Err(page),
+        Err(other) => Err(other.into()),
     }
 }
 

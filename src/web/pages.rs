@@ -7,12 +7,12 @@ use tera::Context;
 use super::session;
 use super::{found, html::PagePolicy, oidc::outcome_response};
 use crate::{
-    clock::now,
     error::PageError,
     oidc::{
         authorize::{self, Outcome},
         claims::consent_descriptions,
     },
+    sso,
     state::AppState,
     store::users::UserProfile,
     templates,
@@ -58,7 +58,7 @@ async fn home(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRespon
 }
 
 async fn signed_in_page(state: &AppState, req: &HttpRequest, did: &str) -> Result<HttpResponse, PageError> {
-    let user = state.store.user(did).await?;
+    let user = sso::user_profile(state, did).await?;
     let (csrf, cookie) = session::csrf_token(state, req);
     let mut context = Context::new();
     context.insert("user_did", did);
@@ -133,7 +133,8 @@ async fn consent_page(state: web::Data<AppState>, req: HttpRequest, query: web::
     let Some(session) = session::current_session(&state, &req).await? else {
         return Ok(found(&format!("/login?request_id={request_id}")));
     };
-    let user = state.store.user(&session.did).await?.unwrap_or_else(|| UserProfile { did: session.did.clone(), ..Default::default() });
+    let user =
+        sso::user_profile(&state, &session.did).await?.unwrap_or_else(|| UserProfile { did: session.did.clone(), ..Default::default() });
     let (csrf, cookie) = session::csrf_token(&state, &req);
     let mut context = Context::new();
     context.insert("client_name", &client.name);
@@ -180,22 +181,15 @@ async fn consent_submit(state: web::Data<AppState>, req: HttpRequest, form: web:
         return Err(PageError::bad_request("Please try again", "The form expired or was not sent from this site."));
     }
     let request_id = form.request_id.as_deref().ok_or_else(expired_request)?;
-    let Some((mut request, client)) = authorize::load_parked(&state, request_id).await? else {
+    let Some((request, client)) = authorize::load_parked(&state, request_id).await? else {
         return Err(expired_request());
     };
     let Some(session) = session::current_session(&state, &req).await? else {
         return Ok(found(&format!("/login?request_id={request_id}")));
     };
     match form.decision.as_deref() {
-        Some("allow") => {
-            state.store.save_consent(&session.did, &client.client_id, &request.scopes, now()).await?;
-            request.prompt_consent = false;
-            outcome_response(authorize::decide(&state, &request, &client, Some(&session), Some(request_id)).await)
-        }
-        Some("deny") => {
-            state.store.delete_authorization_request(request_id).await?;
-            Ok(found(&authorize::denied_redirect(&state, &request)))
-        }
+        Some("allow") => outcome_response(authorize::approve(&state, request_id, request, &client, &session).await),
+        Some("deny") => Ok(found(&authorize::deny(&state, request_id, &request, "the user denied the request").await?)),
         _ => Err(PageError::bad_request("Invalid choice", "Choose Allow or Deny.")),
     }
 }
