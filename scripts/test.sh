@@ -1,11 +1,41 @@
 #!/usr/bin/env bash
 # The whole test suite: unit tests, integration tests on SQLite (including the admin UI in
 # headless Chromium), the end-to-end tests against a real PDS (@atproto/dev-env on loopback),
-# the benchmark driver's own tests, and the integration tests again on PostgreSQL.
-# Needs: cargo, Debian's postgresql and chromium, Node 20 + npm (e2e/install.sh fetches the
-# pinned npm packages, Node 22 among them). .ci/run installs the Debian packages.
+# the benchmark driver's own tests, and the integration tests again on PostgreSQL; before them,
+# the gates CI enforces: `cargo fmt --check` and clippy with warnings denied.
+# Needs: cargo (with rustfmt and clippy), Node 20 + npm (e2e/install.sh fetches the pinned npm
+# packages, Node 22 among them), and the Debian packages below: run as root, it installs the
+# missing ones itself; otherwise it prints the one `apt-get install` line to run and stops.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+DEBIAN_PACKAGES=(pkg-config libssl-dev postgresql chromium g++ make)
+
+echo "== system packages"
+if command -v dpkg >/dev/null; then
+  missing=()
+  for pkg in "${DEBIAN_PACKAGES[@]}"; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ]; then
+      export DEBIAN_FRONTEND=noninteractive
+      apt-get update -qq
+      apt-get install -y -qq "${missing[@]}" >/dev/null
+    else
+      echo "missing Debian packages; install them as root, then run $0 again:" >&2
+      echo "  apt-get install -y ${missing[*]}" >&2
+      exit 1
+    fi
+  fi
+else
+  echo "(not Debian: make sure these are installed: ${DEBIAN_PACKAGES[*]})"
+fi
+
+echo "== formatting and lints"
+cargo fmt --all -- --check
+cargo clippy --all-targets -- -D warnings
+cargo clippy --all-targets --features bench-seam -- -D warnings
 
 if [ "${ATSSO_SKIP_E2E:-}" != "1" ]; then
   echo "== installing the end-to-end harness (e2e/, pinned by its lockfile)"

@@ -123,12 +123,16 @@ impl BearerError {
     pub fn invalid_token(description: impl Into<String>) -> Self {
         Self { code: ErrorCode::InvalidToken, description: description.into() }
     }
+
+    pub fn server_error(cause: &dyn std::fmt::Display) -> Self {
+        let error_id = log_internal(cause);
+        Self { code: ErrorCode::ServerError, description: format!("internal error (reference {error_id})") }
+    }
 }
 
 impl From<crate::store::StoreError> for BearerError {
     fn from(err: crate::store::StoreError) -> Self {
-        let error_id = log_internal(&err);
-        Self { code: ErrorCode::ServerError, description: format!("internal error (reference {error_id})") }
+        Self::server_error(&err)
     }
 }
 

@@ -64,7 +64,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
     let limits = limits::Limits::new(&config.rate_limits);
     Ok(AppState {
         atproto,
-        discovery_json: oidc::discovery::document(&config).into_bytes().into(),
+        discovery_json: oidc::discovery::document(&config)?.into_bytes().into(),
         config: Arc::new(config),
         store,
         sealer,

@@ -63,9 +63,13 @@ pub async fn issue_tokens(state: &AppState, grant: Grant<'_>, spend: Spend) -> R
     access_claims.insert("sid".into(), grant.sid.into());
     access_claims.insert("auth_time".into(), grant.auth_time.into());
 
-    let mut id_claims = user_claims(&grant.scopes, &user);
+    // The user's claims are openidconnect's typed `StandardClaims` (with `sub`); the ID token's
+    // own claims are added by hand rather than through `CoreIdTokenClaims`, which would change
+    // what we publish: it always serializes `aud` as an array (ours is the client_id string, as
+    // RPs written against Better Auth compare it), and its times are chrono `DateTime`s, a
+    // dependency atsso has no other use for. `sid` and `auth_time` would be extra claims there too.
+    let mut id_claims = user_claims(&grant.scopes, &user).map_err(|e| OAuthError::server_error(&e))?;
     id_claims.insert("iss".into(), issuer.into());
-    id_claims.insert("sub".into(), grant.did.into());
     id_claims.insert("aud".into(), grant.client_id.into());
     id_claims.insert("azp".into(), grant.client_id.into());
     id_claims.insert("iat".into(), issued_at.into());

@@ -17,7 +17,5 @@ pub async fn userinfo(state: &AppState, token: &str) -> Result<Map<String, Value
         return Err(BearerError { code: ErrorCode::InsufficientScope, description: "the token lacks the openid scope".into() });
     }
     let user = state.store.user(&record.did).await?.unwrap_or_else(|| UserProfile { did: record.did.clone(), ..Default::default() });
-    let mut claims = user_claims(&scopes, &user);
-    claims.insert("sub".into(), record.did.clone().into());
-    Ok(claims)
+    user_claims(&scopes, &user).map_err(|e| BearerError::server_error(&e))
 }

@@ -26,16 +26,18 @@
 //! entry only decides whether a request is worth signing for: spending it is a compare-and-set in
 //! the database (`tokens::spend_in`), which refuses a spent or revoked credential whatever the
 //! cache said. Spent ones are never cached, so replays are always judged from the database.
+//!
+//! Every map is a `moka` cache bounded in entries (10,000 looked-up rows, 4,096 just-issued
+//! credentials per map): when one is full, single entries leave (TinyLFU for looked-up rows,
+//! least recently used first for credentials) rather than the whole map. `invalidate_all`
+//! hides every entry inserted before it at once, which is what `forget_tokens` relies on.
 use std::{
-    collections::VecDeque,
-    sync::{
-        atomic::{AtomicU64, Ordering::SeqCst},
-        Mutex,
-    },
-    time::{Duration, Instant},
+    fmt,
+    sync::atomic::{AtomicU64, Ordering::SeqCst},
+    time::Duration,
 };
 
-use dashmap::DashMap;
+use moka::{policy::EvictionPolicy, sync::Cache};
 
 use super::{
     clients::Client,
@@ -48,76 +50,73 @@ use super::{
 /// How long a cached client row is used before it is read again.
 pub const CLIENT_TTL: Duration = Duration::from_secs(2);
 
-/// Beyond this many entries a map is emptied (a crude but safe bound on memory: a few MiB per
-/// map; a miss costs one indexed read).
-const MAX_ENTRIES: usize = 10_000;
+/// Entries kept per map of looked-up rows (a few MiB per map; a miss costs one indexed read).
+const MAX_ENTRIES: u64 = 10_000;
 
-/// Just-issued codes and refresh tokens kept; the oldest goes first (they are presented within
-/// seconds of being issued, or not at all).
-const RECENT_CREDENTIALS: usize = 4_096;
+/// Just-issued codes and refresh tokens kept; the least recently used goes first (they are
+/// presented within seconds of being issued, or not at all).
+const RECENT_CREDENTIALS: u64 = 4_096;
 
-/// A map bounded by insertion order, for one-time credentials.
-#[derive(Debug)]
-struct Recent<V> {
-    map: DashMap<String, V>,
-    /// Keys in insertion order; may still name entries already removed (spent).
-    order: Mutex<VecDeque<String>>,
+type Map<V> = Cache<String, V>;
+
+fn lookups<V: Clone + Send + Sync + 'static>() -> Map<V> {
+    Cache::builder().max_capacity(MAX_ENTRIES).build()
 }
 
-impl<V> Default for Recent<V> {
-    fn default() -> Self {
-        Self { map: DashMap::new(), order: Mutex::new(VecDeque::with_capacity(RECENT_CREDENTIALS)) }
-    }
+/// One-time credentials: a newly issued one must not be turned away for a frequent older one
+/// (TinyLFU's admission would), so the oldest unused one leaves first.
+fn recent<V: Clone + Send + Sync + 'static>() -> Map<V> {
+    Cache::builder().max_capacity(RECENT_CREDENTIALS).eviction_policy(EvictionPolicy::lru()).build()
 }
 
-impl<V: Clone> Recent<V> {
-    fn get(&self, key: &str) -> Option<V> {
-        self.map.get(key).map(|v| v.clone())
-    }
-
-    fn insert(&self, key: &str, value: V) {
-        if let Ok(mut order) = self.order.lock() {
-            while order.len() >= RECENT_CREDENTIALS {
-                if let Some(oldest) = order.pop_front() {
-                    self.map.remove(&oldest);
-                }
-            }
-            order.push_back(key.to_owned());
-            self.map.insert(key.to_owned(), value);
+/// Removes the entries `keep` refuses (a sweep; the maps are small).
+fn retain<V: Clone + Send + Sync + 'static>(map: &Map<V>, keep: impl Fn(&V) -> bool) {
+    for (key, value) in map.iter() {
+        if !keep(&value) {
+            map.invalidate(key.as_str());
         }
     }
-
-    fn remove(&self, key: &str) {
-        self.map.remove(key);
-    }
-
-    fn clear(&self) {
-        if let Ok(mut order) = self.order.lock() {
-            order.clear();
-        }
-        self.map.clear();
-    }
-
-    fn retain(&self, keep: impl FnMut(&String, &mut V) -> bool) {
-        self.map.retain(keep);
-    }
 }
 
-#[derive(Debug, Default)]
 pub struct ReadCache {
     enabled: bool,
     generation: AtomicU64,
-    access_tokens: DashMap<String, AccessTokenRecord>,
-    refresh_tokens: Recent<RefreshTokenRecord>,
-    codes: Recent<AuthorizationCode>,
-    users: DashMap<String, UserProfile>,
-    sessions: DashMap<String, SsoSession>,
-    clients: DashMap<String, (Client, Instant)>,
+    access_tokens: Map<AccessTokenRecord>,
+    refresh_tokens: Map<RefreshTokenRecord>,
+    codes: Map<AuthorizationCode>,
+    users: Map<UserProfile>,
+    sessions: Map<SsoSession>,
+    clients: Map<Client>,
+}
+
+/// Sizes only: the entries are credentials.
+impl fmt::Debug for ReadCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReadCache")
+            .field("enabled", &self.enabled)
+            .field("generation", &self.generation())
+            .field("access_tokens", &self.access_tokens.entry_count())
+            .field("refresh_tokens", &self.refresh_tokens.entry_count())
+            .field("codes", &self.codes.entry_count())
+            .field("users", &self.users.entry_count())
+            .field("sessions", &self.sessions.entry_count())
+            .field("clients", &self.clients.entry_count())
+            .finish()
+    }
 }
 
 impl ReadCache {
     pub fn new(enabled: bool) -> Self {
-        Self { enabled, ..Default::default() }
+        Self {
+            enabled,
+            generation: AtomicU64::new(0),
+            access_tokens: lookups(),
+            refresh_tokens: recent(),
+            codes: recent(),
+            users: lookups(),
+            sessions: lookups(),
+            clients: Cache::builder().max_capacity(MAX_ENTRIES).time_to_live(CLIENT_TTL).build(),
+        }
     }
 
     /// Take this before reading the database for a later `put_*`.
@@ -125,29 +124,14 @@ impl ReadCache {
         self.generation.load(SeqCst)
     }
 
-    fn fill<V>(&self, map: &DashMap<String, V>, key: &str, value: V, seen: u64) {
+    fn fill<V: Clone + Send + Sync + 'static>(&self, map: &Map<V>, key: &str, value: V, seen: u64) {
         if self.generation() != seen {
             return;
-        }
-        if map.len() >= MAX_ENTRIES {
-            map.clear();
         }
         map.insert(key.to_owned(), value);
         // An invalidation raced with this fill: it may have removed before we inserted.
         if self.generation() != seen {
-            map.remove(key);
-        }
-    }
-
-    /// `fill` for the bounded maps of just-issued credentials.
-    fn fill_recent<V: Clone>(&self, recent: &Recent<V>, key: &str, value: V, seen: u64) {
-        if !self.enabled || self.generation() != seen {
-            return;
-        }
-        recent.insert(key, value);
-        // A revocation raced with this insert: it may have cleared before we inserted.
-        if self.generation() != seen {
-            recent.remove(key);
+            map.invalidate(key);
         }
     }
 
@@ -156,8 +140,16 @@ impl ReadCache {
         self.generation.fetch_add(1, SeqCst);
     }
 
+    fn lookup<V: Clone + Send + Sync + 'static>(&self, map: &Map<V>, key: &str) -> Option<V> {
+        if self.enabled {
+            map.get(key)
+        } else {
+            None
+        }
+    }
+
     pub fn access_token(&self, token_hash: &str) -> Option<AccessTokenRecord> {
-        self.enabled.then(|| self.access_tokens.get(token_hash).map(|r| r.clone())).flatten()
+        self.lookup(&self.access_tokens, token_hash)
     }
 
     pub fn put_access_token(&self, record: &AccessTokenRecord, seen: u64) {
@@ -168,33 +160,33 @@ impl ReadCache {
 
     /// An unspent refresh token issued by this process.
     pub fn refresh_token(&self, token_hash: &str) -> Option<RefreshTokenRecord> {
-        self.enabled.then(|| self.refresh_tokens.get(token_hash)).flatten()
+        self.lookup(&self.refresh_tokens, token_hash)
     }
 
     /// Called once the write that stored `record` has committed; `seen` taken before the write.
     pub fn put_refresh_token(&self, record: &RefreshTokenRecord, seen: u64) {
-        self.fill_recent(&self.refresh_tokens, &record.token_hash, record.clone(), seen);
+        if self.enabled {
+            self.fill(&self.refresh_tokens, &record.token_hash, record.clone(), seen);
+        }
     }
 
     /// An unused authorization code issued by this process.
     pub fn code(&self, code_hash: &str) -> Option<AuthorizationCode> {
-        self.enabled.then(|| self.codes.get(code_hash)).flatten()
+        self.lookup(&self.codes, code_hash)
     }
 
     pub fn put_code(&self, code: &AuthorizationCode, seen: u64) {
-        self.fill_recent(&self.codes, &code.code_hash, code.clone(), seen);
+        if self.enabled {
+            self.fill(&self.codes, &code.code_hash, code.clone(), seen);
+        }
     }
 
     /// A code or refresh token was spent: from now on it is judged from the database. No
     /// generation bump: the spend itself was the database's compare-and-set.
     pub fn forget_spent(&self, spent: &Spend) {
         match spent {
-            Spend::Code { code_hash } => {
-                self.codes.remove(code_hash);
-            }
-            Spend::RefreshToken { token_hash } => {
-                self.refresh_tokens.remove(token_hash);
-            }
+            Spend::Code { code_hash } => self.codes.invalidate(code_hash.as_str()),
+            Spend::RefreshToken { token_hash } => self.refresh_tokens.invalidate(token_hash.as_str()),
         }
     }
 
@@ -202,22 +194,30 @@ impl ReadCache {
     /// are rare; lookups refill).
     pub fn forget_tokens(&self) {
         self.bump();
-        self.access_tokens.clear();
-        self.refresh_tokens.clear();
-        self.codes.clear();
+        self.access_tokens.invalidate_all();
+        self.refresh_tokens.invalidate_all();
+        self.codes.invalidate_all();
     }
 
-    /// Drops entries that can no longer be used (the sweeper deletes their rows).
+    /// Drops entries that can no longer be used (the sweeper deletes their rows). Clients
+    /// expire by themselves after `CLIENT_TTL`.
     pub fn forget_expired(&self, now: i64) {
-        self.access_tokens.retain(|_, record| record.expires_at > now);
-        self.refresh_tokens.retain(|_, record| record.expires_at > now);
-        self.codes.retain(|_, code| code.expires_at > now);
-        self.sessions.retain(|_, session| session.expires_at > now && session.ended_at.is_none());
-        self.clients.retain(|_, entry| entry.1.elapsed() < CLIENT_TTL);
+        retain(&self.access_tokens, |record| record.expires_at > now);
+        retain(&self.refresh_tokens, |record| record.expires_at > now);
+        retain(&self.codes, |code| code.expires_at > now);
+        retain(&self.sessions, |session| session.expires_at > now && session.ended_at.is_none());
+        // Frees what was invalidated, evicted or expired since the last write (moka does this
+        // on writes; the sweep also covers a quiet process).
+        self.access_tokens.run_pending_tasks();
+        self.refresh_tokens.run_pending_tasks();
+        self.codes.run_pending_tasks();
+        self.users.run_pending_tasks();
+        self.sessions.run_pending_tasks();
+        self.clients.run_pending_tasks();
     }
 
     pub fn user(&self, did: &str) -> Option<UserProfile> {
-        self.enabled.then(|| self.users.get(did).map(|u| u.clone())).flatten()
+        self.lookup(&self.users, did)
     }
 
     pub fn put_user(&self, user: &UserProfile, seen: u64) {
@@ -228,11 +228,11 @@ impl ReadCache {
 
     pub fn forget_user(&self, did: &str) {
         self.bump();
-        self.users.remove(did);
+        self.users.invalidate(did);
     }
 
     pub fn session(&self, sid: &str) -> Option<SsoSession> {
-        self.enabled.then(|| self.sessions.get(sid).map(|s| s.clone())).flatten()
+        self.lookup(&self.sessions, sid)
     }
 
     pub fn put_session(&self, session: &SsoSession, seen: u64) {
@@ -243,21 +243,21 @@ impl ReadCache {
 
     pub fn forget_session(&self, sid: &str) {
         self.bump();
-        self.sessions.remove(sid);
+        self.sessions.invalidate(sid);
     }
 
     /// A cached client younger than `CLIENT_TTL` (with any database).
     pub fn client(&self, client_id: &str) -> Option<Client> {
-        self.clients.get(client_id).filter(|entry| entry.1.elapsed() < CLIENT_TTL).map(|entry| entry.0.clone())
+        self.clients.get(client_id)
     }
 
     pub fn put_client(&self, client: &Client, seen: u64) {
-        self.fill(&self.clients, &client.client_id, (client.clone(), Instant::now()), seen);
+        self.fill(&self.clients, &client.client_id, client.clone(), seen);
     }
 
     pub fn forget_client(&self, client_id: &str) {
         self.bump();
-        self.clients.remove(client_id);
+        self.clients.invalidate(client_id);
     }
 }
 
@@ -333,20 +333,72 @@ mod tests {
     #[test]
     fn recent_credentials_are_bounded_oldest_first() {
         let cache = ReadCache::new(true);
-        for i in 0..RECENT_CREDENTIALS + 10 {
+        let extra = 10;
+        for i in 0..RECENT_CREDENTIALS + extra {
             cache.put_refresh_token(&refresh_token(&format!("t{i}")), cache.generation());
         }
+        cache.refresh_tokens.run_pending_tasks();
         assert!(cache.refresh_token("t0").is_none(), "the oldest left first");
-        assert!(cache.refresh_token("t9").is_none());
-        assert!(cache.refresh_token("t10").is_some());
-        assert!(cache.refresh_token(&format!("t{}", RECENT_CREDENTIALS + 9)).is_some());
-        assert_eq!(cache.refresh_tokens.map.len(), RECENT_CREDENTIALS);
-        // Spent entries leave the map at once; their slots in the order are reused later.
-        cache.forget_spent(&Spend::RefreshToken { token_hash: "t10".into() });
-        assert!(cache.refresh_token("t10").is_none());
+        assert!(cache.refresh_token(&format!("t{}", extra - 1)).is_none());
+        assert!(cache.refresh_token(&format!("t{extra}")).is_some());
+        assert!(cache.refresh_token(&format!("t{}", RECENT_CREDENTIALS + extra - 1)).is_some());
+        assert_eq!(cache.refresh_tokens.entry_count(), RECENT_CREDENTIALS);
+        // Spent entries leave at once, and make room.
+        cache.forget_spent(&Spend::RefreshToken { token_hash: format!("t{extra}") });
+        assert!(cache.refresh_token(&format!("t{extra}")).is_none());
         cache.put_refresh_token(&refresh_token("new"), cache.generation());
+        cache.refresh_tokens.run_pending_tasks();
         assert!(cache.refresh_token("new").is_some());
-        assert!(cache.refresh_tokens.order.lock().unwrap().len() <= RECENT_CREDENTIALS);
+        assert!(cache.refresh_token(&format!("t{}", extra + 1)).is_some(), "nothing else had to leave");
+        assert_eq!(cache.refresh_tokens.entry_count(), RECENT_CREDENTIALS);
+    }
+
+    /// The maps of looked-up rows lose single entries when full, not everything at once.
+    #[test]
+    fn lookups_are_bounded_without_emptying_the_map() {
+        let cache = ReadCache::new(true);
+        let first = session("first");
+        cache.put_session(&first, cache.generation());
+        // A hot entry: read often, so the admission policy keeps it.
+        for _ in 0..10 {
+            assert!(cache.session("first").is_some());
+        }
+        for i in 0..MAX_ENTRIES + 100 {
+            cache.put_session(&session(&format!("s{i}")), cache.generation());
+        }
+        cache.sessions.run_pending_tasks();
+        assert!(cache.sessions.entry_count() <= MAX_ENTRIES);
+        assert!(cache.sessions.entry_count() > MAX_ENTRIES / 2, "the map was not emptied");
+        assert!(cache.session("first").is_some(), "the hot entry stayed");
+    }
+
+    #[test]
+    fn revocations_hide_every_token_entry_at_once() {
+        let cache = ReadCache::new(true);
+        for i in 0..100 {
+            cache.put_refresh_token(&refresh_token(&format!("r{i}")), cache.generation());
+        }
+        let record = AccessTokenRecord {
+            jti: "j".into(),
+            token_hash: "at".into(),
+            issued_at: 1,
+            family_id: "f".into(),
+            client_id: "c".into(),
+            did: "did:plc:a".into(),
+            sid: "s".into(),
+            scope: "openid".into(),
+            expires_at: i64::MAX,
+            revoked_at: None,
+        };
+        let seen = cache.generation();
+        cache.put_access_token(&record, seen);
+        assert!(cache.access_token("at").is_some());
+        cache.forget_tokens();
+        assert!(cache.access_token("at").is_none());
+        assert!((0..100).all(|i| cache.refresh_token(&format!("r{i}")).is_none()));
+        // A fill that read the row before the revocation does not stand.
+        cache.put_access_token(&record, seen);
+        assert!(cache.access_token("at").is_none());
     }
 
     #[test]

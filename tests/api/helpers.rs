@@ -204,3 +204,19 @@ pub async fn receiver(status: u16, hang: bool) -> Receiver {
     tokio::spawn(server);
     Receiver { uri: format!("http://127.0.0.1:{port}/backchannel"), tokens }
 }
+
+/// Polls `check` every 50 ms until it yields `Some`, failing the test after `within`: how a test
+/// waits for what a background task writes (a bound, never luck).
+pub async fn eventually<T, F>(within: std::time::Duration, what: &str, mut check: impl FnMut() -> F) -> T
+where
+    F: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Some(found) = check().await {
+            return found;
+        }
+        assert!(std::time::Instant::now() < deadline, "gave up waiting after {within:?}: {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

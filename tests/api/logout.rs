@@ -1,11 +1,13 @@
 //! Single logout: RP-initiated end-session, back-channel logout tokens, token revocation for
 //! every client of the session, and upstream revocation.
+use std::time::Duration;
+
 use josekit::jws::RS256;
 use openidconnect::OAuth2TokenResponse;
 use serde_json::Value;
 
 use super::{
-    helpers::{hidden_input, location, query_param, receiver, spawn_app, Browser, RegisteredClient, TestApp},
+    helpers::{eventually, hidden_input, location, query_param, receiver, spawn_app, Browser, RegisteredClient, TestApp},
     rp::Rp,
 };
 
@@ -91,11 +93,9 @@ async fn rp_initiated_logout_logs_out_every_app() {
     assert!(response.headers().get_all("set-cookie").iter().any(|c| c.to_str().unwrap().starts_with("atsso_session=;")));
 
     // RP 2's back-channel receiver gets a logout token that verifies against our JWKS.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while receiver2.tokens.lock().unwrap().is_empty() && std::time::Instant::now() < deadline {
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    let token = receiver2.tokens.lock().unwrap().first().cloned().expect("logout token delivered");
+    let received = &receiver2.tokens;
+    let token =
+        eventually(Duration::from_secs(10), "logout token delivered", || async move { received.lock().unwrap().first().cloned() }).await;
     let claims = verify_logout_token(&app, &token).await;
     assert_eq!(claims["iss"], app.base);
     assert_eq!(claims["aud"], app2.client.client_id);
@@ -127,8 +127,14 @@ async fn rp_initiated_logout_logs_out_every_app() {
     let response = browser.get(&format!("{}&prompt=none", two.rp.start(&[]).url)).await;
     assert_eq!(query_param(&location(&response), "error").as_deref(), Some("login_required"));
 
-    // The delivery was recorded.
-    let deliveries = app.state.store.logout_deliveries(&two.sid).await.unwrap();
+    // The delivery was recorded. The receiver had the token before its answer reached the
+    // delivery task, which writes the outcome after that: wait for the row to leave `pending`.
+    let (store, sid) = (&app.state.store, two.sid.as_str());
+    let deliveries = eventually(Duration::from_secs(10), "the delivery's outcome recorded", || async move {
+        let deliveries = store.logout_deliveries(sid).await.unwrap();
+        deliveries.iter().all(|d| d.status != "pending").then_some(deliveries)
+    })
+    .await;
     assert_eq!(deliveries.len(), 1);
     assert_eq!(deliveries[0].status, "delivered");
 }
@@ -217,23 +223,21 @@ async fn failing_backchannel_receivers_do_not_block_logout() {
     let started = std::time::Instant::now();
     let response = browser.get(&format!("{}?id_token_hint={}", app.url("/oauth2/end_session"), one.id_token)).await;
     assert_eq!(response.status(), 200);
-    assert!(started.elapsed() < std::time::Duration::from_secs(3), "the user is not kept waiting");
+    assert!(started.elapsed() < Duration::from_secs(3), "the user is not kept waiting");
     assert!(one.rp.userinfo(one.tokens.access_token()).await.is_err(), "logged out regardless");
 
     // The failing receiver was retried; the delivery is recorded as failed in the end.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    loop {
-        let deliveries = app.state.store.logout_deliveries(&one.sid).await.unwrap();
-        let fails = deliveries.iter().find(|d| d.client_id == app2.client.client_id).unwrap();
-        let gone = deliveries.iter().find(|d| d.client_id == app3.client.client_id).unwrap();
-        if fails.status == "failed" && gone.status == "failed" {
-            assert_eq!(fails.attempts, 3);
-            assert_eq!(fails.last_error.as_deref(), Some("HTTP 500"));
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "{deliveries:?}");
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+    let (store, sid) = (&app.state.store, one.sid.as_str());
+    let (fails_id, gone_id) = (app2.client.client_id.as_str(), app3.client.client_id.as_str());
+    let fails = eventually(Duration::from_secs(15), "both deliveries recorded as failed", || async move {
+        let deliveries = store.logout_deliveries(sid).await.unwrap();
+        let fails = deliveries.iter().find(|d| d.client_id == fails_id).unwrap();
+        let gone = deliveries.iter().find(|d| d.client_id == gone_id).unwrap();
+        (fails.status == "failed" && gone.status == "failed").then(|| fails.clone())
+    })
+    .await;
+    assert_eq!(fails.attempts, 3);
+    assert_eq!(fails.last_error.as_deref(), Some("HTTP 500"));
     assert_eq!(failing.tokens.lock().unwrap().len(), 3, "three attempts");
 }
 

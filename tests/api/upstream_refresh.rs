@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::{
     atproto_login::{app_with_mock, sign_in},
-    helpers::{location, query_param, receiver, spawn_app_with, Browser, RegisteredClient, TestApp},
+    helpers::{eventually, location, query_param, receiver, spawn_app_with, Browser, RegisteredClient, TestApp},
     mock_pds::MockPds,
     rp::Rp,
 };
@@ -158,11 +158,11 @@ async fn refused_upstream_refresh_ends_the_session_with_single_logout() {
     // Single logout: the session ended, the tenant's tokens are dead, a logout token was sent.
     assert!(!session_live(&app, &sid).await, "the SSO session ended");
     assert_eq!(userinfo_status(&app, &access_token).await, 401, "the tenant's access token stopped working");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while receiver.tokens.lock().unwrap().is_empty() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let logout_token = receiver.tokens.lock().unwrap().first().cloned().expect("a back-channel logout token was delivered");
+    let received = &receiver.tokens;
+    let logout_token = eventually(Duration::from_secs(10), "a back-channel logout token delivered", || async move {
+        received.lock().unwrap().first().cloned()
+    })
+    .await;
     let payload = logout_token.split('.').nth(1).unwrap();
     let claims: Value =
         serde_json::from_slice(&base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload).unwrap()).unwrap();
@@ -246,11 +246,9 @@ async fn a_slow_refresh_makes_the_others_wait_then_give_up_softly() {
                 .as_u16()
         })
     };
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while mock.refresh_grants() == 0 {
-        assert!(Instant::now() < deadline, "the first refresh reached the PDS");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let pds = &mock;
+    eventually(Duration::from_secs(5), "the first refresh reached the PDS", || async move { (pds.refresh_grants() > 0).then_some(()) })
+        .await;
     // Another app's refresh meanwhile waits for the first, then gives up: try again later.
     let started = Instant::now();
     let (status, body) = tenant_refresh(&app, &registered, second.refresh_token().unwrap().secret()).await;
