@@ -181,14 +181,9 @@ async fn callback_rules_state_iss_sub_browser_and_access_denied() {
         ),
     ] {
         mock.configure(|c| setup(c));
-        let login_path = location(&browser.get(&rp.start(&[]).url).await);
-        let callback = pds_callback(&app, &browser, &login_path).await;
-        let response = browser.get(&callback).await;
-        assert_eq!(response.status(), 400, "{label}");
-        let html = response.text().await.unwrap();
+        let html = refused_at_callback(&app, &rp, &browser, label).await;
         assert!(html.contains("did not come from your account"), "{label}: {html}");
         assert!(html.contains(r#"name="request_id""#), "{label}: request kept");
-        assert!(response_has_no_session(&app, &browser).await, "{label}: no session created");
     }
 
     // access_denied at the PDS returns the app an access_denied redirect with its state.
@@ -203,6 +198,18 @@ async fn callback_rules_state_iss_sub_browser_and_access_denied() {
     assert!(back.starts_with(&client.redirect_uri));
     assert_eq!(query_param(&back, "error").as_deref(), Some("access_denied"));
     assert_eq!(query_param(&back, "state").as_deref(), Some(pending.state.secret().as_str()));
+}
+
+/// Starts a login, lets the mock PDS answer, and follows the callback, which must be refused:
+/// 400, no session. Returns the page (the login form with the error).
+async fn refused_at_callback(app: &TestApp, rp: &Rp, browser: &Browser, label: &str) -> String {
+    let login_path = location(&browser.get(&rp.start(&[]).url).await);
+    let callback = pds_callback(app, browser, &login_path).await;
+    let response = browser.get(&callback).await;
+    assert_eq!(response.status(), 400, "{label}");
+    let html = response.text().await.unwrap();
+    assert!(response_has_no_session(app, browser).await, "{label}: no session created");
+    html
 }
 
 async fn response_has_no_session(app: &TestApp, browser: &Browser) -> bool {
@@ -362,12 +369,7 @@ async fn token_response_without_atproto_is_a_login_error() {
         ),
     ] {
         mock.configure(|c| setup(c));
-        let login_path = location(&browser.get(&rp.start(&[]).url).await);
-        let callback = pds_callback(&app, &browser, &login_path).await;
-        let response = browser.get(&callback).await;
-        assert_eq!(response.status(), 400, "{label}");
-        let html = response.text().await.unwrap();
+        let html = refused_at_callback(&app, &rp, &browser, label).await;
         assert!(html.contains("did not grant"), "{label}: {html}");
-        assert!(response_has_no_session(&app, &browser).await, "{label}: no session created");
     }
 }
