@@ -70,6 +70,7 @@ pub async fn seed(state: &AppState, users: usize, refresh_tokens: usize) -> Resu
                 expires_at: now + 30 * 86400,
                 rotated_at: None,
                 revoked_at: None,
+                replaced_by: None,
             })
             .collect();
         state.store.insert_seed_batch(Vec::new(), batch, now).await.map_err(|e| e.to_string())?;

@@ -49,6 +49,7 @@ pub struct FileConfig {
     pub access_token_ttl_secs: Option<i64>,
     pub id_token_ttl_secs: Option<i64>,
     pub refresh_token_ttl_secs: Option<i64>,
+    pub refresh_retry_window_secs: Option<i64>,
     pub session_ttl_secs: Option<i64>,
     pub plc_directory_url: Option<String>,
     pub handle_resolver_url: Option<String>,
@@ -79,6 +80,10 @@ pub struct Config {
     pub access_token_ttl_secs: i64,
     pub id_token_ttl_secs: i64,
     pub refresh_token_ttl_secs: i64,
+    /// How long a rotated refresh token may be presented again as a retry of a response that
+    /// was lost (`ATSSO_REFRESH_RETRY_WINDOW_SECS`, default 0: every second presentation is a
+    /// reuse and revokes the family). Only while its successor has not been used.
+    pub refresh_retry_window_secs: i64,
     pub session_ttl_secs: i64,
     pub plc_directory_url: Url,
     pub handle_resolver_url: Option<Url>,
@@ -172,6 +177,12 @@ impl Config {
         let access_token_ttl_secs = number("ATSSO_ACCESS_TOKEN_TTL_SECS", file.access_token_ttl_secs, 600)?;
         let id_token_ttl_secs = number("ATSSO_ID_TOKEN_TTL_SECS", file.id_token_ttl_secs, 3600)?;
         let refresh_token_ttl_secs = number("ATSSO_REFRESH_TOKEN_TTL_SECS", file.refresh_token_ttl_secs, 30 * 86400)?;
+        let refresh_retry_window_secs = match env("ATSSO_REFRESH_RETRY_WINDOW_SECS") {
+            Some(text) => text.parse::<i64>().ok(),
+            None => Some(file.refresh_retry_window_secs.unwrap_or(0)),
+        }
+        .filter(|secs| (0..=60).contains(secs))
+        .ok_or_else(|| invalid("ATSSO_REFRESH_RETRY_WINDOW_SECS", "must be 0 to 60 seconds (a lost response is retried at once)"))?;
         let session_ttl_secs = number("ATSSO_SESSION_TTL_SECS", file.session_ttl_secs, 14 * 86400)?;
         let database_max_connections = number(
             "ATSSO_DATABASE_MAX_CONNECTIONS",
@@ -264,6 +275,7 @@ impl Config {
             access_token_ttl_secs,
             id_token_ttl_secs,
             refresh_token_ttl_secs,
+            refresh_retry_window_secs,
             session_ttl_secs,
             plc_directory_url,
             handle_resolver_url,
@@ -373,6 +385,8 @@ mod tests {
         assert_eq!(err.setting, "ATSSO_BIND");
         let err = load(&[("ATSSO_DATABASE_URL", "mysql://x")]).unwrap_err();
         assert_eq!(err.setting, "ATSSO_DATABASE_URL");
+        let err = load(&[("ATSSO_REFRESH_RETRY_WINDOW_SECS", "61")]).unwrap_err();
+        assert_eq!(err.setting, "ATSSO_REFRESH_RETRY_WINDOW_SECS");
         let err = load(&[("ATSSO_ACCESS_TOKEN_TTL_SECS", "-1")]).unwrap_err();
         assert_eq!(err.setting, "ATSSO_ACCESS_TOKEN_TTL_SECS");
         let err = load(&[("ATSSO_ACCESS_TOKEN_ALG", "HS256")]).unwrap_err();

@@ -106,6 +106,7 @@ pub async fn issue_tokens(state: &AppState, grant: Grant<'_>, spend: Spend) -> R
         expires_at: issued_at + config.refresh_token_ttl_secs,
         rotated_at: None,
         revoked_at: None,
+        replaced_by: None,
     };
     let access = AccessTokenRecord {
         jti,

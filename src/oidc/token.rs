@@ -118,9 +118,13 @@ async fn refresh_token(state: &AppState, client: &Client, params: &Params) -> Re
     if record.revoked_at.is_some() || record.expires_at <= now {
         return Err(OAuthError::invalid_grant("refresh token is invalid, revoked or expired"));
     }
-    if record.rotated_at.is_some() {
-        return Err(refresh_reused(state, &record, now).await);
-    }
+    let spend = match record.rotated_at {
+        None => Spend::RefreshToken { token_hash: token_hash.clone() },
+        Some(_) => match retry_of_lost_response(state, &record, now).await? {
+            Some(spend) => spend,
+            None => return Err(refresh_reused(state, &record, now).await),
+        },
+    };
     let granted = split_scopes(&record.scope);
     let scopes = match params.get("scope") {
         Some(requested) => {
@@ -154,7 +158,7 @@ async fn refresh_token(state: &AppState, client: &Client, params: &Params) -> Re
         nonce: None,
         family_id: &record.family_id,
     };
-    match issue_tokens(state, grant, Spend::RefreshToken { token_hash: token_hash.clone() }).await? {
+    match issue_tokens(state, grant, spend).await? {
         Some(response) => Ok(response),
         // Spent or revoked since we read it: a concurrent reuse, or a revocation.
         None => match state.store.refresh_token_in_db(&token_hash).await? {
@@ -164,6 +168,28 @@ async fn refresh_token(state: &AppState, client: &Client, params: &Params) -> Re
             _ => Err(OAuthError::invalid_grant("refresh token is invalid, revoked or expired")),
         },
     }
+}
+
+/// A rotated token presented again within the retry window while its successor is unused: the
+/// response that carried the successor never arrived (a node killed mid-request, a dropped
+/// connection), so the successor is spent in its place and the client gets the one working token.
+/// Anything else is a reuse. The window is short and off by default: within it, a thief holding
+/// the old token and the client can each get tokens until the window ends, when the next stale
+/// presentation revokes the family.
+async fn retry_of_lost_response(state: &AppState, record: &RefreshTokenRecord, now: i64) -> Result<Option<Spend>, OAuthError> {
+    let window = state.config.refresh_retry_window_secs;
+    let (Some(rotated_at), Some(successor_hash)) = (record.rotated_at, record.replaced_by.as_deref()) else {
+        return Ok(None);
+    };
+    if window == 0 || now - rotated_at > window {
+        return Ok(None);
+    }
+    let unused = state.store.refresh_token_in_db(successor_hash).await?.is_some_and(|s| s.rotated_at.is_none() && s.revoked_at.is_none());
+    if !unused {
+        return Ok(None);
+    }
+    tracing::info!(client_id = %record.client_id, "rotated refresh token presented again within the retry window; answering as a retry");
+    Ok(Some(Spend::RefreshRetry { presented_hash: record.token_hash.clone(), successor_hash: successor_hash.to_owned() }))
 }
 
 /// A rotated refresh token presented again: revoke its whole family (OAuth 2.0 Security BCP).

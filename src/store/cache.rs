@@ -187,6 +187,10 @@ impl ReadCache {
         match spent {
             Spend::Code { code_hash } => self.codes.invalidate(code_hash.as_str()),
             Spend::RefreshToken { token_hash } => self.refresh_tokens.invalidate(token_hash.as_str()),
+            Spend::RefreshRetry { presented_hash, successor_hash } => {
+                self.refresh_tokens.invalidate(presented_hash.as_str());
+                self.refresh_tokens.invalidate(successor_hash.as_str());
+            }
         }
     }
 
@@ -305,6 +309,7 @@ mod tests {
             expires_at: 100,
             rotated_at: None,
             revoked_at: None,
+            replaced_by: None,
         }
     }
 

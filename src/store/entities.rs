@@ -167,6 +167,8 @@ pub mod refresh_token {
         pub expires_at: i64,
         pub rotated_at: Option<i64>,
         pub revoked_at: Option<i64>,
+        /// The hash of the token that replaced this one when it was rotated.
+        pub replaced_by: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -14,6 +14,10 @@ pub use refresh_token::Model as RefreshTokenRecord;
 pub enum Spend {
     Code { code_hash: String },
     RefreshToken { token_hash: String },
+    /// A rotated token presented again within the retry window: its successor, still unused, is
+    /// spent instead (the response that carried it was lost), and the presented token now names
+    /// the new successor, so another retry finds it.
+    RefreshRetry { presented_hash: String, successor_hash: String },
 }
 
 impl Store {
@@ -29,14 +33,15 @@ impl Store {
     ) -> StoreResult<bool> {
         let seen = self.cache.generation();
         let (refresh_row, access_row, spent) = (refresh.clone(), access.clone(), spend.clone());
+        let refresh_hash = refresh.token_hash.clone();
         let stored = self
             .write_queue
             .write(move |txn| {
-                let spend = spend.clone();
+                let (spend, refresh_hash) = (spend.clone(), refresh_hash.clone());
                 let refresh = refresh_token::ActiveModel::from(refresh_row.clone());
                 let access = access_token::ActiveModel::from(access_row.clone());
                 Box::pin(async move {
-                    let spent = spend_in(txn, &spend, now).await?;
+                    let spent = spend_in(txn, &spend, now, Some(&refresh_hash)).await?;
                     if spent != 1 {
                         return Ok(false);
                     }
@@ -137,9 +142,17 @@ pub(super) async fn sweep(db: &impl ConnectionTrait, now: i64) -> StoreResult<u6
     Ok(refresh.rows_affected + access.rows_affected)
 }
 
-/// Marks the code used or the refresh token rotated if it still can be; returns the rows changed
-/// (1 when this call won the compare-and-set, 0 when it was already spent or revoked).
-pub(super) async fn spend_in(txn: &impl ConnectionTrait, spend: &Spend, now: i64) -> Result<u64, sea_orm::DbErr> {
+/// Marks the code used or the refresh token rotated (naming `successor`, the token that replaces
+/// it) if it still can be; returns the rows changed (1 = this request won the compare-and-set).
+pub(super) async fn spend_in(txn: &impl ConnectionTrait, spend: &Spend, now: i64, successor: Option<&str>) -> Result<u64, sea_orm::DbErr> {
+    let rotate = |token_hash: &str| {
+        refresh_token::Entity::update_many()
+            .col_expr(refresh_token::Column::RotatedAt, Expr::value(now))
+            .col_expr(refresh_token::Column::ReplacedBy, Expr::value(successor.map(str::to_owned)))
+            .filter(refresh_token::Column::TokenHash.eq(token_hash))
+            .filter(refresh_token::Column::RotatedAt.is_null())
+            .filter(refresh_token::Column::RevokedAt.is_null())
+    };
     let result = match spend {
         Spend::Code { code_hash } => {
             authorization_code::Entity::update_many()
@@ -149,14 +162,18 @@ pub(super) async fn spend_in(txn: &impl ConnectionTrait, spend: &Spend, now: i64
                 .exec(txn)
                 .await?
         }
-        Spend::RefreshToken { token_hash } => {
-            refresh_token::Entity::update_many()
-                .col_expr(refresh_token::Column::RotatedAt, Expr::value(now))
-                .filter(refresh_token::Column::TokenHash.eq(token_hash.as_str()))
-                .filter(refresh_token::Column::RotatedAt.is_null())
-                .filter(refresh_token::Column::RevokedAt.is_null())
-                .exec(txn)
-                .await?
+        Spend::RefreshToken { token_hash } => rotate(token_hash).exec(txn).await?,
+        Spend::RefreshRetry { presented_hash, successor_hash } => {
+            let spent = rotate(successor_hash).exec(txn).await?;
+            if spent.rows_affected == 1 {
+                refresh_token::Entity::update_many()
+                    .col_expr(refresh_token::Column::ReplacedBy, Expr::value(successor.map(str::to_owned)))
+                    .filter(refresh_token::Column::TokenHash.eq(presented_hash.as_str()))
+                    .filter(refresh_token::Column::ReplacedBy.eq(successor_hash.as_str()))
+                    .exec(txn)
+                    .await?;
+            }
+            spent
         }
     };
     Ok(result.rows_affected)

@@ -278,3 +278,53 @@ async fn a_wrong_token_type_hint_is_only_a_hint() {
     assert_eq!((status, str_of(&body, "error")), (400, "invalid_grant"));
     assert_eq!(userinfo_status(&app, str_of(&tokens, "access_token")).await.0, 401);
 }
+
+/// A refresh whose response was lost (a node killed mid-request): with a retry window, the client
+/// presenting the same token again gets a working successor, and the one it never received dies.
+/// Once a successor has been used, the old token is a reuse again and revokes the family.
+#[tokio::test]
+async fn a_refresh_retried_within_the_window_gets_the_one_working_token() {
+    let app = super::helpers::spawn_app_with(|c| c.refresh_retry_window_secs = 30).await;
+    let client = app.register("retrying-app", false, true).await;
+    let tokens = tokens_for(&app, &client, &["offline_access"]).await;
+    let first = str_of(&tokens, "refresh_token").to_owned();
+    let refresh = |token: String| {
+        let (app, client) = (&app, &client);
+        async move { token_as(app, client, &[("grant_type", "refresh_token"), ("refresh_token", &token)]).await }
+    };
+
+    let (status, lost) = refresh(first.clone()).await;
+    assert_eq!(status, 200, "{lost}");
+    let lost = str_of(&lost, "refresh_token").to_owned();
+    let (status, retried) = refresh(first.clone()).await;
+    assert_eq!(status, 200, "the retry within the window is answered: {retried}");
+    let retried = str_of(&retried, "refresh_token").to_owned();
+    assert_ne!(retried, lost);
+    let (status, next) = refresh(retried.clone()).await;
+    assert_eq!(status, 200, "the retry's token works: {next}");
+    let next = str_of(&next, "refresh_token").to_owned();
+
+    // The successor of `first` has been used now: presenting `first` again is a reuse.
+    let (status, body) = refresh(first).await;
+    assert_eq!((status, str_of(&body, "error")), (400, "invalid_grant"));
+    let (status, body) = refresh(next).await;
+    assert_eq!((status, str_of(&body, "error")), (400, "invalid_grant"), "the family is revoked after the reuse");
+    let (status, _) = refresh(lost).await;
+    assert_eq!(status, 400, "the token of the lost response never works");
+}
+
+/// Without a window (the default), presenting a rotated token again revokes the family at once.
+#[tokio::test]
+async fn without_a_retry_window_a_second_presentation_revokes_the_family() {
+    let app = spawn_app().await;
+    let client = app.register("strict-app", false, true).await;
+    let tokens = tokens_for(&app, &client, &["offline_access"]).await;
+    let first = str_of(&tokens, "refresh_token").to_owned();
+    let (status, successor) = token_as(&app, &client, &[("grant_type", "refresh_token"), ("refresh_token", &first)]).await;
+    assert_eq!(status, 200);
+    let successor = str_of(&successor, "refresh_token").to_owned();
+    let (status, _) = token_as(&app, &client, &[("grant_type", "refresh_token"), ("refresh_token", &first)]).await;
+    assert_eq!(status, 400);
+    let (status, _) = token_as(&app, &client, &[("grant_type", "refresh_token"), ("refresh_token", &successor)]).await;
+    assert_eq!(status, 400, "the family is revoked");
+}
