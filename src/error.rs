@@ -105,9 +105,24 @@ impl OAuthError {
     }
 }
 
+/// Seconds a client is asked to wait while the database is out of reach.
+pub const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 2;
+
+/// The database is out of reach: logged once per request as a warning (no reference: it is not
+/// a bug), answered 503 with Retry-After by each error type below.
+fn log_unavailable(cause: &dyn std::fmt::Display) {
+    tracing::warn!(%cause, "database unavailable; answering 503");
+}
+
 impl From<crate::store::StoreError> for OAuthError {
     fn from(err: crate::store::StoreError) -> Self {
-        Self::server_error(&err)
+        match err {
+            crate::store::StoreError::Unavailable(cause) => {
+                log_unavailable(&cause);
+                Self::busy("the service is briefly unavailable; try again shortly", UNAVAILABLE_RETRY_AFTER_SECS)
+            }
+            other => Self::server_error(&other),
+        }
     }
 }
 
@@ -132,7 +147,16 @@ impl BearerError {
 
 impl From<crate::store::StoreError> for BearerError {
     fn from(err: crate::store::StoreError) -> Self {
-        Self::server_error(&err)
+        match err {
+            crate::store::StoreError::Unavailable(cause) => {
+                log_unavailable(&cause);
+                Self {
+                    code: ErrorCode::TemporarilyUnavailable,
+                    description: "the service is briefly unavailable; try again shortly".into(),
+                }
+            }
+            other => Self::server_error(&other),
+        }
     }
 }
 
@@ -178,9 +202,26 @@ impl PageError {
     }
 }
 
+impl PageError {
+    /// The database is out of reach: a 503 page with `Retry-After`.
+    pub fn unavailable(cause: &dyn std::fmt::Display) -> Self {
+        log_unavailable(cause);
+        let mut err = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Briefly unavailable",
+            "The sign-in service cannot reach its database right now. Please try again in a few seconds.",
+        );
+        err.retry_after = Some(UNAVAILABLE_RETRY_AFTER_SECS);
+        err
+    }
+}
+
 impl From<crate::store::StoreError> for PageError {
     fn from(err: crate::store::StoreError) -> Self {
-        Self::internal(&err)
+        match err {
+            crate::store::StoreError::Unavailable(cause) => Self::unavailable(&cause),
+            other => Self::internal(&other),
+        }
     }
 }
 
@@ -218,6 +259,14 @@ impl ApiError {
 
 impl From<crate::store::StoreError> for ApiError {
     fn from(err: crate::store::StoreError) -> Self {
-        Self::internal(&err)
+        match err {
+            crate::store::StoreError::Unavailable(cause) => {
+                log_unavailable(&cause);
+                let mut err = Self::new(StatusCode::SERVICE_UNAVAILABLE, "the database is unavailable; try again shortly");
+                err.retry_after = Some(UNAVAILABLE_RETRY_AFTER_SECS);
+                err
+            }
+            other => Self::internal(&other),
+        }
     }
 }

@@ -15,7 +15,9 @@ enum RefreshTokens {
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager
-            .alter_table(Table::alter().table(RefreshTokens::Table).add_column(ColumnDef::new(RefreshTokens::ReplacedBy).string().null()).to_owned())
+            .alter_table(
+                Table::alter().table(RefreshTokens::Table).add_column(ColumnDef::new(RefreshTokens::ReplacedBy).string().null()).to_owned(),
+            )
             .await
     }
 

@@ -56,6 +56,8 @@ pub enum AuthorizeError {
     Redirect(String),
     /// Our own failure (storage); the cause is for the log only.
     Internal(String),
+    /// The database is out of reach (503, try again).
+    Unavailable(String),
 }
 
 impl AuthorizeError {
@@ -66,7 +68,10 @@ impl AuthorizeError {
 
 impl From<StoreError> for AuthorizeError {
     fn from(err: StoreError) -> Self {
-        Self::Internal(err.to_string())
+        match err {
+            StoreError::Unavailable(_) => Self::Unavailable(err.to_string()),
+            other => Self::Internal(other.to_string()),
+        }
     }
 }
 

@@ -20,7 +20,11 @@ use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbE
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database: {0}")]
-    Db(#[from] DbErr),
+    Db(DbErr),
+    /// The database cannot be reached (down, restarting, no connection within the acquire
+    /// timeout): the request may succeed when retried, so callers answer 503 with Retry-After.
+    #[error("database unavailable: {0}")]
+    Unavailable(DbErr),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error("already exists")]
@@ -28,6 +32,35 @@ pub enum StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+impl From<DbErr> for StoreError {
+    fn from(err: DbErr) -> Self {
+        if is_unavailable(&err) {
+            StoreError::Unavailable(err)
+        } else {
+            StoreError::Db(err)
+        }
+    }
+}
+
+/// Errors that say the database is out of reach rather than that the statement failed: no
+/// connection from the pool in time, a connection refused or reset, or a server shutting down
+/// or starting up (SQLSTATE class 08 and 57P01–57P03).
+fn is_unavailable(err: &DbErr) -> bool {
+    use sea_orm::{sqlx::Error as Sqlx, RuntimeErr};
+    let runtime = match err {
+        DbErr::ConnectionAcquire(_) => return true,
+        DbErr::Conn(runtime) | DbErr::Exec(runtime) | DbErr::Query(runtime) => runtime,
+        _ => return false,
+    };
+    match runtime {
+        RuntimeErr::SqlxError(Sqlx::Io(_) | Sqlx::PoolTimedOut | Sqlx::PoolClosed | Sqlx::WorkerCrashed | Sqlx::Tls(_)) => true,
+        RuntimeErr::SqlxError(Sqlx::Database(db)) => {
+            db.code().is_some_and(|code| code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02" | "57P03"))
+        }
+        _ => false,
+    }
+}
 
 /// Handle to the database; cheap to clone.
 #[derive(Clone, Debug)]
@@ -77,6 +110,8 @@ impl Store {
 /// SQLite page cache per connection. The hot rows are in the server's own read cache, so the
 /// readers need little; the writer keeps the upper levels of the token indexes it inserts into.
 const READER_CACHE_KIB: u32 = 2_000;
+/// How long a request waits for a database connection before it is answered 503.
+pub const DATABASE_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 const WRITER_CACHE_KIB: u32 = 8_000;
 
 fn connect_options(database_url: &str, max_connections: u32, cache_kib: u32) -> ConnectOptions {
@@ -122,5 +157,26 @@ pub(crate) fn conflict_or(err: DbErr) -> StoreError {
         StoreError::Conflict
     } else {
         StoreError::Db(err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreachable_database_is_unavailable_and_a_failed_statement_is_not() {
+        use sea_orm::{sqlx, ConnAcquireErr, RuntimeErr};
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        for err in [
+            DbErr::ConnectionAcquire(ConnAcquireErr::Timeout),
+            DbErr::Conn(RuntimeErr::SqlxError(sqlx::Error::Io(refused))),
+            DbErr::Query(RuntimeErr::SqlxError(sqlx::Error::PoolTimedOut)),
+        ] {
+            assert!(matches!(StoreError::from(err), StoreError::Unavailable(_)));
+        }
+        for err in [DbErr::RecordNotFound("x".into()), DbErr::Query(RuntimeErr::Internal("syntax".into()))] {
+            assert!(matches!(StoreError::from(err), StoreError::Db(_)));
+        }
     }
 }

@@ -12,12 +12,19 @@ pub use refresh_token::Model as RefreshTokenRecord;
 /// What a token response spends: the authorization code or the refresh token it answers.
 #[derive(Clone, Debug)]
 pub enum Spend {
-    Code { code_hash: String },
-    RefreshToken { token_hash: String },
+    Code {
+        code_hash: String,
+    },
+    RefreshToken {
+        token_hash: String,
+    },
     /// A rotated token presented again within the retry window: its successor, still unused, is
     /// spent instead (the response that carried it was lost), and the presented token now names
     /// the new successor, so another retry finds it.
-    RefreshRetry { presented_hash: String, successor_hash: String },
+    RefreshRetry {
+        presented_hash: String,
+        successor_hash: String,
+    },
 }
 
 impl Store {

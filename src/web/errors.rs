@@ -42,11 +42,18 @@ impl ResponseError for BearerError {
             ErrorCode::InvalidToken => StatusCode::UNAUTHORIZED,
             ErrorCode::InsufficientScope => StatusCode::FORBIDDEN,
             ErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::BAD_REQUEST,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
+        if self.code == ErrorCode::TemporarilyUnavailable {
+            return HttpResponse::build(self.status_code())
+                .insert_header((header::RETRY_AFTER, crate::error::UNAVAILABLE_RETRY_AFTER_SECS.to_string()))
+                .insert_header((header::CACHE_CONTROL, "no-store"))
+                .json(json!({ "error": self.code.as_str(), "error_description": self.description }));
+        }
         let challenge = if self.code == ErrorCode::ServerError {
             "Bearer realm=\"atsso\"".to_string()
         } else {
@@ -114,6 +121,7 @@ impl From<crate::oidc::authorize::AuthorizeError> for PageError {
         match err {
             AuthorizeError::Refused(refusal) => PageError::bad_request(refusal.title, refusal.message),
             AuthorizeError::Internal(cause) => PageError::internal(&cause),
+            AuthorizeError::Unavailable(cause) => PageError::unavailable(&cause),
             // Only reached where a redirect cannot be followed (a bug): say so without leaking.
             AuthorizeError::Redirect(_) => PageError::internal(&"unexpected redirect outcome"),
         }
@@ -125,7 +133,7 @@ impl From<crate::oidc::end_session::EndSessionError> for PageError {
         use crate::oidc::end_session::EndSessionError;
         match err {
             EndSessionError::Refused(message) => PageError::bad_request("Sign-out request refused", message),
-            EndSessionError::Store(cause) => PageError::internal(&cause),
+            EndSessionError::Store(cause) => cause.into(),
         }
     }
 }
