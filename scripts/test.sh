@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: unit tests, integration tests on SQLite (including the admin UI in
 # headless Chromium), the end-to-end tests against a real PDS (@atproto/dev-env on loopback),
-# the benchmark driver's own tests, and the integration tests again on PostgreSQL; before them,
+# the benchmark driver's own tests, the integration tests again on PostgreSQL, and the cluster
+# test (three nodes on PostgreSQL behind HAProxy, with faults); before them,
 # the gates CI enforces: `cargo fmt --check` and clippy with warnings denied.
 # Needs: cargo (with rustfmt and clippy), Node 20 + npm (e2e/install.sh fetches the pinned npm
 # packages, Node 22 among them), and the Debian packages below: run as root, it installs the
@@ -9,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBIAN_PACKAGES=(pkg-config libssl-dev postgresql chromium g++ make)
+DEBIAN_PACKAGES=(pkg-config libssl-dev postgresql haproxy chromium g++ make)
 
 echo "== system packages"
 if command -v dpkg >/dev/null; then
@@ -51,3 +52,6 @@ cargo test --manifest-path bench/Cargo.toml
 
 echo "== integration tests (PostgreSQL)"
 scripts/test-postgres.sh cargo test --test api -- --test-threads=4
+
+echo "== cluster test: three nodes on one PostgreSQL behind HAProxy, with faults"
+scripts/cluster.sh
