@@ -175,7 +175,7 @@ impl Balancer {
              defaults\n    mode http\n    timeout connect 1s\n    timeout client 30s\n    timeout server 30s\n    \
              retries 2\n    option redispatch\n    retry-on conn-failure\n\
              frontend atsso\n    bind 127.0.0.1:{port}\n    option forwardfor\n    default_backend nodes\n\
-             backend nodes\n    balance roundrobin\n    option httpchk GET /healthz\n{servers}"
+             backend nodes\n    balance roundrobin\n    option httpchk GET /readyz\n{servers}"
         );
         let path = dir.path().join("haproxy.cfg");
         std::fs::write(&path, config).unwrap();

@@ -110,7 +110,7 @@ impl Cluster {
     }
 
     async fn ready(&self, name: &str) -> bool {
-        let url = self.node(name).url("/healthz");
+        let url = self.node(name).url("/readyz");
         matches!(self.http.get(url).send().await, Ok(r) if r.status() == 200)
     }
 
@@ -129,7 +129,7 @@ impl Cluster {
     /// Waits until the balancer routes to every named node (its health checks have seen them).
     async fn wait_balanced(&self) {
         eventually(Duration::from_secs(10), "the balancer answers", || async {
-            let response = self.http.get(self.balancer.url("/healthz")).send().await.ok()?;
+            let response = self.http.get(self.balancer.url("/readyz")).send().await.ok()?;
             (response.status() == 200).then_some(())
         })
         .await;
