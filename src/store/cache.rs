@@ -49,7 +49,8 @@ use super::{
     users::UserProfile,
 };
 
-/// How long a cached client row is used before it is read again.
+/// How long a cached client row is used before it is read again, on SQLite (the CLI changes
+/// clients without reaching this cache). On Postgres every change is announced instead.
 pub const CLIENT_TTL: Duration = Duration::from_secs(2);
 
 /// Entries kept per map of looked-up rows (a few MiB per map; a miss costs one indexed read).

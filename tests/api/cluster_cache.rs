@@ -194,3 +194,15 @@ async fn a_lost_listen_connection_empties_the_cache_and_the_node_listens_again()
     honoured_within("a change announced by another process after the reconnect", || async { userinfo_status(&node, access).await == 401 })
         .await;
 }
+
+#[tokio::test]
+async fn a_key_change_announced_on_one_node_reaches_the_other() {
+    let Some((a, b)) = two_nodes().await else { return };
+    let mut on_b = b.state.store.key_changes();
+    let on_a = a.state.store.key_changes();
+    a.state.store.announce_keys_changed().await.unwrap();
+    assert!(on_a.has_changed().unwrap(), "the announcing node hears it at once");
+    let started = Instant::now();
+    tokio::time::timeout(BOUND, on_b.changed()).await.expect("B hears of new keys within the bound").unwrap();
+    eprintln!("keys changed on A: heard by B after {:?}", started.elapsed());
+}
