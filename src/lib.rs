@@ -59,6 +59,8 @@ pub async fn open_store(config: &Config) -> Result<(Store, Sealer), StartError> 
 /// Everything the HTTP server needs, built from a config.
 pub async fn build_state(config: Config) -> Result<AppState, StartError> {
     let (store, sealer) = open_store(&config).await?;
+    // A server keeps read caches: on Postgres they need other nodes' announcements.
+    store.start_invalidation_listener();
     let keys = KeyRing::load(&store, &sealer, &config).await?;
     let atproto = build_atproto_client(&store, &sealer, &config).await?;
     let limits = limits::Limits::new(&config.rate_limits);

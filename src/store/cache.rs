@@ -3,18 +3,20 @@
 //! request), and the unspent authorization codes and refresh tokens we just issued (the next
 //! token request presents them).
 //!
-//! Tokens, profiles and sessions are cached only with SQLite, where this process is the only
-//! writer of them: every revocation, profile update and session end goes through `Store` here and
-//! clears what it changes, so answers are exactly as fresh as the database's. With Postgres
-//! (several nodes) a change on another node could not be seen, so those lookups read the
-//! database. One exception: `atsso clients disable` (another process) revokes the client's
-//! tokens behind this process's back; a cached access-token record of it stays unrevoked here,
-//! but `oidc::access` also refuses tokens of a disabled or deleted client, so such a token stops
-//! working within `CLIENT_TTL`.
-//!
-//! Clients are also changed from outside the server (the `atsso clients ...` CLI, other nodes),
-//! so a cached client is trusted for `CLIENT_TTL` only: a change made here takes effect at once,
-//! a change made elsewhere within two seconds.
+//! Every entry is only as good as the invalidation story of its store (DESIGN.md):
+//! - SQLite: this process is the only server writing them; every revocation, profile update,
+//!   session end and client change goes through `Store` here and clears what it changes, so
+//!   answers are exactly as fresh as the database's. The `atsso clients ...` CLI is another
+//!   process and cannot reach this cache, so a cached client is trusted for `CLIENT_TTL` only.
+//!   (It also revokes the client's tokens behind this process's back; a cached access-token
+//!   record of it stays unrevoked here, but `oidc::access` also refuses tokens of a disabled or
+//!   deleted client, so such a token stops working within `CLIENT_TTL`.)
+//! - Postgres (several nodes, and the CLI): every change that clears entries is also announced
+//!   with `NOTIFY` (`invalidation`), and each server's listener applies what other nodes
+//!   announce. The caches are trusted only while that listener is connected: until it first
+//!   listens, and from a lost connection until it listens again, every lookup reads the
+//!   database and nothing is filled (`distrust`/`trust` flush everything). A process without a
+//!   listener (the CLI) never trusts them.
 //!
 //! A lookup that misses reads the database and then fills the cache; a change that lands between
 //! that read and the fill must not leave the old row cached. Every invalidation therefore bumps a
@@ -33,7 +35,7 @@
 //! hides every entry inserted before it at once, which is what `forget_tokens` relies on.
 use std::{
     fmt,
-    sync::atomic::{AtomicU64, Ordering::SeqCst},
+    sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst},
     time::Duration,
 };
 
@@ -47,7 +49,8 @@ use super::{
     users::UserProfile,
 };
 
-/// How long a cached client row is used before it is read again.
+/// How long a cached client row is used before it is read again, on SQLite (the CLI changes
+/// clients without reaching this cache). On Postgres every change is announced instead.
 pub const CLIENT_TTL: Duration = Duration::from_secs(2);
 
 /// Entries kept per map of looked-up rows (a few MiB per map; a miss costs one indexed read).
@@ -79,7 +82,9 @@ fn retain<V: Clone + Send + Sync + 'static>(map: &Map<V>, keep: impl Fn(&V) -> b
 }
 
 pub struct ReadCache {
-    enabled: bool,
+    /// False while changes made elsewhere might not reach us (Postgres without a listening
+    /// connection): lookups miss and fills are dropped.
+    trusted: AtomicBool,
     generation: AtomicU64,
     access_tokens: Map<AccessTokenRecord>,
     refresh_tokens: Map<RefreshTokenRecord>,
@@ -93,7 +98,7 @@ pub struct ReadCache {
 impl fmt::Debug for ReadCache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ReadCache")
-            .field("enabled", &self.enabled)
+            .field("trusted", &self.trusted())
             .field("generation", &self.generation())
             .field("access_tokens", &self.access_tokens.entry_count())
             .field("refresh_tokens", &self.refresh_tokens.entry_count())
@@ -106,17 +111,61 @@ impl fmt::Debug for ReadCache {
 }
 
 impl ReadCache {
-    pub fn new(enabled: bool) -> Self {
+    /// SQLite: trusted from the start; clients for `CLIENT_TTL` (the CLI does not announce).
+    pub fn exact() -> Self {
+        Self::new(true, Some(CLIENT_TTL))
+    }
+
+    /// Postgres: every change is announced, so no entry needs a lifetime, but nothing is
+    /// trusted until `trust` (the invalidation listener is connected).
+    pub fn announced() -> Self {
+        Self::new(false, None)
+    }
+
+    fn new(trusted: bool, client_ttl: Option<Duration>) -> Self {
+        let mut clients = Cache::builder().max_capacity(MAX_ENTRIES);
+        if let Some(ttl) = client_ttl {
+            clients = clients.time_to_live(ttl);
+        }
         Self {
-            enabled,
+            trusted: AtomicBool::new(trusted),
             generation: AtomicU64::new(0),
             access_tokens: lookups(),
             refresh_tokens: recent(),
             codes: recent(),
             users: lookups(),
             sessions: lookups(),
-            clients: Cache::builder().max_capacity(MAX_ENTRIES).time_to_live(CLIENT_TTL).build(),
+            clients: clients.build(),
         }
+    }
+
+    pub fn trusted(&self) -> bool {
+        self.trusted.load(SeqCst)
+    }
+
+    /// Changes may go unannounced from now on (the listen connection is lost or not yet up):
+    /// bypass and empty every map.
+    pub fn distrust(&self) {
+        self.trusted.store(false, SeqCst);
+        self.forget_all();
+    }
+
+    /// Listening again: what changed meanwhile was not announced, so empty every map (and
+    /// void fills that read before now) before trusting entries again.
+    pub fn trust(&self) {
+        self.forget_all();
+        self.trusted.store(true, SeqCst);
+    }
+
+    /// Forgets everything (a lost connection, or an announcement we cannot read).
+    pub fn forget_all(&self) {
+        self.bump();
+        self.access_tokens.invalidate_all();
+        self.refresh_tokens.invalidate_all();
+        self.codes.invalidate_all();
+        self.users.invalidate_all();
+        self.sessions.invalidate_all();
+        self.clients.invalidate_all();
     }
 
     /// Take this before reading the database for a later `put_*`.
@@ -125,7 +174,7 @@ impl ReadCache {
     }
 
     fn fill<V: Clone + Send + Sync + 'static>(&self, map: &Map<V>, key: &str, value: V, seen: u64) {
-        if self.generation() != seen {
+        if !self.trusted() || self.generation() != seen {
             return;
         }
         map.insert(key.to_owned(), value);
@@ -141,7 +190,7 @@ impl ReadCache {
     }
 
     fn lookup<V: Clone + Send + Sync + 'static>(&self, map: &Map<V>, key: &str) -> Option<V> {
-        if self.enabled {
+        if self.trusted() {
             map.get(key)
         } else {
             None
@@ -153,9 +202,7 @@ impl ReadCache {
     }
 
     pub fn put_access_token(&self, record: &AccessTokenRecord, seen: u64) {
-        if self.enabled {
-            self.fill(&self.access_tokens, &record.token_hash, record.clone(), seen);
-        }
+        self.fill(&self.access_tokens, &record.token_hash, record.clone(), seen);
     }
 
     /// An unspent refresh token issued by this process.
@@ -165,9 +212,7 @@ impl ReadCache {
 
     /// Called once the write that stored `record` has committed; `seen` taken before the write.
     pub fn put_refresh_token(&self, record: &RefreshTokenRecord, seen: u64) {
-        if self.enabled {
-            self.fill(&self.refresh_tokens, &record.token_hash, record.clone(), seen);
-        }
+        self.fill(&self.refresh_tokens, &record.token_hash, record.clone(), seen);
     }
 
     /// An unused authorization code issued by this process.
@@ -176,9 +221,7 @@ impl ReadCache {
     }
 
     pub fn put_code(&self, code: &AuthorizationCode, seen: u64) {
-        if self.enabled {
-            self.fill(&self.codes, &code.code_hash, code.clone(), seen);
-        }
+        self.fill(&self.codes, &code.code_hash, code.clone(), seen);
     }
 
     /// A code or refresh token was spent: from now on it is judged from the database. No
@@ -204,7 +247,7 @@ impl ReadCache {
     }
 
     /// Drops entries that can no longer be used (the sweeper deletes their rows). Clients
-    /// expire by themselves after `CLIENT_TTL`.
+    /// expire by themselves after `CLIENT_TTL` on SQLite, and stay until changed on Postgres.
     pub fn forget_expired(&self, now: i64) {
         retain(&self.access_tokens, |record| record.expires_at > now);
         retain(&self.refresh_tokens, |record| record.expires_at > now);
@@ -225,9 +268,7 @@ impl ReadCache {
     }
 
     pub fn put_user(&self, user: &UserProfile, seen: u64) {
-        if self.enabled {
-            self.fill(&self.users, &user.did, user.clone(), seen);
-        }
+        self.fill(&self.users, &user.did, user.clone(), seen);
     }
 
     pub fn forget_user(&self, did: &str) {
@@ -240,9 +281,7 @@ impl ReadCache {
     }
 
     pub fn put_session(&self, session: &SsoSession, seen: u64) {
-        if self.enabled {
-            self.fill(&self.sessions, &session.sid, session.clone(), seen);
-        }
+        self.fill(&self.sessions, &session.sid, session.clone(), seen);
     }
 
     pub fn forget_session(&self, sid: &str) {
@@ -250,9 +289,9 @@ impl ReadCache {
         self.sessions.invalidate(sid);
     }
 
-    /// A cached client younger than `CLIENT_TTL` (with any database).
+    /// A cached client (on SQLite younger than `CLIENT_TTL`).
     pub fn client(&self, client_id: &str) -> Option<Client> {
-        self.clients.get(client_id)
+        self.lookup(&self.clients, client_id)
     }
 
     pub fn put_client(&self, client: &Client, seen: u64) {
@@ -283,7 +322,7 @@ mod tests {
 
     #[test]
     fn a_fill_that_raced_an_invalidation_does_not_stand() {
-        let cache = ReadCache::new(true);
+        let cache = ReadCache::exact();
         // Filler reads the row (live), then the session is ended and invalidated, then the fill.
         let seen = cache.generation();
         cache.forget_session("s1");
@@ -315,7 +354,7 @@ mod tests {
 
     #[test]
     fn issued_refresh_tokens_leave_the_cache_when_spent_revoked_or_expired() {
-        let cache = ReadCache::new(true);
+        let cache = ReadCache::exact();
         // Issued after a revocation committed during the write: the entry must not stand.
         let seen = cache.generation();
         cache.forget_tokens();
@@ -337,7 +376,7 @@ mod tests {
 
     #[test]
     fn recent_credentials_are_bounded_oldest_first() {
-        let cache = ReadCache::new(true);
+        let cache = ReadCache::exact();
         let extra = 10;
         for i in 0..RECENT_CREDENTIALS + extra {
             cache.put_refresh_token(&refresh_token(&format!("t{i}")), cache.generation());
@@ -361,7 +400,7 @@ mod tests {
     /// The maps of looked-up rows lose single entries when full, not everything at once.
     #[test]
     fn lookups_are_bounded_without_emptying_the_map() {
-        let cache = ReadCache::new(true);
+        let cache = ReadCache::exact();
         let first = session("first");
         cache.put_session(&first, cache.generation());
         // A hot entry: read often, so the admission policy keeps it.
@@ -379,7 +418,7 @@ mod tests {
 
     #[test]
     fn revocations_hide_every_token_entry_at_once() {
-        let cache = ReadCache::new(true);
+        let cache = ReadCache::exact();
         for i in 0..100 {
             cache.put_refresh_token(&refresh_token(&format!("r{i}")), cache.generation());
         }
@@ -406,13 +445,9 @@ mod tests {
         assert!(cache.access_token("at").is_none());
     }
 
-    #[test]
-    fn disabled_cache_keeps_tokens_sessions_and_users_out_but_clients_in() {
-        let cache = ReadCache::new(false);
-        cache.put_session(&session("s1"), cache.generation());
-        assert!(cache.session("s1").is_none());
-        let client = Client {
-            client_id: "c".into(),
+    fn client(id: &str) -> Client {
+        Client {
+            client_id: id.into(),
             name: "n".into(),
             secret_hash: None,
             redirect_uris: vec![],
@@ -425,8 +460,41 @@ mod tests {
             created_at: 0,
             dynamically_registered: false,
             allow_no_pkce: false,
-        };
-        cache.put_client(&client, cache.generation());
-        assert_eq!(cache.client("c"), Some(client));
+        }
+    }
+
+    /// Postgres before the listener is up, or after its connection was lost: nothing is
+    /// served or kept, and a fill that read before `trust` does not stand after it.
+    #[test]
+    fn an_untrusted_cache_serves_and_keeps_nothing() {
+        let cache = ReadCache::announced();
+        cache.put_session(&session("s1"), cache.generation());
+        cache.put_client(&client("c"), cache.generation());
+        assert!(cache.session("s1").is_none());
+        assert!(cache.client("c").is_none());
+
+        let read_while_untrusted = cache.generation();
+        cache.trust();
+        cache.put_session(&session("s1"), read_while_untrusted);
+        assert!(cache.session("s1").is_none(), "read before the listener was up");
+        cache.put_session(&session("s1"), cache.generation());
+        cache.put_client(&client("c"), cache.generation());
+        assert!(cache.session("s1").is_some());
+        assert_eq!(cache.client("c"), Some(client("c")));
+
+        let seen = cache.generation();
+        cache.distrust();
+        assert!(cache.session("s1").is_none() && cache.client("c").is_none(), "bypassed");
+        cache.trust();
+        assert!(cache.session("s1").is_none() && cache.client("c").is_none(), "flushed, not just hidden");
+        cache.put_session(&session("s1"), seen);
+        assert!(cache.session("s1").is_none(), "read before the connection was lost");
+    }
+
+    #[test]
+    fn sqlite_trusts_from_the_start() {
+        let cache = ReadCache::exact();
+        cache.put_client(&client("c"), cache.generation());
+        assert_eq!(cache.client("c"), Some(client("c")));
     }
 }

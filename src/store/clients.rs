@@ -4,7 +4,7 @@ use sea_orm::{
     QueryOrder, QuerySelect, TransactionTrait,
 };
 
-use super::{conflict_or, entities::client, from_json_list, to_json_list, Store, StoreError, StoreResult};
+use super::{conflict_or, entities::client, from_json_list, invalidation::Change, to_json_list, Store, StoreError, StoreResult};
 
 /// A client as the provider uses it (lists decoded).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,8 +108,9 @@ impl Store {
         let mut active: client::ActiveModel = row.into();
         active.secret_hash = Set(Some(hash.to_owned()));
         active.updated_at = Set(now);
-        active.update(&self.writer).await?;
-        self.cache.forget_client(client_id);
+        let txn = self.writer.begin().await?;
+        active.update(&txn).await?;
+        self.commit_and_forget(txn, &[Change::Client(client_id.to_owned())]).await?;
         Ok(true)
     }
 
@@ -125,14 +126,12 @@ impl Store {
         active.enabled = Set(enabled);
         active.updated_at = Set(now);
         active.update(&txn).await?;
+        let mut changes = vec![Change::Client(client_id.to_owned())];
         if !enabled {
             revoke_client_tokens(&txn, client_id, now).await?;
+            changes.push(Change::Tokens);
         }
-        txn.commit().await?;
-        if !enabled {
-            self.cache.forget_tokens();
-        }
-        self.cache.forget_client(client_id);
+        self.commit_and_forget(txn, &changes).await?;
         Ok(true)
     }
 
@@ -164,8 +163,9 @@ impl Store {
         active.allowed_scopes = Set(c.allowed_scopes.join(" "));
         active.allow_no_pkce = Set(c.allow_no_pkce);
         active.updated_at = Set(now);
-        active.update(&self.writer).await.map_err(conflict_or)?;
-        self.cache.forget_client(&c.client_id);
+        let txn = self.writer.begin().await?;
+        active.update(&txn).await.map_err(conflict_or)?;
+        self.commit_and_forget(txn, &[Change::Client(c.client_id.clone())]).await?;
         Ok(true)
     }
 
@@ -178,9 +178,7 @@ impl Store {
         consent::Entity::delete_many().filter(consent::Column::ClientId.eq(client_id)).exec(&txn).await?;
         authorization_request::Entity::delete_many().filter(authorization_request::Column::ClientId.eq(client_id)).exec(&txn).await?;
         let deleted = client::Entity::delete_by_id(client_id.to_owned()).exec(&txn).await?;
-        txn.commit().await?;
-        self.cache.forget_tokens();
-        self.cache.forget_client(client_id);
+        self.commit_and_forget(txn, &[Change::Tokens, Change::Client(client_id.to_owned())]).await?;
         Ok(deleted.rows_affected == 1)
     }
 }

@@ -4,6 +4,7 @@ pub mod cache;
 pub mod clients;
 pub mod entities;
 pub mod grants;
+pub mod invalidation;
 pub mod keys;
 pub mod logout;
 pub mod sessions;
@@ -74,10 +75,14 @@ pub struct Store {
     /// The hot writes (codes, token rotation, token records): group commit on SQLite.
     pub(crate) write_queue: writer::Writer,
     pub(crate) cache: std::sync::Arc<cache::ReadCache>,
+    /// Announcing changes to other nodes and hearing theirs (`invalidation`).
+    pub(crate) invalidation: std::sync::Arc<invalidation::Invalidation>,
 }
 
 impl Store {
-    /// Connects and runs pending migrations.
+    /// Connects and runs pending migrations. On Postgres the read cache stays bypassed until
+    /// `start_invalidation_listener` listens (a process without it, like the CLI, reads the
+    /// database every time).
     pub async fn connect(database_url: &str, max_connections: u32) -> StoreResult<Self> {
         let db = Database::connect(connect_options(database_url, max_connections, READER_CACHE_KIB)).await?;
         Migrator::up(&db, None).await?;
@@ -88,7 +93,10 @@ impl Store {
         };
         let sqlite = database_url.starts_with("sqlite:");
         let write_queue = if sqlite { writer::Writer::batched(writer.clone()) } else { writer::Writer::direct(writer.clone()) };
-        Ok(Self { db, writer, write_queue, cache: std::sync::Arc::new(cache::ReadCache::new(sqlite)) })
+        let (cache, listen_url) =
+            if sqlite { (cache::ReadCache::exact(), None) } else { (cache::ReadCache::announced(), Some(database_url.to_owned())) };
+        let invalidation = std::sync::Arc::new(invalidation::Invalidation::new(listen_url));
+        Ok(Self { db, writer, write_queue, cache: std::sync::Arc::new(cache), invalidation })
     }
 
     pub fn is_sqlite(&self) -> bool {

@@ -1,7 +1,10 @@
 //! SSO browser sessions.
-use sea_orm::{sea_query::Expr, ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter};
+use sea_orm::{
+    sea_query::Expr, ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
+    TransactionTrait,
+};
 
-use super::{entities::sso_session, Store, StoreResult};
+use super::{entities::sso_session, invalidation::Change, Store, StoreResult};
 
 pub use sso_session::Model as SsoSession;
 
@@ -39,24 +42,25 @@ impl Store {
 
     /// Records a fresh authentication in an existing session (prompt=login, max_age).
     pub async fn touch_session_auth_time(&self, sid: &str, now: i64) -> StoreResult<()> {
+        let txn = self.writer.begin().await?;
         sso_session::Entity::update_many()
             .col_expr(sso_session::Column::AuthTime, Expr::value(now))
             .filter(sso_session::Column::Sid.eq(sid))
-            .exec(&self.writer)
+            .exec(&txn)
             .await?;
-        self.cache.forget_session(sid);
-        Ok(())
+        self.commit_and_forget(txn, &[Change::Session(sid.to_owned())]).await
     }
 
     /// Marks a session ended; returns false when it was already ended or unknown.
     pub async fn end_session(&self, sid: &str, now: i64) -> StoreResult<bool> {
+        let txn = self.writer.begin().await?;
         let result = sso_session::Entity::update_many()
             .col_expr(sso_session::Column::EndedAt, Expr::value(now))
             .filter(sso_session::Column::Sid.eq(sid))
             .filter(sso_session::Column::EndedAt.is_null())
-            .exec(&self.writer)
+            .exec(&txn)
             .await?;
-        self.cache.forget_session(sid);
+        self.commit_and_forget(txn, &[Change::Session(sid.to_owned())]).await?;
         Ok(result.rows_affected == 1)
     }
 }

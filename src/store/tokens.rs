@@ -3,6 +3,7 @@ use sea_orm::{sea_query::Expr, ColumnTrait, Condition, ConnectionTrait, EntityTr
 
 use super::{
     entities::{access_token, authorization_code, refresh_token},
+    invalidation::Change,
     Store, StoreResult,
 };
 
@@ -107,14 +108,14 @@ impl Store {
     }
 
     pub async fn revoke_access_token(&self, jti: &str, now: i64) -> StoreResult<()> {
+        let txn = self.writer.begin().await?;
         access_token::Entity::update_many()
             .col_expr(access_token::Column::RevokedAt, Expr::value(now))
             .filter(access_token::Column::Jti.eq(jti))
             .filter(access_token::Column::RevokedAt.is_null())
-            .exec(&self.writer)
+            .exec(&txn)
             .await?;
-        self.cache.forget_tokens();
-        Ok(())
+        self.commit_and_forget(txn, &[Change::Tokens]).await
     }
 
     async fn revoke_where(
@@ -136,9 +137,7 @@ impl Store {
             .filter(access_token::Column::RevokedAt.is_null())
             .exec(&txn)
             .await?;
-        txn.commit().await?;
-        self.cache.forget_tokens();
-        Ok(())
+        self.commit_and_forget(txn, &[Change::Tokens]).await
     }
 }
 

@@ -1,7 +1,7 @@
 //! Users, keyed by DID (handles change; the DID does not).
-use sea_orm::{sea_query::OnConflict, ActiveValue::Set, EntityTrait};
+use sea_orm::{sea_query::OnConflict, ActiveValue::Set, EntityTrait, TransactionTrait};
 
-use super::{entities::user, Store, StoreResult};
+use super::{entities::user, invalidation::Change, Store, StoreResult};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UserProfile {
@@ -39,6 +39,7 @@ impl Store {
             created_at: Set(now),
             updated_at: Set(now),
         };
+        let txn = self.writer.begin().await?;
         user::Entity::insert(row)
             .on_conflict(
                 OnConflict::column(user::Column::Did)
@@ -52,10 +53,9 @@ impl Store {
                     ])
                     .to_owned(),
             )
-            .exec(&self.writer)
+            .exec(&txn)
             .await?;
-        self.cache.forget_user(&profile.did);
-        Ok(())
+        self.commit_and_forget(txn, &[Change::User(profile.did.clone())]).await
     }
 
     pub async fn user(&self, did: &str) -> StoreResult<Option<UserProfile>> {

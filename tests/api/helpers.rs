@@ -72,7 +72,31 @@ pub async fn spawn_app_on(listener: TcpListener, adjust: impl FnOnce(&mut Config
     TestApp { base: format!("http://127.0.0.1:{port}"), state, _dir: dir }
 }
 
+/// A second node: another server process's worth of state (its own caches and listener) on the
+/// SAME database, data directory (master key) and settings as `first`, on its own port.
+pub async fn spawn_second_node(first: &TestApp) -> TestApp {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut config = (*first.state.config).clone();
+    config.bind = format!("127.0.0.1:{port}");
+    let app = Application::build_with_listener(config, listener).await.unwrap();
+    let state = app.state().clone();
+    tokio::spawn(app.run_until_stopped());
+    TestApp { base: format!("http://127.0.0.1:{port}"), state, _dir: tempfile::tempdir().unwrap() }
+}
+
 impl TestApp {
+    pub fn on_postgres(&self) -> bool {
+        !self.state.store.is_sqlite()
+    }
+
+    /// Waits until this node uses its read cache (on Postgres: its invalidation listener is up).
+    pub async fn wait_until_caching(&self) {
+        let store = &self.state.store;
+        eventually(std::time::Duration::from_secs(5), "the invalidation listener is up", || async { store.cache_trusted().then_some(()) })
+            .await;
+    }
+
     pub async fn register(&self, name: &str, public: bool, first_party: bool) -> RegisteredClient {
         let redirect_uri = format!("http://127.0.0.1:9/{name}/callback");
         let (client, secret) = clients::register(

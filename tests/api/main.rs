@@ -4,6 +4,7 @@ mod admin_browser;
 mod atproto_login;
 mod authorize_errors;
 mod backchannel_ssrf;
+mod cluster_cache;
 mod helpers;
 mod hygiene;
 mod logout;
