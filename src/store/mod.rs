@@ -6,6 +6,7 @@ pub mod entities;
 pub mod grants;
 pub mod keys;
 pub mod logout;
+pub mod outbox;
 pub mod sessions;
 pub mod tokens;
 pub mod upstream;
@@ -41,6 +42,8 @@ pub struct Store {
     /// The hot writes (codes, token rotation, token records): group commit on SQLite.
     pub(crate) write_queue: writer::Writer,
     pub(crate) cache: std::sync::Arc<cache::ReadCache>,
+    /// Wakes this process's outbox worker when this handle queues work.
+    pub(crate) outbox_wake: std::sync::Arc<tokio::sync::Notify>,
 }
 
 impl Store {
@@ -55,7 +58,7 @@ impl Store {
         };
         let sqlite = database_url.starts_with("sqlite:");
         let write_queue = if sqlite { writer::Writer::batched(writer.clone()) } else { writer::Writer::direct(writer.clone()) };
-        Ok(Self { db, writer, write_queue, cache: std::sync::Arc::new(cache::ReadCache::new(sqlite)) })
+        Ok(Self { db, writer, write_queue, cache: std::sync::Arc::new(cache::ReadCache::new(sqlite)), outbox_wake: Default::default() })
     }
 
     pub fn is_sqlite(&self) -> bool {
@@ -69,6 +72,7 @@ impl Store {
         removed += tokens::sweep(&self.writer, now).await?;
         removed += sessions::sweep(&self.writer, now).await?;
         removed += upstream::sweep(&self.writer, now).await?;
+        removed += outbox::sweep(&self.writer, now).await?;
         self.cache.forget_expired(now);
         Ok(removed)
     }
