@@ -293,7 +293,7 @@ async fn logout_revokes_the_upstream_grant_without_waiting_for_the_pds() {
     let started = std::time::Instant::now();
     let response = browser.get(&format!("{}?id_token_hint={id_token}", app.url("/api/auth/oauth2/endsession"))).await;
     assert_eq!(response.status(), 200);
-    assert!(started.elapsed() < std::time::Duration::from_secs(2), "the logout took {:?}", started.elapsed());
+    assert!(started.elapsed() < std::time::Duration::from_secs(3), "the logout took {:?}", started.elapsed());
     assert!(app.state.store.upstream_session(&sid).await.unwrap().is_none(), "the grant is forgotten here at once");
     let queued = app.state.store.outbox_for_sid(&sid).await.unwrap();
     assert_eq!(queued.iter().map(|r| (r.kind.as_str(), r.target.as_str())).collect::<Vec<_>>(), [("upstream_revoke", mock.base.as_str())]);

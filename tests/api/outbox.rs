@@ -213,14 +213,18 @@ async fn a_stopping_node_hands_its_claims_back_at_once() {
     .await;
     assert!(claimed.claimed_until.unwrap() >= atsso::clock::now() + 50, "a lease of a minute");
 
-    // Node A stops mid-attempt: it lets the attempt end (the request times out), records it and
-    // holds no claim afterwards, so another node takes the row when it is due, not a minute later.
+    // Node A stops mid-attempt: it lets the attempt end (the request times out) and records it,
+    // or, if that takes longer than its 5 s, gives the claim back. Either way it holds no claim
+    // afterwards, so another node takes the row when it is due, not when the lease runs out.
     node_a.shutdown.cancel();
-    let released = eventually(Duration::from_secs(10), "node A's attempt recorded, its claim gone", || async {
-        rows_of(store, &sid).await.into_iter().find(|r| r.attempts == 1 && r.claimed_by.is_none())
+    let released = eventually(Duration::from_secs(10), "node A holds no claim on the row", || async {
+        rows_of(store, &sid).await.into_iter().find(|r| r.claimed_by.is_none())
     })
     .await;
-    assert_eq!((released.status.as_str(), released.last_error.as_deref()), ("pending", Some("timed out")));
+    assert_eq!(released.status, "pending", "{released:?}");
+    if released.attempts == 1 {
+        assert_eq!(released.last_error.as_deref(), Some("timed out"));
+    }
     let _node_c = second_node(&node_a).await;
     let tokens = &hanging.tokens;
     eventually(Duration::from_secs(10), "another node attempts the row", || async { (tokens.lock().unwrap().len() >= 2).then_some(()) })
