@@ -113,6 +113,9 @@ pub struct Application {
     port: u16,
     state: AppState,
     server: web::Server,
+    /// Stops the background work that must end cleanly (the outbox worker hands back its claims).
+    shutdown: tokio_util::sync::CancellationToken,
+    outbox_worker: tokio::task::JoinHandle<()>,
 }
 
 impl Application {
@@ -128,7 +131,9 @@ impl Application {
         let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
         let server = web::serve(state.clone(), listener).map_err(|e| StartError::Bind { bind, problem: e.to_string() })?;
         spawn_background_tasks(state.clone());
-        Ok(Self { port, state, server })
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let outbox_worker = sso::outbox::spawn_worker(state.clone(), shutdown.clone());
+        Ok(Self { port, state, server, shutdown, outbox_worker })
     }
 
     pub fn port(&self) -> u16 {
@@ -139,8 +144,18 @@ impl Application {
         &self.state
     }
 
+    /// Cancelling it stops the outbox worker (rows it has not finished go back to other nodes).
+    pub fn shutdown_token(&self) -> tokio_util::sync::CancellationToken {
+        self.shutdown.clone()
+    }
+
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let result = self.server.await;
+        self.shutdown.cancel();
+        if let Err(error) = self.outbox_worker.await {
+            tracing::error!(%error, "the outbox worker ended abnormally");
+        }
+        result
     }
 }
 

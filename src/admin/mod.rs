@@ -2,6 +2,7 @@
 //! (`web/admin_api.rs`, admin API tokens only) and the web UI (`web/admin_ui.rs`, SSO session of
 //! an admin DID + CSRF). Every change goes through a function here, which records it in the audit log.
 pub mod auth;
+pub mod outbox;
 pub mod registration;
 
 use serde::Serialize;
@@ -22,6 +23,7 @@ use crate::{
 };
 
 pub use crate::audit::Actor;
+pub use outbox::{DeliveryView, EndedSessionView, QueueSummary};
 
 /// Listings return at most this many items per page.
 pub const MAX_PAGE_SIZE: u64 = 200;
@@ -188,6 +190,8 @@ pub async fn client(state: &AppState, client_id: &str) -> Result<Client, AdminEr
 pub struct UserDetail {
     pub user: UserView,
     pub sessions: Vec<SessionView>,
+    /// Sessions that ended and what their logout still does or did (newest first).
+    pub ended_sessions: Vec<EndedSessionView>,
     pub consents: Vec<ConsentView>,
 }
 
@@ -221,11 +225,13 @@ pub struct SessionView {
     pub auth_time: i64,
     pub created_at: i64,
     pub expires_at: i64,
+    /// What this session has queued (a replaced upstream grant's revocation).
+    pub deliveries: Vec<DeliveryView>,
 }
 
 impl From<SsoSession> for SessionView {
     fn from(s: SsoSession) -> Self {
-        Self { sid: s.sid, auth_time: s.auth_time, created_at: s.created_at, expires_at: s.expires_at }
+        Self { sid: s.sid, auth_time: s.auth_time, created_at: s.created_at, expires_at: s.expires_at, deliveries: Vec::new() }
     }
 }
 
@@ -239,7 +245,8 @@ pub struct ConsentView {
 
 pub async fn user_detail(state: &AppState, did: &str) -> Result<UserDetail, AdminError> {
     let user = state.store.user_row(did).await?.ok_or(AdminError::NotFound("user"))?;
-    let sessions = state.store.live_sessions_for_did(did, now()).await?.into_iter().map(SessionView::from).collect();
+    let mut sessions: Vec<SessionView> = state.store.live_sessions_for_did(did, now()).await?.into_iter().map(SessionView::from).collect();
+    let ended_sessions = outbox::sessions_deliveries(state, did, &mut sessions).await?;
     let mut consents = Vec::new();
     for ConsentRow { client_id, scopes, created_at, .. } in state.store.consents_for_did(did).await? {
         let client_name = state.store.client(&client_id).await?.map(|c| c.name);
@@ -250,7 +257,7 @@ pub async fn user_detail(state: &AppState, did: &str) -> Result<UserDetail, Admi
             granted_at: created_at,
         });
     }
-    Ok(UserDetail { user: user.into(), sessions, consents })
+    Ok(UserDetail { user: user.into(), sessions, ended_sessions, consents })
 }
 
 /// Ends every live session of a user everywhere (single logout); returns how many ended.

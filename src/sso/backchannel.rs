@@ -1,25 +1,29 @@
-//! OpenID Connect Back-Channel Logout 1.0: signed logout tokens POSTed to each client of an
-//! ended session. Deliveries run concurrently in the background, are time-bounded, retried with
-//! backoff and recorded; they never hold up the user's redirect. A back-channel URI is a
-//! request we make to a host a client chose, so it goes through the SSRF-guarded client
-//! (`atproto::http::SafeHttp`): public https targets, and loopback only for clients an admin
-//! registered (local development), never for dynamically registered ones.
+//! OpenID Connect Back-Channel Logout 1.0: a signed logout token POSTed to each client of an
+//! ended session. Each delivery is an outbox row (`sso::outbox` claims and retries it); this
+//! module makes one attempt. A back-channel URI is a request we make to a host a client chose,
+//! so it goes through the SSRF-guarded client (`atproto::http::SafeHttp`): public https
+//! targets, and loopback only for clients an admin registered (local development), never for
+//! dynamically registered ones.
 use std::time::Duration;
 
 use serde_json::{json, Map};
 
 use crate::{
-    atproto::http::{HttpError, SafeHttp},
+    atproto::http::HttpError,
     clock::now,
     crypto::random_token,
     state::AppState,
-    store::{clients::Client, logout::LogoutDelivery},
+    store::{
+        clients::Client,
+        outbox::{OutboxRow, Outcome},
+    },
 };
 
 pub const BACKCHANNEL_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
-const ATTEMPTS: i32 = 3;
-/// Logout tokens are short-lived: they only need to survive delivery.
+/// Logout tokens are short-lived: each attempt signs a new one.
 const LOGOUT_TOKEN_TTL_SECS: i64 = 120;
+/// The most one attempt may take (the guarded client's own timeout is shorter).
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The logout token for one client (no nonce, by the spec).
 pub fn logout_token(state: &AppState, client_id: &str, did: &str, sid: &str) -> Result<String, crate::crypto::signing::SigningError> {
@@ -36,85 +40,51 @@ pub fn logout_token(state: &AppState, client_id: &str, did: &str, sid: &str) -> 
     state.keys.current().sign(crate::crypto::signing::Alg::Rs256, "logout+jwt", claims)
 }
 
-/// Starts one background delivery per client with a back-channel URI; returns their handles
-/// (tests await them; the logout flow does not).
-pub async fn notify(state: &AppState, clients: &[Client], did: &str, sid: &str) -> Vec<tokio::task::JoinHandle<()>> {
-    let mut handles = Vec::new();
-    for client in clients {
-        let Some(uri) = client.backchannel_logout_uri.clone() else {
-            continue;
-        };
-        let token = match logout_token(state, &client.client_id, did, sid) {
-            Ok(token) => token,
-            Err(error) => {
-                tracing::error!(%error, client_id = %client.client_id, "signing a logout token failed");
-                continue;
-            }
-        };
-        let delivery = LogoutDelivery {
-            id: random_token(12),
-            sid: sid.to_owned(),
-            client_id: client.client_id.clone(),
-            uri: uri.clone(),
-            status: "pending".into(),
-            attempts: 0,
-            last_error: None,
-            created_at: now(),
-            updated_at: now(),
-        };
-        if let Err(error) = state.store.insert_logout_delivery(&delivery).await {
-            tracing::error!(%error, "recording a logout delivery failed");
-        }
-        let state = state.clone();
-        // Loopback is local development by an admin; a dynamically registered client's host
-        // name may point at loopback long after it was checked at registration.
-        let allow_loopback = !client.dynamically_registered;
-        handles.push(tokio::spawn(async move {
-            deliver(&state, state.atproto.http(), &delivery, &uri, &token, allow_loopback).await;
-        }));
-    }
-    handles
-}
-
-async fn deliver(state: &AppState, http: &SafeHttp, delivery: &LogoutDelivery, uri: &str, token: &str, allow_loopback: bool) {
-    let Ok(url) = url::Url::parse(uri) else {
-        tracing::warn!(client_id = %delivery.client_id, "back-channel logout URI is not a URL");
-        record(state, delivery, "failed", 1, Some("refused: not a URL".into())).await;
-        return;
+/// One attempt at a back-channel logout row: a fresh logout token POSTed to the URI recorded
+/// at logout. The client is read now: a deleted or disabled one is told nothing.
+pub(super) async fn deliver(state: &AppState, row: &OutboxRow) -> Outcome {
+    let Some(client_id) = row.client_id.as_deref() else {
+        return Outcome::Failed("no client recorded".into());
     };
-    let headers = [("cache-control", "no-store".to_string())];
-    let form = [("logout_token", token.to_string())];
-    let mut last_error = None;
-    for attempt in 1..=ATTEMPTS {
-        match http.post_form_to(&url, &headers, &form, allow_loopback).await {
-            // The spec: 200 (or 204) means the RP logged the session out.
-            Ok(status) if (200..300).contains(&status) => {
-                record(state, delivery, "delivered", attempt, None).await;
-                tracing::info!(client_id = %delivery.client_id, attempt, "back-channel logout delivered");
-                return;
-            }
-            Ok(status) => last_error = Some(format!("HTTP {status}")),
-            // Refused by the SSRF guard: asking again will not change the answer.
-            Err(HttpError::Forbidden(reason)) => {
-                tracing::warn!(client_id = %delivery.client_id, %reason, "back-channel logout refused by the SSRF guard");
-                record(state, delivery, "failed", attempt, Some(format!("refused: {reason}"))).await;
-                return;
-            }
-            Err(HttpError::Timeout) => last_error = Some("timed out".into()),
-            Err(HttpError::TooLarge | HttpError::Transport(_)) => last_error = Some("unreachable".into()),
+    let client = match state.store.client(client_id).await {
+        Ok(Some(client)) if client.enabled => client,
+        Ok(Some(_)) => return Outcome::Failed("client disabled".into()),
+        Ok(None) => return Outcome::Failed("client deleted".into()),
+        Err(error) => {
+            tracing::error!(%error, "loading a client for back-channel logout failed");
+            return Outcome::Retry("database unavailable".into());
         }
-        record(state, delivery, "pending", attempt, last_error.clone()).await;
-        if attempt < ATTEMPTS {
-            tokio::time::sleep(Duration::from_millis(250 * 4u64.pow(attempt as u32 - 1))).await;
+    };
+    let Ok(url) = url::Url::parse(&row.target) else {
+        return Outcome::Failed("refused: not a URL".into());
+    };
+    let token = match logout_token(state, client_id, &row.did, &row.sid) {
+        Ok(token) => token,
+        Err(error) => {
+            tracing::error!(%error, client_id, "signing a logout token failed");
+            return Outcome::Retry("signing the logout token failed".into());
         }
-    }
-    tracing::warn!(client_id = %delivery.client_id, error = ?last_error, "back-channel logout failed after retries");
-    record(state, delivery, "failed", ATTEMPTS, last_error).await;
+    };
+    post(state, &client, &url, token).await
 }
 
-async fn record(state: &AppState, delivery: &LogoutDelivery, status: &str, attempts: i32, error: Option<String>) {
-    if let Err(e) = state.store.update_logout_delivery(&delivery.id, status, attempts, error, now()).await {
-        tracing::error!(error = %e, "updating a logout delivery failed");
+async fn post(state: &AppState, client: &Client, url: &url::Url, token: String) -> Outcome {
+    let headers = [("cache-control", "no-store".to_string())];
+    let form = [("logout_token", token)];
+    // Loopback is local development by an admin; a dynamically registered client's host
+    // name may point at loopback long after it was checked at registration.
+    let allow_loopback = !client.dynamically_registered;
+    let sent = tokio::time::timeout(ATTEMPT_TIMEOUT, state.atproto.http().post_form_to(url, &headers, &form, allow_loopback)).await;
+    match sent {
+        // The spec: 200 (or 204) means the RP logged the session out.
+        Ok(Ok(status)) if (200..300).contains(&status) => Outcome::Delivered,
+        // Overloaded, rate limited or in trouble: later may work.
+        Ok(Ok(status)) if status == 408 || status == 429 || status >= 500 => Outcome::Retry(format!("HTTP {status}")),
+        Ok(Ok(status)) => Outcome::Failed(format!("HTTP {status}")),
+        // Refused by the SSRF guard: asking again will not change the answer.
+        Ok(Err(HttpError::Forbidden(reason))) => Outcome::Failed(format!("refused: {reason}")),
+        Ok(Err(HttpError::Timeout)) | Err(_) => Outcome::Retry("timed out".into()),
+        Ok(Err(HttpError::TooLarge | HttpError::Transport(_))) => Outcome::Retry("unreachable".into()),
     }
 }
 

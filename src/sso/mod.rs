@@ -7,6 +7,7 @@ pub mod backchannel;
 pub mod csrf;
 mod grant;
 pub mod logout;
+pub mod outbox;
 pub mod upstream;
 
 use crate::{

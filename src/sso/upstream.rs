@@ -151,8 +151,8 @@ pub async fn finish_login(
         Some(existing) if existing.did == identity.did => {
             state.store.upsert_user(&profile, now).await?;
             state.store.touch_session_auth_time(&existing.sid, now).await?;
-            // The grant the session held until now is replaced: end it upstream too.
-            super::grant::revoke_upstream(state, &existing.sid).await;
+            // The grant the session held until now is replaced: end it upstream too (queued).
+            super::grant::queue_upstream_revoke(state, &existing.sid).await?;
             let mut refreshed = existing;
             refreshed.auth_time = now;
             EstablishedSessionOrExisting::Existing(refreshed)

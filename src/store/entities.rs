@@ -296,20 +296,32 @@ pub mod atproto_client_key {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
-pub mod logout_delivery {
+pub mod outbox_entry {
     use sea_orm::entity::prelude::*;
 
+    /// Work that must happen after a response, claimed by any node (see `store::outbox`).
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "logout_deliveries")]
+    #[sea_orm(table_name = "outbox")]
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
         pub id: String,
+        /// backchannel_logout | upstream_revoke
+        pub kind: String,
         pub sid: String,
-        pub client_id: String,
-        pub uri: String,
+        pub did: String,
+        /// The client told (back-channel logout); None for an upstream revocation.
+        pub client_id: Option<String>,
+        /// The back-channel logout URI, or the upstream issuer (for display).
+        pub target: String,
+        /// The upstream tokens to revoke, sealed; None for a back-channel logout.
+        pub payload_sealed: Option<String>,
         /// pending | delivered | failed
         pub status: String,
         pub attempts: i32,
+        pub next_attempt_at: i64,
+        /// While a node works on the row: until when its claim holds, and which node it is.
+        pub claimed_until: Option<i64>,
+        pub claimed_by: Option<String>,
         pub last_error: Option<String>,
         pub created_at: i64,
         pub updated_at: i64,

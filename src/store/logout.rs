@@ -1,14 +1,13 @@
-//! Which clients took part in a session, and the record of back-channel logout deliveries.
+//! Which clients took part in a session, and a user's live sessions (the outbox of what a logout
+//! still has to tell others is `outbox`).
 use std::collections::BTreeSet;
 
-use sea_orm::{sea_query::Expr, ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
 
 use super::{
-    entities::{access_token, logout_delivery, refresh_token},
+    entities::{access_token, refresh_token},
     Store, StoreResult,
 };
-
-pub use logout_delivery::Model as LogoutDelivery;
 
 impl Store {
     /// Every client that received tokens under the session.
@@ -34,38 +33,6 @@ impl Store {
                 .await?,
         );
         Ok(ids.into_iter().collect())
-    }
-
-    pub async fn insert_logout_delivery(&self, delivery: &LogoutDelivery) -> StoreResult<()> {
-        logout_delivery::ActiveModel::from(delivery.clone()).insert(&self.writer).await?;
-        Ok(())
-    }
-
-    pub async fn update_logout_delivery(
-        &self,
-        id: &str,
-        status: &str,
-        attempts: i32,
-        last_error: Option<String>,
-        now: i64,
-    ) -> StoreResult<()> {
-        logout_delivery::Entity::update_many()
-            .col_expr(logout_delivery::Column::Status, Expr::value(status))
-            .col_expr(logout_delivery::Column::Attempts, Expr::value(attempts))
-            .col_expr(logout_delivery::Column::LastError, Expr::value(last_error))
-            .col_expr(logout_delivery::Column::UpdatedAt, Expr::value(now))
-            .filter(logout_delivery::Column::Id.eq(id))
-            .exec(&self.writer)
-            .await?;
-        Ok(())
-    }
-
-    pub async fn logout_deliveries(&self, sid: &str) -> StoreResult<Vec<LogoutDelivery>> {
-        Ok(logout_delivery::Entity::find()
-            .filter(logout_delivery::Column::Sid.eq(sid))
-            .order_by_asc(logout_delivery::Column::CreatedAt)
-            .all(&self.db)
-            .await?)
     }
 
     /// Live sessions of a user (for "end all sessions of this DID").

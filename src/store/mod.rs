@@ -7,6 +7,7 @@ pub mod grants;
 pub mod invalidation;
 pub mod keys;
 pub mod logout;
+pub mod outbox;
 pub mod sessions;
 pub mod tokens;
 pub mod upstream;
@@ -77,6 +78,8 @@ pub struct Store {
     pub(crate) cache: std::sync::Arc<cache::ReadCache>,
     /// Announcing changes to other nodes and hearing theirs (`invalidation`).
     pub(crate) invalidation: std::sync::Arc<invalidation::Invalidation>,
+    /// Wakes this process's outbox worker when this handle queues work.
+    pub(crate) outbox_wake: std::sync::Arc<tokio::sync::Notify>,
 }
 
 impl Store {
@@ -96,7 +99,7 @@ impl Store {
         let (cache, listen_url) =
             if sqlite { (cache::ReadCache::exact(), None) } else { (cache::ReadCache::announced(), Some(database_url.to_owned())) };
         let invalidation = std::sync::Arc::new(invalidation::Invalidation::new(listen_url));
-        Ok(Self { db, writer, write_queue, cache: std::sync::Arc::new(cache), invalidation })
+        Ok(Self { db, writer, write_queue, cache: std::sync::Arc::new(cache), invalidation, outbox_wake: Default::default() })
     }
 
     pub fn is_sqlite(&self) -> bool {
@@ -110,6 +113,7 @@ impl Store {
         removed += tokens::sweep(&self.writer, now).await?;
         removed += sessions::sweep(&self.writer, now).await?;
         removed += upstream::sweep(&self.writer, now).await?;
+        removed += outbox::sweep(&self.writer, now).await?;
         self.cache.forget_expired(now);
         Ok(removed)
     }

@@ -49,6 +49,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/keys", web::get().to(list_keys))
             .route("/keys/rotate", web::post().to(rotate_keys))
             .route("/audit", web::get().to(list_audit))
+            .route("/outbox", web::get().to(outbox_summary))
             .default_service(web::to(|| async { Err::<HttpResponse, _>(ApiError::not_found("no such admin API endpoint")) })),
     );
 }
@@ -305,6 +306,10 @@ async fn get_user(state: web::Data<AppState>, path: web::Path<String>) -> Result
 async fn end_sessions(state: web::Data<AppState>, actor: web::ReqData<Actor>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let ended = admin::end_user_sessions(&state, &actor, &path).await?;
     Ok(ok_json(StatusCode::OK, json!({ "did": path.as_str(), "ended_sessions": ended })))
+}
+
+async fn outbox_summary(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    Ok(ok_json(StatusCode::OK, json!(admin::outbox::queue_summary(&state).await?)))
 }
 
 async fn list_keys(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {

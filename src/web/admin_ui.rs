@@ -551,12 +551,14 @@ async fn users_page(state: web::Data<AppState>, req: HttpRequest, query: web::Qu
     let page = query.page();
     let q = query.q.clone().unwrap_or_default();
     let (users, total) = admin::list_users(&state, Some(&q), page).await?;
+    let queue = admin::outbox::queue_summary(&state).await.map_err(page_error)?;
     let rows: Vec<Value> =
         users.into_iter().map(|u| json!({ "did": u.did, "handle": u.handle, "last_seen_text": when(u.updated_at) })).collect();
     let mut context = Context::new();
     context.insert("users", &rows);
     context.insert("total", &total);
     context.insert("q", &q);
+    context.insert("queue", &queue);
     pager(&mut context, "/admin/users", &[("q", q.as_str())], page, rows.len(), total);
     Ok(render(&state, &req, &admin, StatusCode::OK, "admin/users.html", "users", context))
 }
@@ -579,6 +581,14 @@ async fn user_page(
         .map(|s| json!({ "sid": s.sid, "auth_time_text": when(s.auth_time), "expires_text": when(s.expires_at) }))
         .collect();
     context.insert("sessions", &sessions);
+    let deliveries: Vec<Value> = detail
+        .sessions
+        .iter()
+        .map(|s| (&s.sid, &s.deliveries))
+        .chain(detail.ended_sessions.iter().map(|s| (&s.sid, &s.deliveries)))
+        .flat_map(|(sid, deliveries)| deliveries_rows(sid, deliveries))
+        .collect();
+    context.insert("deliveries", &deliveries);
     let consents: Vec<Value> = detail
         .consents
         .iter()
@@ -589,6 +599,21 @@ async fn user_page(
         context.insert("notice", notice);
     }
     Ok(render(&state, &req, &admin, StatusCode::OK, "admin/user.html", "users", context))
+}
+
+/// A session's deliveries as the user page lists them.
+fn deliveries_rows(sid: &str, deliveries: &[admin::DeliveryView]) -> Vec<Value> {
+    deliveries
+        .iter()
+        .map(|d| {
+            json!({
+                "sid": sid, "kind": if d.kind == "upstream_revoke" { "Upstream revocation" } else { "Back-channel logout" },
+                "client_id": d.client_id, "client_name": d.client_name, "target": d.target, "status": d.status,
+                "attempts": d.attempts, "last_error": d.last_error,
+                "next_text": d.next_attempt_at.map(when).unwrap_or_default(),
+            })
+        })
+        .collect()
 }
 
 async fn confirm_end_sessions(state: web::Data<AppState>, req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, PageError> {

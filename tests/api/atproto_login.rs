@@ -1,7 +1,7 @@
 //! Signing in through the whole server: the login form, PAR at a mock PDS, the callback, the
 //! SSO session, and the tenant app's ID token (the mock PDS is tests/support/mock_pds.rs).
 use super::{
-    helpers::{hidden_input, location, query_param, spawn_app_with, Browser, TestApp},
+    helpers::{eventually, hidden_input, location, query_param, spawn_app_with, Browser, TestApp},
     mock_pds::{MockPds, ALICE_DID, ALICE_HANDLE, MALLORY_DID},
     rp::Rp,
 };
@@ -279,7 +279,7 @@ fn refresh_count(mock: &MockPds) -> usize {
 }
 
 #[tokio::test]
-async fn logout_revokes_the_upstream_grant() {
+async fn logout_revokes_the_upstream_grant_without_waiting_for_the_pds() {
     let (app, mock) = app_with_mock().await;
     let client = app.register("app", false, true).await;
     let rp = Rp::discover(&app, &client).await;
@@ -287,11 +287,27 @@ async fn logout_revokes_the_upstream_grant() {
     let (tokens, sid) = sign_in(&app, &rp, &browser).await;
     assert!(mock.revoked().is_empty());
 
+    // The PDS's revocation endpoint hangs: the logout does not wait for it.
+    mock.revoke_behaviour(|b| b.delay = std::time::Duration::from_secs(60));
     let id_token = openidconnect::TokenResponse::id_token(&tokens).unwrap().to_string();
+    let started = std::time::Instant::now();
     let response = browser.get(&format!("{}?id_token_hint={id_token}", app.url("/api/auth/oauth2/endsession"))).await;
     assert_eq!(response.status(), 200);
+    assert!(started.elapsed() < std::time::Duration::from_secs(3), "the logout took {:?}", started.elapsed());
+    assert!(app.state.store.upstream_session(&sid).await.unwrap().is_none(), "the grant is forgotten here at once");
+    let queued = app.state.store.outbox_for_sid(&sid).await.unwrap();
+    assert_eq!(queued.iter().map(|r| (r.kind.as_str(), r.target.as_str())).collect::<Vec<_>>(), [("upstream_revoke", mock.base.as_str())]);
+    assert!(queued[0].payload_sealed.is_some());
+
+    // The PDS answers again: the queued revocation is retried and reaches it.
+    mock.revoke_behaviour(|b| b.delay = std::time::Duration::ZERO);
+    let store = &app.state.store;
+    let row = eventually(std::time::Duration::from_secs(30), "the upstream revocation delivered", || async {
+        store.outbox_for_sid(&sid).await.unwrap().into_iter().find(|r| r.status == "delivered")
+    })
+    .await;
+    assert!(row.attempts >= 2, "the hanging attempt timed out first: {row:?}");
     assert!(!mock.revoked().is_empty(), "the upstream grant is revoked at the PDS");
-    assert!(app.state.store.upstream_session(&sid).await.unwrap().is_none(), "and forgotten here");
 }
 
 // ---- issue 11, item 1: a PDS vouches for an email only where we asked and trust it ----

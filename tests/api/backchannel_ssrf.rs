@@ -1,9 +1,12 @@
 //! Logout URIs chosen by a client are requests we make for it (issue 11, item 5): dynamic
 //! registration refuses non-public targets, and back-channel deliveries go through the same
 //! SSRF guard as every upstream fetch. Loopback stays allowed for clients an admin registered.
-use std::sync::{
-    atomic::{AtomicUsize, Ordering},
-    Arc,
+use std::{
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+    time::Duration,
 };
 
 use actix_web::{web, App, HttpResponse, HttpServer};
@@ -11,11 +14,12 @@ use serde_json::{Map, Value};
 
 use super::{
     admin::spawn_admin_app_with,
-    helpers::{spawn_app, TestApp},
+    helpers::{eventually, spawn_app, TestApp},
 };
 use atsso::{
     admin::auth::{create_token, TokenKind},
     oidc::clients::{register, register_dynamic, NewClient},
+    store::outbox::OutboxRow,
 };
 
 /// Registration bodies that must be refused, per logout-URI field.
@@ -112,13 +116,16 @@ fn new_client(name: &str, backchannel: &str) -> NewClient {
     }
 }
 
-/// Sends the back-channel logout for one client and waits for the delivery to finish.
-async fn deliver(app: &TestApp, client: &atsso::store::clients::Client, sid: &str) -> atsso::store::logout::LogoutDelivery {
-    for handle in atsso::sso::backchannel::notify(&app.state, std::slice::from_ref(client), "did:plc:alice0000000000000000000", sid).await {
-        handle.await.unwrap();
-    }
-    let deliveries = app.state.store.logout_deliveries(sid).await.unwrap();
-    deliveries.into_iter().find(|d| d.client_id == client.client_id).expect("delivery recorded")
+/// Queues the back-channel logout for one client and waits for the worker's outcome.
+async fn deliver(app: &TestApp, client: &atsso::store::clients::Client, sid: &str) -> atsso::store::outbox::OutboxRow {
+    let uri = client.backchannel_logout_uri.as_deref().unwrap();
+    let row = OutboxRow::backchannel(&client.client_id, uri, sid, "did:plc:alice0000000000000000000", atsso::clock::now());
+    app.state.store.insert_outbox_rows(std::slice::from_ref(&row)).await.unwrap();
+    let (store, id) = (&app.state.store, row.id.as_str());
+    eventually(Duration::from_secs(10), "the delivery's outcome recorded", || async move {
+        store.outbox_for_sid(sid).await.unwrap().into_iter().find(|r| r.id == id && r.attempts > 0)
+    })
+    .await
 }
 
 #[tokio::test]

@@ -20,6 +20,8 @@ pub struct TestApp {
     pub base: String,
     pub state: AppState,
     pub _dir: tempfile::TempDir,
+    /// Stops the app's outbox worker (a node going away; its HTTP server keeps running).
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 pub struct RegisteredClient {
@@ -67,9 +69,9 @@ pub async fn spawn_app_on(listener: TcpListener, adjust: impl FnOnce(&mut Config
     .unwrap();
     adjust(&mut config);
     let app = Application::build_with_listener(config, listener).await.unwrap();
-    let state = app.state().clone();
+    let (state, shutdown) = (app.state().clone(), app.shutdown_token());
     tokio::spawn(app.run_until_stopped());
-    TestApp { base: format!("http://127.0.0.1:{port}"), state, _dir: dir }
+    TestApp { base: format!("http://127.0.0.1:{port}"), state, _dir: dir, shutdown }
 }
 
 /// A second node: another server process's worth of state (its own caches and listener) on the

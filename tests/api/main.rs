@@ -10,6 +10,7 @@ mod hygiene;
 mod logout;
 #[path = "../support/mock_pds.rs"]
 mod mock_pds;
+mod outbox;
 mod pages;
 mod pkce;
 mod provider_flow;

@@ -167,8 +167,9 @@ async fn refused_upstream_refresh_ends_the_session_with_single_logout() {
     let claims: Value =
         serde_json::from_slice(&base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload).unwrap()).unwrap();
     assert_eq!(claims["sid"], sid.as_str());
-    let deliveries = app.state.store.logout_deliveries(&sid).await.unwrap();
-    assert_eq!(deliveries.len(), 1, "{deliveries:?}");
+    let queued = app.state.store.outbox_for_sid(&sid).await.unwrap();
+    let kinds: Vec<&str> = queued.iter().map(|r| r.kind.as_str()).collect();
+    assert_eq!(kinds, ["backchannel_logout", "upstream_revoke"], "{queued:?}");
     assert!(app.state.store.upstream_session(&sid).await.unwrap().is_none(), "the upstream grant is forgotten");
 
     // The browser is signed out too.
@@ -201,7 +202,7 @@ async fn transient_upstream_failure_keeps_the_session() {
     browser.get(&format!("{}&prompt=none", rp.start(&[]).url)).await;
     assert!(session_live(&app, &sid).await);
     assert!(!app.state.store.upstream_session(&sid).await.unwrap().unwrap().dead);
-    assert!(app.state.store.logout_deliveries(&sid).await.unwrap().is_empty(), "no logout was sent");
+    assert!(app.state.store.outbox_for_sid(&sid).await.unwrap().is_empty(), "no logout was sent");
 
     // Once the PDS is back, the same tenant refresh token works (it was not spent) and the
     // upstream grant is refreshed.

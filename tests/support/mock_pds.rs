@@ -108,6 +108,8 @@ pub struct MockState {
     pub refresh_behaviour: Mutex<RefreshBehaviour>,
     /// Refresh-token grants that reached the token logic (past DPoP and client checks).
     pub refresh_grants: AtomicUsize,
+    /// How revocation requests are answered (same knobs: a delay, or a bare error status).
+    pub revoke_behaviour: Mutex<RefreshBehaviour>,
 }
 
 /// Knobs for the upstream refresh tests; the defaults behave like a real PDS.
@@ -193,6 +195,7 @@ impl MockPds {
             seen_jti: Mutex::new(HashSet::new()),
             refresh_behaviour: Mutex::new(RefreshBehaviour::default()),
             refresh_grants: AtomicUsize::new(0),
+            revoke_behaviour: Mutex::new(RefreshBehaviour::default()),
         });
         let data = web::Data::new(state.clone());
         let server = HttpServer::new(move || {
@@ -251,6 +254,10 @@ impl MockPds {
 
     pub fn refresh_behaviour(&self, f: impl FnOnce(&mut RefreshBehaviour)) {
         f(&mut self.state.refresh_behaviour.lock().unwrap());
+    }
+
+    pub fn revoke_behaviour(&self, f: impl FnOnce(&mut RefreshBehaviour)) {
+        f(&mut self.state.revoke_behaviour.lock().unwrap());
     }
 
     /// Refresh-token grants received so far (answered or refused).
@@ -623,6 +630,14 @@ async fn revoke(req: HttpRequest, st: State, form: Form) -> HttpResponse {
         Ok(x) => x,
         Err(r) => return r,
     };
+    let behaviour = st.revoke_behaviour.lock().unwrap().clone();
+    if !behaviour.delay.is_zero() {
+        tokio::time::sleep(behaviour.delay).await;
+    }
+    if let Some(status) = behaviour.fail_status {
+        record(&st, "/oauth/revoke", proof.nonce, status, Some(auth), &form);
+        return HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap()).body("revocation trouble (test)");
+    }
     if let Some(t) = form.get("token") {
         st.access.lock().unwrap().remove(t);
         st.refresh.lock().unwrap().remove(t);
