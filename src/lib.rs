@@ -44,7 +44,8 @@ pub enum StartError {
     Bind { bind: String, problem: String },
 }
 
-/// Opens the data directory, the master key and the database (running migrations).
+/// Opens the data directory, the master key and the database (running migrations under the
+/// startup lock).
 pub async fn open_store(config: &Config) -> Result<(Store, Sealer), StartError> {
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| StartError::DataDir { path: config.data_dir.display().to_string(), problem: e.to_string() })?;
@@ -59,8 +60,11 @@ pub async fn open_store(config: &Config) -> Result<(Store, Sealer), StartError> 
 /// Everything the HTTP server needs, built from a config.
 pub async fn build_state(config: Config) -> Result<AppState, StartError> {
     let (store, sealer) = open_store(&config).await?;
+    // Nodes starting together take turns: the first generates the keys, the others load them.
+    let lock = store.startup_lock().await?;
     let keys = KeyRing::load(&store, &sealer, &config).await?;
     let atproto = build_atproto_client(&store, &sealer, &config).await?;
+    lock.release().await?;
     let limits = limits::Limits::new(&config.rate_limits);
     Ok(AppState {
         atproto,

@@ -7,6 +7,7 @@ pub mod grants;
 pub mod keys;
 pub mod logout;
 pub mod sessions;
+pub mod startup_lock;
 pub mod tokens;
 pub mod upstream;
 pub mod users;
@@ -44,10 +45,9 @@ pub struct Store {
 }
 
 impl Store {
-    /// Connects and runs pending migrations.
+    /// Connects and runs pending migrations (under the startup lock: nodes take turns).
     pub async fn connect(database_url: &str, max_connections: u32) -> StoreResult<Self> {
         let db = Database::connect(connect_options(database_url, max_connections, READER_CACHE_KIB)).await?;
-        Migrator::up(&db, None).await?;
         let writer = if database_url.starts_with("sqlite:") {
             Database::connect(connect_options(database_url, 1, WRITER_CACHE_KIB)).await?
         } else {
@@ -55,7 +55,11 @@ impl Store {
         };
         let sqlite = database_url.starts_with("sqlite:");
         let write_queue = if sqlite { writer::Writer::batched(writer.clone()) } else { writer::Writer::direct(writer.clone()) };
-        Ok(Self { db, writer, write_queue, cache: std::sync::Arc::new(cache::ReadCache::new(sqlite)) })
+        let store = Self { db, writer, write_queue, cache: std::sync::Arc::new(cache::ReadCache::new(sqlite)) };
+        let lock = store.startup_lock().await?;
+        Migrator::up(&store.db, None).await?;
+        lock.release().await?;
+        Ok(store)
     }
 
     pub fn is_sqlite(&self) -> bool {

@@ -29,7 +29,7 @@ pub struct RegisteredClient {
 }
 
 /// A fresh database URL: a temp SQLite file, or a new database on the test Postgres server.
-async fn fresh_database_url(dir: &std::path::Path) -> String {
+pub async fn fresh_database_url(dir: &std::path::Path) -> String {
     match std::env::var("ATSSO_TEST_DATABASE_URL") {
         Ok(base) if base.starts_with("postgres") => {
             use sea_orm::{ConnectionTrait, Database};

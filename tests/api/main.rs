@@ -4,6 +4,7 @@ mod admin_browser;
 mod atproto_login;
 mod authorize_errors;
 mod backchannel_ssrf;
+mod first_start;
 mod helpers;
 mod hygiene;
 mod logout;
