@@ -146,17 +146,16 @@ impl Application {
     }
 }
 
-/// Sweeps expired rows and reloads signing keys (so rotations on another node are seen).
+/// Sweeps expired rows, and reloads signing keys (so rotations on another node are published
+/// here before they sign: `Config::key_reload_interval`).
 fn spawn_background_tasks(state: AppState) {
+    let keys_state = state.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(60));
         let mut minutes: u64 = 0;
         loop {
             tick.tick().await;
             state.limits.forget_idle();
-            if let Err(error) = state.keys.reload(&state.store, &state.sealer, &state.config).await {
-                tracing::error!(%error, "reloading signing keys failed");
-            }
             if minutes.is_multiple_of(10) {
                 match state.store.sweep_expired(clock::now()).await {
                     Ok(removed) if removed > 0 => tracing::info!(removed, "swept expired rows"),
@@ -165,6 +164,15 @@ fn spawn_background_tasks(state: AppState) {
                 }
             }
             minutes += 1;
+        }
+    });
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(keys_state.config.key_reload_interval());
+        loop {
+            tick.tick().await;
+            if let Err(error) = keys_state.keys.reload(&keys_state.store, &keys_state.sealer, &keys_state.config).await {
+                tracing::error!(%error, "reloading signing keys failed");
+            }
         }
     });
 }

@@ -7,6 +7,7 @@ mod backchannel_ssrf;
 mod first_start;
 mod helpers;
 mod hygiene;
+mod key_rotation;
 mod logout;
 #[path = "../support/mock_pds.rs"]
 mod mock_pds;
