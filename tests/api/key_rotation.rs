@@ -76,3 +76,27 @@ async fn rotated_keys_are_published_first_and_sign_after_the_activation_delay() 
     assert_eq!(state_of(&rotation.rs256_kid), "active");
     assert_eq!(state_of(&old_id_kid), "retired");
 }
+
+#[tokio::test]
+async fn keys_made_before_the_states_existed_were_active_from_their_creation() {
+    use migration::{Migrator, MigratorTrait};
+    use sea_orm::{ConnectionTrait, Database, Statement};
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::connect(format!("sqlite://{}?mode=rwc", dir.path().join("m.db").display())).await.unwrap();
+    let before = Migrator::migrations().len() as u32 - 1;
+    Migrator::up(&db, Some(before)).await.unwrap();
+    db.execute_unprepared(
+        "INSERT INTO signing_keys (kid, alg, private_key_sealed, created_at, retired_at) VALUES ('old', 'RS256', 'x', 100, 200), \
+         ('cur', 'RS256', 'x', 200, NULL)",
+    )
+    .await
+    .unwrap();
+    Migrator::up(&db, None).await.unwrap();
+    let rows = db
+        .query_all(Statement::from_string(db.get_database_backend(), "SELECT kid, activates_at FROM signing_keys ORDER BY kid"))
+        .await
+        .unwrap();
+    let keys: Vec<(String, i64)> =
+        rows.iter().map(|r| (r.try_get::<String>("", "kid").unwrap(), r.try_get::<i64>("", "activates_at").unwrap())).collect();
+    assert_eq!(keys, [("cur".to_owned(), 200), ("old".to_owned(), 100)]);
+}
