@@ -86,7 +86,7 @@ pub fn signing_rate(threads: usize, seconds: f64) -> Result<serde_json::Value, S
         .into_iter()
         .map(|alg| {
             let key = generate_key(alg).map_err(|e| e.to_string())?;
-            Ok(StoredKey { kid: key.kid, alg, private_pem: key.private_pem, created_at: 1, retired_at: None })
+            Ok(StoredKey { kid: key.kid, alg, private_pem: key.private_pem, created_at: 1, activates_at: 1, retired_at: None })
         })
         .collect();
     let set = std::sync::Arc::new(KeySet::new(keys?).map_err(|e| e.to_string())?);

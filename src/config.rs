@@ -65,6 +65,7 @@ pub struct FileConfig {
     pub rate_limit_registration: Option<u32>,
     pub rate_limit_client_auth_failures: Option<u32>,
     pub rate_limit_admin_auth_failures: Option<u32>,
+    pub key_activation_delay_secs: Option<i64>,
 }
 
 #[derive(Debug, Clone)]
@@ -102,6 +103,8 @@ pub struct Config {
     /// peer the header is ignored: the TCP peer is the source (audit log, rate limits).
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub rate_limits: RateLimits,
+    /// A rotated signing key is published this long before it signs (`ATSSO_KEY_ACTIVATION_DELAY_SECS`).
+    pub key_activation_delay_secs: i64,
 }
 
 /// Abuse limits, each a count per minute (0 turns a limit off). Counted per node.
@@ -184,6 +187,7 @@ impl Config {
         .filter(|secs| (0..=60).contains(secs))
         .ok_or_else(|| invalid("ATSSO_REFRESH_RETRY_WINDOW_SECS", "must be 0 to 60 seconds (a lost response is retried at once)"))?;
         let session_ttl_secs = number("ATSSO_SESSION_TTL_SECS", file.session_ttl_secs, 14 * 86400)?;
+        let key_activation_delay_secs = number("ATSSO_KEY_ACTIVATION_DELAY_SECS", file.key_activation_delay_secs, 600)?;
         let database_max_connections = number(
             "ATSSO_DATABASE_MAX_CONNECTIONS",
             file.database_max_connections.map(i64::from),
@@ -263,6 +267,7 @@ impl Config {
         };
 
         Ok(Self {
+            key_activation_delay_secs,
             trusted_proxies,
             rate_limits,
             access_token_alg,
@@ -305,6 +310,21 @@ impl Config {
     /// The longest-lived token we sign: retired keys stay published this long.
     pub fn max_signed_token_ttl_secs(&self) -> i64 {
         self.access_token_ttl_secs.max(self.id_token_ttl_secs)
+    }
+
+    // A rotated key is inserted at t and signs from t + delay. Every node reloads its key ring
+    // within delay/4, so it publishes the key by t + delay/4; a JWKS copy cached just before
+    // that lives at most delay/2 more. So by t + 3/4 delay every node and every JWKS cache that
+    // honours max-age has seen the key: none of them can meet a token signed by a key it lacks.
+
+    /// `Cache-Control: max-age` of our JWKS: min(300, delay/2).
+    pub fn jwks_max_age_secs(&self) -> i64 {
+        (self.key_activation_delay_secs / 2).min(300)
+    }
+
+    /// How often every node reloads its signing keys: min(60, delay/4), at least a second.
+    pub fn key_reload_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_secs((self.key_activation_delay_secs / 4).clamp(1, 60) as u64)
     }
 }
 
@@ -354,6 +374,21 @@ mod tests {
         assert!(config.admin_dids.is_empty());
         assert!(!config.dynamic_registration);
         assert_eq!(config.email_trusted_issuers, ["https://bsky.social"]);
+    }
+
+    #[test]
+    fn the_key_activation_delay_bounds_jwks_caching_and_key_reloads() {
+        let config = load(&[]).unwrap();
+        assert_eq!(config.key_activation_delay_secs, 600);
+        assert_eq!(config.jwks_max_age_secs(), 300);
+        assert_eq!(config.key_reload_interval(), std::time::Duration::from_secs(60));
+        let short = load(&[("ATSSO_KEY_ACTIVATION_DELAY_SECS", "120")]).unwrap();
+        assert_eq!(short.jwks_max_age_secs(), 60);
+        assert_eq!(short.key_reload_interval(), std::time::Duration::from_secs(30));
+        let tiny = load(&[("ATSSO_KEY_ACTIVATION_DELAY_SECS", "2")]).unwrap();
+        assert_eq!(tiny.jwks_max_age_secs(), 1);
+        assert_eq!(tiny.key_reload_interval(), std::time::Duration::from_secs(1), "at least a second");
+        assert_eq!(load(&[("ATSSO_KEY_ACTIVATION_DELAY_SECS", "0")]).unwrap_err().setting, "ATSSO_KEY_ACTIVATION_DELAY_SECS");
     }
 
     #[test]

@@ -44,7 +44,8 @@ pub enum StartError {
     Bind { bind: String, problem: String },
 }
 
-/// Opens the data directory, the master key and the database (running migrations).
+/// Opens the data directory, the master key and the database (running migrations under the
+/// startup lock).
 pub async fn open_store(config: &Config) -> Result<(Store, Sealer), StartError> {
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| StartError::DataDir { path: config.data_dir.display().to_string(), problem: e.to_string() })?;
@@ -59,10 +60,13 @@ pub async fn open_store(config: &Config) -> Result<(Store, Sealer), StartError> 
 /// Everything the HTTP server needs, built from a config.
 pub async fn build_state(config: Config) -> Result<AppState, StartError> {
     let (store, sealer) = open_store(&config).await?;
+    // Nodes starting together take turns: the first generates the keys, the others load them.
+    let lock = store.startup_lock().await?;
     // A server keeps read caches: on Postgres they need other nodes' announcements.
     store.start_invalidation_listener();
     let keys = KeyRing::load(&store, &sealer, &config).await?;
     let atproto = build_atproto_client(&store, &sealer, &config).await?;
+    lock.release().await?;
     let limits = limits::Limits::new(&config.rate_limits);
     Ok(AppState {
         atproto,
@@ -159,17 +163,16 @@ impl Application {
     }
 }
 
-/// Sweeps expired rows and reloads signing keys (so rotations on another node are seen).
+/// Sweeps expired rows, and reloads signing keys (so rotations on another node are published
+/// here before they sign: `Config::key_reload_interval`).
 fn spawn_background_tasks(state: AppState) {
+    let keys_state = state.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(60));
         let mut minutes: u64 = 0;
         loop {
             tick.tick().await;
             state.limits.forget_idle();
-            if let Err(error) = state.keys.reload(&state.store, &state.sealer, &state.config).await {
-                tracing::error!(%error, "reloading signing keys failed");
-            }
             if minutes.is_multiple_of(10) {
                 match state.store.sweep_expired(clock::now()).await {
                     Ok(removed) if removed > 0 => tracing::info!(removed, "swept expired rows"),
@@ -178,6 +181,15 @@ fn spawn_background_tasks(state: AppState) {
                 }
             }
             minutes += 1;
+        }
+    });
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(keys_state.config.key_reload_interval());
+        loop {
+            tick.tick().await;
+            if let Err(error) = keys_state.keys.reload(&keys_state.store, &keys_state.sealer, &keys_state.config).await {
+                tracing::error!(%error, "reloading signing keys failed");
+            }
         }
     });
 }

@@ -146,8 +146,17 @@ enum ClientsCommand {
 
 #[derive(Subcommand)]
 enum KeysCommand {
-    /// Make a new active signing key; old keys stay published until their tokens expire.
-    Rotate,
+    /// Make new signing keys (RS256 and ES256). They are published at once and sign after
+    /// ATSSO_KEY_ACTIVATION_DELAY_SECS, when every node and every JWKS cache has them; the old
+    /// keys sign until then and stay published until their tokens expire.
+    Rotate {
+        /// Sign with the new keys at once: only after a key leak. Relying parties holding a
+        /// cached JWKS reject the new tokens until their cache expires (up to its max-age).
+        #[arg(long)]
+        now: bool,
+    },
+    /// List every signing key with its state (published, active, retired) and times.
+    List,
 }
 
 fn init_tracing() {
@@ -197,13 +206,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::AdminTokens { command } => admin_tokens_command(config, command).await,
-        Command::Keys { command: KeysCommand::Rotate } => {
-            let (store, sealer) = open_store(&config).await.map_err(|e| e.to_string())?;
-            let kid = keys::rotate(&store, &sealer).await.map_err(|e| e.to_string())?;
-            audit::record(&store, &cli_actor(), "keys.rotate", Some(&kid), None).await;
-            println!("new signing key {kid} is active; older keys stay published until their tokens expire");
-            Ok(())
-        }
+        Command::Keys { command } => keys_command(config, command).await,
     }
 }
 
@@ -214,6 +217,44 @@ async fn serve(config: Config) -> Result<(), String> {
     tracing::info!("discovery: {issuer}/.well-known/openid-configuration");
     tracing::info!("login page: {issuer}/login");
     app.run_until_stopped().await.map_err(|e| e.to_string())
+}
+
+async fn keys_command(config: Config, command: KeysCommand) -> Result<(), String> {
+    use keys::utc_text;
+    let (store, sealer) = open_store(&config).await.map_err(|e| e.to_string())?;
+    match command {
+        KeysCommand::Rotate { now } => {
+            let delay = if now { 0 } else { config.key_activation_delay_secs };
+            let rotation = keys::rotate(&store, &sealer, delay).await.map_err(|e| e.to_string())?;
+            let details = format!("es256_kid={} activates_at={}", rotation.es256_kid, rotation.activates_at);
+            audit::record(&store, &cli_actor(), "keys.rotate", Some(&rotation.rs256_kid), Some(details)).await;
+            println!("new RS256 key {} (ID and logout tokens)", rotation.rs256_kid);
+            println!("new ES256 key {} (access tokens)", rotation.es256_kid);
+            let at = utc_text(rotation.activates_at);
+            if now {
+                println!("active now ({at}): relying parties with a cached JWKS reject new tokens until their cache expires");
+            } else {
+                println!("published now, active from {at} (in {delay} s); the old keys sign until then");
+            }
+            println!("older keys stay published until their tokens expire");
+        }
+        KeysCommand::List => {
+            println!("{:<18} {:<6} {:<10} {:<21} {:<21} {:<21} in JWKS", "kid", "alg", "state", "created", "activates", "retired");
+            for key in keys::list(&store, &config).await.map_err(|e| e.to_string())? {
+                println!(
+                    "{:<18} {:<6} {:<10} {:<21} {:<21} {:<21} {}",
+                    key.kid,
+                    key.alg,
+                    key.state,
+                    utc_text(key.created_at),
+                    utc_text(key.activates_at),
+                    key.retired_at.map(utc_text).unwrap_or_else(|| "-".into()),
+                    if key.published { "yes" } else { "no" }
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 fn cli_actor() -> Actor {

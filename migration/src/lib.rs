@@ -8,6 +8,7 @@ mod m20261126_000004_admin;
 mod m20261126_000005_dynamic_clients;
 mod m20261127_000001_client_allow_no_pkce;
 mod m20261127_000012_upstream_refresh_lease;
+mod m20261205_000001_signing_key_states;
 mod m20261205_000002_outbox;
 mod m20261205_000003_refresh_successor;
 
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000005_dynamic_clients::Migration),
             Box::new(m20261127_000001_client_allow_no_pkce::Migration),
             Box::new(m20261127_000012_upstream_refresh_lease::Migration),
+            Box::new(m20261205_000001_signing_key_states::Migration),
             Box::new(m20261205_000002_outbox::Migration),
             Box::new(m20261205_000003_refresh_successor::Migration),
         ]

@@ -270,44 +270,22 @@ pub async fn end_user_sessions(state: &AppState, actor: &Actor, did: &str) -> Re
     Ok(ended)
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct KeyView {
-    pub kid: String,
-    /// RS256 signs ID and logout tokens, ES256 access tokens.
-    pub alg: String,
-    pub created_at: i64,
-    pub retired_at: Option<i64>,
-    /// Signs new tokens.
-    pub active: bool,
-    /// Still in the JWKS (active, or retired recently enough that its tokens may be live).
-    pub published: bool,
-}
+pub use crate::keys::{KeyView, Rotation};
 
 pub async fn signing_keys(state: &AppState) -> Result<Vec<KeyView>, AdminError> {
-    let overlap = state.config.max_signed_token_ttl_secs() + 60;
-    let now = now();
-    Ok(state
-        .store
-        .signing_key_infos()
-        .await?
-        .into_iter()
-        .map(|(kid, alg, created_at, retired_at)| KeyView {
-            kid,
-            alg,
-            created_at,
-            retired_at,
-            active: retired_at.is_none(),
-            published: retired_at.is_none_or(|r| r > now - overlap),
-        })
-        .collect())
+    Ok(keys::list(&state.store, &state.config).await?)
 }
 
-/// Makes a new active signing key and loads it on this node at once (others within a minute).
-pub async fn rotate_signing_key(state: &AppState, actor: &Actor) -> Result<String, AdminError> {
-    let kid = keys::rotate(&state.store, &state.sealer).await.map_err(|e| AdminError::Internal(e.to_string()))?;
+/// Makes new signing keys, published at once (this node reloads now, the others within the
+/// reload interval) and signing after the activation delay.
+pub async fn rotate_signing_key(state: &AppState, actor: &Actor) -> Result<Rotation, AdminError> {
+    let rotation = keys::rotate(&state.store, &state.sealer, state.config.key_activation_delay_secs)
+        .await
+        .map_err(|e| AdminError::Internal(e.to_string()))?;
     state.keys.reload(&state.store, &state.sealer, &state.config).await.map_err(|e| AdminError::Internal(e.to_string()))?;
-    audit::record(&state.store, actor, "keys.rotate", Some(&kid), None).await;
-    Ok(kid)
+    let details = format!("es256_kid={} activates_at={}", rotation.es256_kid, rotation.activates_at);
+    audit::record(&state.store, actor, "keys.rotate", Some(&rotation.rs256_kid), Some(details)).await;
+    Ok(rotation)
 }
 
 /// One page of the registered clients, and how many there are.

@@ -108,7 +108,7 @@ mod tests {
             .into_iter()
             .map(|alg| {
                 let key = generate_key(alg).unwrap();
-                StoredKey { kid: key.kid, alg, private_pem: key.private_pem, created_at: 1, retired_at: None }
+                StoredKey { kid: key.kid, alg, private_pem: key.private_pem, created_at: 1, activates_at: 1, retired_at: None }
             })
             .collect();
         let keys = Arc::new(KeySet::new(keys).unwrap());

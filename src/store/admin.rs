@@ -7,7 +7,7 @@ use sea_orm::{
 
 use super::{
     conflict_or,
-    entities::{consent, signing_key, sso_session, user},
+    entities::{consent, sso_session, user},
     Store, StoreResult,
 };
 
@@ -181,23 +181,5 @@ impl Store {
 
     pub async fn consents_for_did(&self, did: &str) -> StoreResult<Vec<ConsentRow>> {
         Ok(consent::Entity::find().filter(consent::Column::Did.eq(did)).order_by_asc(consent::Column::ClientId).all(&self.db).await?)
-    }
-
-    /// Every signing key ever made (metadata only; the sealed key is left out), newest first.
-    pub async fn signing_key_infos(&self) -> StoreResult<Vec<(String, String, i64, Option<i64>)>> {
-        Ok(signing_key::Entity::find()
-            .select_only()
-            .column(signing_key::Column::Kid)
-            .column(signing_key::Column::Alg)
-            .column(signing_key::Column::CreatedAt)
-            .column(signing_key::Column::RetiredAt)
-            // Active keys first (a rotation within the same second as the key it replaces
-            // must still list the new keys first), then newest, RS256 before ES256.
-            .order_by_desc(sea_orm::sea_query::Expr::col(signing_key::Column::RetiredAt).is_null())
-            .order_by_desc(signing_key::Column::CreatedAt)
-            .order_by_desc(signing_key::Column::Alg)
-            .into_tuple::<(String, String, i64, Option<i64>)>()
-            .all(&self.db)
-            .await?)
     }
 }

@@ -217,6 +217,9 @@ pub mod signing_key {
         /// PKCS#8 PEM sealed with the master key.
         pub private_key_sealed: String,
         pub created_at: i64,
+        /// Signs from this instant (published, not signing, before it).
+        pub activates_at: i64,
+        /// When its successor activated; published until its tokens have expired.
         pub retired_at: Option<i64>,
     }
 

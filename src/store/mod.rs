@@ -9,6 +9,7 @@ pub mod keys;
 pub mod logout;
 pub mod outbox;
 pub mod sessions;
+pub mod startup_lock;
 pub mod tokens;
 pub mod upstream;
 pub mod users;
@@ -83,12 +84,11 @@ pub struct Store {
 }
 
 impl Store {
-    /// Connects and runs pending migrations. On Postgres the read cache stays bypassed until
-    /// `start_invalidation_listener` listens (a process without it, like the CLI, reads the
-    /// database every time).
+    /// Connects and runs pending migrations (under the startup lock: nodes take turns). On
+    /// Postgres the read cache stays bypassed until `start_invalidation_listener` listens (a
+    /// process without it, like the CLI, reads the database every time).
     pub async fn connect(database_url: &str, max_connections: u32) -> StoreResult<Self> {
         let db = Database::connect(connect_options(database_url, max_connections, READER_CACHE_KIB)).await?;
-        Migrator::up(&db, None).await?;
         let writer = if database_url.starts_with("sqlite:") {
             Database::connect(connect_options(database_url, 1, WRITER_CACHE_KIB)).await?
         } else {
@@ -99,7 +99,11 @@ impl Store {
         let (cache, listen_url) =
             if sqlite { (cache::ReadCache::exact(), None) } else { (cache::ReadCache::announced(), Some(database_url.to_owned())) };
         let invalidation = std::sync::Arc::new(invalidation::Invalidation::new(listen_url));
-        Ok(Self { db, writer, write_queue, cache: std::sync::Arc::new(cache), invalidation, outbox_wake: Default::default() })
+        let store = Self { db, writer, write_queue, cache: std::sync::Arc::new(cache), invalidation, outbox_wake: Default::default() };
+        let lock = store.startup_lock().await?;
+        Migrator::up(&store.db, None).await?;
+        lock.release().await?;
+        Ok(store)
     }
 
     pub fn is_sqlite(&self) -> bool {

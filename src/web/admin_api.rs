@@ -318,8 +318,11 @@ async fn list_keys(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
 }
 
 async fn rotate_keys(state: web::Data<AppState>, actor: web::ReqData<Actor>) -> Result<HttpResponse, ApiError> {
-    let kid = admin::rotate_signing_key(&state, &actor).await?;
-    Ok(ok_json(StatusCode::OK, json!({ "kid": kid })))
+    let rotation = admin::rotate_signing_key(&state, &actor).await?;
+    Ok(ok_json(
+        StatusCode::OK,
+        json!({ "kid": rotation.rs256_kid, "es256_kid": rotation.es256_kid, "activates_at": rotation.activates_at }),
+    ))
 }
 
 async fn list_audit(state: web::Data<AppState>, query: web::Query<ListQuery>) -> Result<HttpResponse, ApiError> {

@@ -184,7 +184,7 @@ fn notice_text(code: Option<&str>) -> Option<&'static str> {
         "disabled" => "The client is disabled: its tokens are revoked and its sign-in and token requests are refused.",
         "deleted" => "The client was deleted.",
         "sessions_ended" => "Every session of this user has ended.",
-        "key_rotated" => "A new signing key is active.",
+        "key_rotated" => "New signing keys are published; they start signing after the activation delay.",
         _ => return None,
     })
 }
@@ -667,8 +667,9 @@ async fn keys_page(state: web::Data<AppState>, req: HttpRequest, query: web::Que
         .into_iter()
         .map(|k| {
             json!({
-                "kid": k.kid, "alg": k.alg, "active": k.active, "published": k.published,
-                "created_text": when(k.created_at), "retired_text": k.retired_at.map(when).unwrap_or_default(),
+                "kid": k.kid, "alg": k.alg, "state": k.state, "published": k.published,
+                "created_text": when(k.created_at), "activates_text": when(k.activates_at),
+                "retired_text": k.retired_at.map(when).unwrap_or_default(),
             })
         })
         .collect();
@@ -689,7 +690,7 @@ async fn confirm_rotate_keys(state: web::Data<AppState>, req: HttpRequest) -> Re
         Confirm {
             nav: "keys",
             heading: "Rotate the signing key?",
-            message: "New ID and access tokens will be signed with a new key. The current key stays in the JWKS until the tokens it signed have expired, so nobody is signed out.",
+            message: "New keys are published in the JWKS at once and sign new ID and access tokens after the activation delay, when every node and relying party has them. The current keys sign until then and stay in the JWKS until the tokens they signed have expired, so nobody is signed out.",
             action: "/admin/keys/rotate",
             button: "Rotate key",
             danger: false,

@@ -52,7 +52,8 @@ async fn discovery(state: web::Data<AppState>) -> HttpResponse {
 async fn jwks(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")
-        .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
+        // Short enough that every cache has a rotated key before it signs (Config::jwks_max_age_secs).
+        .insert_header((header::CACHE_CONTROL, format!("public, max-age={}", state.config.jwks_max_age_secs())))
         .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
         .body(state.keys.current().jwks_json())
 }

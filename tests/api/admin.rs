@@ -477,12 +477,15 @@ async fn signing_keys_list_and_rotate() {
     let (_, keys) = admin.get("/keys").await;
     assert_eq!(keys["total"], 4);
     assert_eq!(keys["items"][0]["kid"], new_kid.as_str());
-    assert_eq!(keys["items"][0]["active"], true);
-    assert_eq!(keys["items"][1]["active"], true, "the new ES256 key");
+    assert_eq!(keys["items"][0]["state"], "published", "signs only after the activation delay");
+    assert_eq!(keys["items"][0]["active"], false);
+    assert_eq!(keys["items"][0]["activates_at"], rotated["activates_at"]);
+    assert_eq!(keys["items"][1]["state"], "published", "the new ES256 key");
     assert_eq!(keys["items"][2]["kid"], old_kid.as_str());
-    assert_eq!(keys["items"][2]["active"], false);
-    assert_eq!(keys["items"][2]["published"], true, "the old key stays published");
-    // this node signs with the new key at once and publishes both
+    assert_eq!(keys["items"][2]["state"], "active", "the old key signs until then");
+    assert_eq!(keys["items"][2]["retired_at"], rotated["activates_at"]);
+    assert_eq!(keys["items"][2]["published"], true);
+    // this node publishes both at once
     let jwks: Value = reqwest::get(admin.app.url("/.well-known/jwks.json")).await.unwrap().json().await.unwrap();
     let kids: Vec<&str> = jwks["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap()).collect();
     assert!(kids.contains(&old_kid.as_str()) && kids.contains(&new_kid.as_str()), "{kids:?}");
@@ -822,6 +825,8 @@ async fn ui_forms_create_show_secret_once_edit_confirm_and_act() {
     let response = browser.post_form(&format!("{base}/admin/keys/rotate"), &[("csrf_token", &csrf)]).await;
     assert_eq!(location(&response), "/admin/keys?notice=key_rotated");
     assert_eq!(admin.get("/keys").await.1["total"], 4, "a new RS256 and ES256 pair beside the old");
+    let keys_page = browser.get(&format!("{base}/admin/keys")).await.text().await.unwrap();
+    assert!(keys_page.contains(r#"badge">published<"#) && keys_page.contains(r#"badge-ok">active<"#), "{keys_page}");
     let audit = browser.get(&format!("{base}/admin/audit")).await.text().await.unwrap();
     for action in ["client.create", "client.update", "client.rotate_secret", "client.disable", "client.enable", "keys.rotate"] {
         assert!(audit.contains(action), "{action}");

@@ -31,7 +31,7 @@ pub struct RegisteredClient {
 }
 
 /// A fresh database URL: a temp SQLite file, or a new database on the test Postgres server.
-async fn fresh_database_url(dir: &std::path::Path) -> String {
+pub async fn fresh_database_url(dir: &std::path::Path) -> String {
     match std::env::var("ATSSO_TEST_DATABASE_URL") {
         Ok(base) if base.starts_with("postgres") => {
             use sea_orm::{ConnectionTrait, Database};
@@ -82,9 +82,9 @@ pub async fn spawn_second_node(first: &TestApp) -> TestApp {
     let mut config = (*first.state.config).clone();
     config.bind = format!("127.0.0.1:{port}");
     let app = Application::build_with_listener(config, listener).await.unwrap();
-    let state = app.state().clone();
+    let (state, shutdown) = (app.state().clone(), app.shutdown_token());
     tokio::spawn(app.run_until_stopped());
-    TestApp { base: format!("http://127.0.0.1:{port}"), state, _dir: tempfile::tempdir().unwrap() }
+    TestApp { base: format!("http://127.0.0.1:{port}"), state, _dir: tempfile::tempdir().unwrap(), shutdown }
 }
 
 impl TestApp {

@@ -5,8 +5,10 @@ mod atproto_login;
 mod authorize_errors;
 mod backchannel_ssrf;
 mod cluster_cache;
+mod first_start;
 mod helpers;
 mod hygiene;
+mod key_rotation;
 mod logout;
 #[path = "../support/mock_pds.rs"]
 mod mock_pds;

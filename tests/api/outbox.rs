@@ -104,6 +104,7 @@ async fn session_with_client(app: &TestApp, client_id: &str) -> String {
         expires_at: now + 3600,
         rotated_at: None,
         revoked_at: None,
+        replaced_by: None,
     };
     let access = atsso::store::tokens::AccessTokenRecord {
         jti: format!("jti-{sid}"),

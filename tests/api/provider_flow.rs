@@ -210,7 +210,8 @@ async fn key_rotation_keeps_old_tokens_verifiable() {
     let tokens = rp.exchange(&code, pending.verifier).await.unwrap();
     let old_kid = app.state.keys.current().active_kid(atsso::crypto::signing::Alg::Rs256).unwrap().to_owned();
 
-    atsso::keys::rotate(&app.state.store, &app.state.sealer).await.unwrap();
+    // An emergency rotation (`atsso keys rotate --now`): the new key signs at once.
+    atsso::keys::rotate(&app.state.store, &app.state.sealer, 0).await.unwrap();
     app.state.keys.reload(&app.state.store, &app.state.sealer, &app.state.config).await.unwrap();
     let new_kid = app.state.keys.current().active_kid(atsso::crypto::signing::Alg::Rs256).unwrap().to_owned();
     assert_ne!(old_kid, new_kid);
