@@ -89,6 +89,10 @@ pub async fn rotate(store: &Store, sealer: &Sealer, activation_delay_secs: i64) 
     let now = now();
     let activates_at = now + activation_delay_secs.max(0);
     store.rotate_signing_keys(&seal(&keys, sealer)?, now, activates_at).await?;
+    // Other nodes publish the new keys at once instead of at their next periodic reload.
+    if let Err(error) = store.announce_keys_changed().await {
+        tracing::warn!(%error, "announcing the rotation failed; other nodes see it at their next reload");
+    }
     let kid = |alg: Alg| keys.iter().find(|k| k.alg == alg).map(|k| k.kid.clone()).unwrap_or_default();
     Ok(Rotation { rs256_kid: kid(Alg::Rs256), es256_kid: kid(Alg::Es256), activates_at })
 }

@@ -185,8 +185,18 @@ fn spawn_background_tasks(state: AppState) {
     });
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(keys_state.config.key_reload_interval());
+        // A rotation announced by any node (LISTEN/NOTIFY on Postgres) is loaded at once; the
+        // periodic reload is the backstop that the activation delay is measured against.
+        let mut announced = keys_state.store.key_changes();
         loop {
-            tick.tick().await;
+            tokio::select! {
+                _ = tick.tick() => {}
+                changed = announced.changed() => {
+                    if changed.is_err() {
+                        announced = keys_state.store.key_changes();
+                    }
+                }
+            }
             if let Err(error) = keys_state.keys.reload(&keys_state.store, &keys_state.sealer, &keys_state.config).await {
                 tracing::error!(%error, "reloading signing keys failed");
             }
