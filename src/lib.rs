@@ -71,6 +71,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
         keys: Arc::new(keys),
         secrets: Arc::new(SecretVerifier::default()),
         limits,
+        shutdown: tokio_util::sync::CancellationToken::new(),
     })
 }
 
@@ -111,6 +112,8 @@ pub struct Application {
     port: u16,
     state: AppState,
     server: web::Server,
+    /// The separate `/metrics` listener (`ATSSO_METRICS_BIND`) and its port.
+    metrics: Option<(web::Server, u16)>,
 }
 
 impl Application {
@@ -125,8 +128,22 @@ impl Application {
         let state = build_state(config).await?;
         let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
         let server = web::serve(state.clone(), listener).map_err(|e| StartError::Bind { bind, problem: e.to_string() })?;
+        let metrics = match state.config.metrics_bind.clone() {
+            Some(bind) => {
+                let bind_error = |e: std::io::Error| StartError::Bind { bind: bind.clone(), problem: e.to_string() };
+                let listener = TcpListener::bind(&bind).map_err(bind_error)?;
+                let port = listener.local_addr().map_err(bind_error)?.port();
+                Some((web::serve_metrics(state.clone(), listener).map_err(bind_error)?, port))
+            }
+            None => None,
+        };
         spawn_background_tasks(state.clone());
-        Ok(Self { port, state, server })
+        Ok(Self { port, state, server, metrics })
+    }
+
+    /// The port of the separate metrics listener, when `ATSSO_METRICS_BIND` is set.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics.as_ref().map(|(_, port)| *port)
     }
 
     pub fn port(&self) -> u16 {
@@ -137,18 +154,39 @@ impl Application {
         &self.state
     }
 
+    /// Serves until SIGTERM/SIGINT; then stops accepting, lets in-flight requests finish (at most
+    /// `web::SHUTDOWN_TIMEOUT_SECS`), stops the background tasks and commits queued writes.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let metrics = self.metrics.map(|(server, _)| {
+            let handle = server.handle();
+            tokio::spawn(server);
+            handle
+        });
+        let served = self.server.await;
+        tracing::info!("stopped accepting; in-flight requests are done");
+        if let Some(handle) = metrics {
+            handle.stop(true).await;
+        }
+        self.state.shutdown.cancel();
+        match self.state.store.close().await {
+            Ok(()) => tracing::info!("queued writes committed; database closed"),
+            Err(error) => tracing::error!(%error, "closing the database failed"),
+        }
+        served
     }
 }
 
 /// Sweeps expired rows and reloads signing keys (so rotations on another node are seen).
+/// Both end when `state.shutdown` is cancelled.
 fn spawn_background_tasks(state: AppState) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(60));
         let mut minutes: u64 = 0;
         loop {
-            tick.tick().await;
+            tokio::select! {
+                _ = state.shutdown.cancelled() => break,
+                _ = tick.tick() => {}
+            }
             state.limits.forget_idle();
             if let Err(error) = state.keys.reload(&state.store, &state.sealer, &state.config).await {
                 tracing::error!(%error, "reloading signing keys failed");

@@ -19,6 +19,8 @@ use reqwest::{cookie::Jar, redirect::Policy, Url};
 pub struct TestApp {
     pub base: String,
     pub state: AppState,
+    /// The separate metrics listener's port (`metrics_bind` set).
+    pub metrics_port: Option<u16>,
     pub _dir: tempfile::TempDir,
 }
 
@@ -68,8 +70,9 @@ pub async fn spawn_app_on(listener: TcpListener, adjust: impl FnOnce(&mut Config
     adjust(&mut config);
     let app = Application::build_with_listener(config, listener).await.unwrap();
     let state = app.state().clone();
+    let metrics_port = app.metrics_port();
     tokio::spawn(app.run_until_stopped());
-    TestApp { base: format!("http://127.0.0.1:{port}"), state, _dir: dir }
+    TestApp { base: format!("http://127.0.0.1:{port}"), state, metrics_port, _dir: dir }
 }
 
 impl TestApp {

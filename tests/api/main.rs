@@ -9,6 +9,7 @@ mod hygiene;
 mod logout;
 #[path = "../support/mock_pds.rs"]
 mod mock_pds;
+mod operations;
 mod pages;
 mod pkce;
 mod provider_flow;
