@@ -298,7 +298,9 @@ async fn sigterm_finishes_in_flight_requests_then_exits() {
     })
     .await;
     assert!(binary.child.try_wait().unwrap().is_none(), "still finishing the in-flight request");
-
+    // A slow client: the request stays in flight for a while after the listener has closed
+    // (longer than a stop that does not wait would keep it).
+    tokio::time::sleep(Duration::from_secs(3)).await;
     stream.write_all(body.as_bytes()).unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
