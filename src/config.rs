@@ -520,7 +520,7 @@ mod tests {
     }
 
     /// Switches read only by the test suites (README's test section names them): not settings.
-    const TEST_SWITCHES: &[&str] = &["ATSSO_E2E", "ATSSO_SKIP_E2E", "ATSSO_SCREENSHOT_DIR", "ATSSO_TEST_DATABASE_URL"];
+    const TEST_SWITCHES: &[&str] = &["ATSSO_E2E", "ATSSO_CLUSTER", "ATSSO_SKIP_E2E", "ATSSO_SCREENSHOT_DIR", "ATSSO_TEST_DATABASE_URL"];
 
     fn setting_names(text: &str) -> std::collections::BTreeSet<String> {
         regex::Regex::new(r"ATSSO_[A-Z0-9_]+").unwrap().find_iter(text).map(|m| m.as_str().to_owned()).collect()

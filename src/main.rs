@@ -154,7 +154,9 @@ enum KeysCommand {
 /// `ATSSO_LOG_FORMAT=json` (each with the fields of its spans, e.g. the request id).
 fn init_tracing(format: LogFormat) {
     let filter = EnvFilter::try_from_env("ATSSO_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sea_orm=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colours only on a terminal: a file or a log shipper gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).with_span_list(true).init(),

@@ -32,17 +32,12 @@ pub enum NotReady {
     Database(#[source] crate::store::StoreError),
     #[error("no active signing key loaded")]
     Keys,
-    #[error("shutting down")]
-    ShuttingDown,
 }
 
 impl AppState {
-    /// Ready for traffic: not stopping, the database answers a `SELECT 1` within
+    /// Ready for traffic: the database answers a `SELECT 1` within
     /// [`READINESS_DB_TIMEOUT`], and an ID-token signing key is loaded.
     pub async fn readiness(&self) -> Result<(), NotReady> {
-        if self.shutdown.is_cancelled() {
-            return Err(NotReady::ShuttingDown);
-        }
         self.store.ping(READINESS_DB_TIMEOUT).await.map_err(NotReady::Database)?;
         let keys = self.keys.current();
         for alg in [crate::crypto::signing::Alg::Rs256, self.config.access_token_alg] {
