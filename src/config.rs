@@ -66,6 +66,8 @@ pub struct FileConfig {
     pub rate_limit_client_auth_failures: Option<u32>,
     pub rate_limit_admin_auth_failures: Option<u32>,
     pub key_activation_delay_secs: Option<i64>,
+    pub metrics_bind: Option<String>,
+    pub metrics_token: Option<Secret>,
 }
 
 #[derive(Debug, Clone)]
@@ -105,6 +107,17 @@ pub struct Config {
     pub rate_limits: RateLimits,
     /// A rotated signing key is published this long before it signs (`ATSSO_KEY_ACTIVATION_DELAY_SECS`).
     pub key_activation_delay_secs: i64,
+    /// A separate listener serving only `/metrics` (`ATSSO_METRICS_BIND`, e.g. 127.0.0.1:9464).
+    pub metrics_bind: Option<String>,
+    /// When set, `/metrics` on the main listener answers to `Authorization: Bearer <token>`.
+    pub metrics_token: Option<Secret>,
+}
+
+impl Config {
+    /// Whether `/metrics` is served anywhere (otherwise nothing is recorded).
+    pub fn metrics_enabled(&self) -> bool {
+        self.metrics_bind.is_some() || self.metrics_token.is_some()
+    }
 }
 
 /// Abuse limits, each a count per minute (0 turns a limit off). Counted per node.
@@ -126,6 +139,65 @@ pub struct RateLimits {
 impl Default for RateLimits {
     fn default() -> Self {
         Self { login: 30, authorize: 120, registration: 10, client_auth_failures: 10, admin_auth_failures: 10 }
+    }
+}
+
+/// A metrics token shorter than this is refused (it guards the only non-public endpoint
+/// without rate limits).
+const MIN_METRICS_TOKEN_LEN: usize = 16;
+
+/// Every setting name (`ATSSO_*` environment variable) the server reads. Tests check that
+/// config.rs reads no other and that README.md and docker-compose.yml name no other.
+pub const SETTINGS: &[&str] = &[
+    "ATSSO_PUBLIC_URL",
+    "ATSSO_BIND",
+    "ATSSO_DATA_DIR",
+    "ATSSO_DATABASE_URL",
+    "ATSSO_DATABASE_MAX_CONNECTIONS",
+    "ATSSO_MASTER_KEY",
+    "ATSSO_ACCESS_TOKEN_TTL_SECS",
+    "ATSSO_ID_TOKEN_TTL_SECS",
+    "ATSSO_REFRESH_TOKEN_TTL_SECS",
+    "ATSSO_SESSION_TTL_SECS",
+    "ATSSO_PLC_DIRECTORY_URL",
+    "ATSSO_HANDLE_RESOLVER_URL",
+    "ATSSO_UPSTREAM_SCOPE",
+    "ATSSO_EMAIL_TRUSTED_ISSUERS",
+    "ATSSO_ALLOW_INSECURE_LOOPBACK_UPSTREAM",
+    "ATSSO_ADMIN_DIDS",
+    "ATSSO_DYNAMIC_REGISTRATION",
+    "ATSSO_ACCESS_TOKEN_ALG",
+    "ATSSO_TRUSTED_PROXIES",
+    "ATSSO_RATE_LIMIT_LOGIN",
+    "ATSSO_RATE_LIMIT_AUTHORIZE",
+    "ATSSO_RATE_LIMIT_REGISTRATION",
+    "ATSSO_RATE_LIMIT_CLIENT_AUTH_FAILURES",
+    "ATSSO_RATE_LIMIT_ADMIN_AUTH_FAILURES",
+    "ATSSO_METRICS_BIND",
+    "ATSSO_METRICS_TOKEN",
+    "ATSSO_LOG",
+    "ATSSO_LOG_FORMAT",
+];
+
+/// How log lines are written (`ATSSO_LOG_FORMAT`): read before everything else, so that even a
+/// configuration error is logged in the chosen format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl LogFormat {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::parse(std::env::var("ATSSO_LOG_FORMAT").ok().as_deref())
+    }
+
+    fn parse(value: Option<&str>) -> Result<Self, ConfigError> {
+        match value.map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+            None | Some("") | Some("text") => Ok(Self::Text),
+            Some("json") => Ok(Self::Json),
+            Some(other) => Err(invalid("ATSSO_LOG_FORMAT", format!("`{other}` is not json or text"))),
+        }
     }
 }
 
@@ -266,8 +338,21 @@ impl Config {
             )?,
         };
 
+        let metrics_bind = env("ATSSO_METRICS_BIND").or(file.metrics_bind);
+        if let Some(text) = &metrics_bind {
+            if text.parse::<std::net::SocketAddr>().is_err() {
+                return Err(invalid("ATSSO_METRICS_BIND", format!("`{text}` is not an address:port")));
+            }
+        }
+        let metrics_token = env("ATSSO_METRICS_TOKEN").map(Secret::new).or(file.metrics_token);
+        if metrics_token.as_ref().is_some_and(|t| t.expose().len() < MIN_METRICS_TOKEN_LEN) {
+            return Err(invalid("ATSSO_METRICS_TOKEN", format!("must be at least {MIN_METRICS_TOKEN_LEN} characters")));
+        }
+
         Ok(Self {
             key_activation_delay_secs,
+            metrics_bind,
+            metrics_token,
             trusted_proxies,
             rate_limits,
             access_token_alg,
@@ -461,6 +546,62 @@ mod tests {
         let config = Config::from_sources(file, |_| None).unwrap();
         assert_eq!(config.issuer(), "https://sso.example");
         assert!(config.secure_cookies());
+    }
+
+    #[test]
+    fn metrics_settings() {
+        let config = load(&[]).unwrap();
+        assert!(!config.metrics_enabled(), "metrics are never public by default");
+        let config = load(&[("ATSSO_METRICS_BIND", "127.0.0.1:9464"), ("ATSSO_METRICS_TOKEN", "0123456789abcdef")]).unwrap();
+        assert!(config.metrics_enabled());
+        assert_eq!(config.metrics_bind.as_deref(), Some("127.0.0.1:9464"));
+        assert!(!format!("{config:?}").contains("0123456789abcdef"));
+        assert_eq!(load(&[("ATSSO_METRICS_BIND", "localhost")]).unwrap_err().setting, "ATSSO_METRICS_BIND");
+        assert_eq!(load(&[("ATSSO_METRICS_TOKEN", "short")]).unwrap_err().setting, "ATSSO_METRICS_TOKEN");
+    }
+
+    #[test]
+    fn log_format_is_text_or_json() {
+        assert_eq!(LogFormat::parse(None).unwrap(), LogFormat::Text);
+        assert_eq!(LogFormat::parse(Some("JSON")).unwrap(), LogFormat::Json);
+        assert_eq!(LogFormat::parse(Some("text")).unwrap(), LogFormat::Text);
+        assert_eq!(LogFormat::parse(Some("yaml")).unwrap_err().setting, "ATSSO_LOG_FORMAT");
+    }
+
+    /// Switches read only by the test suites (README's test section names them): not settings.
+    const TEST_SWITCHES: &[&str] = &["ATSSO_E2E", "ATSSO_CLUSTER", "ATSSO_SKIP_E2E", "ATSSO_SCREENSHOT_DIR", "ATSSO_TEST_DATABASE_URL"];
+
+    fn setting_names(text: &str) -> std::collections::BTreeSet<String> {
+        regex::Regex::new(r"ATSSO_[A-Z0-9_]+").unwrap().find_iter(text).map(|m| m.as_str().to_owned()).collect()
+    }
+
+    /// Every `"ATSSO_…"` literal read in this file (outside the list itself and the tests) is a
+    /// known setting.
+    #[test]
+    fn every_setting_read_here_is_listed() {
+        let source = include_str!("config.rs");
+        let code = source.split("#[cfg(test)]").next().unwrap();
+        let (before, rest) = code.split_once("pub const SETTINGS").unwrap();
+        let (_, after) = rest.split_once("];").unwrap();
+        let code = format!("{before}{after}");
+        let read = regex::Regex::new(r#""(ATSSO_[A-Z0-9_]+)""#).unwrap();
+        let names: Vec<&str> = read.captures_iter(&code).map(|c| c.get(1).unwrap().as_str()).collect();
+        assert!(names.len() > 20, "the scan found the settings read here: {names:?}");
+        let unknown: Vec<&&str> = names.iter().filter(|n| !SETTINGS.contains(n)).collect();
+        assert!(unknown.is_empty(), "settings read in config.rs but missing from SETTINGS: {unknown:?}");
+    }
+
+    /// docker-compose.yml and README.md name only settings that exist.
+    #[test]
+    fn compose_and_readme_name_only_known_settings() {
+        for (file, text) in [("docker-compose.yml", include_str!("../docker-compose.yml")), ("README.md", include_str!("../README.md"))] {
+            let unknown: Vec<String> = setting_names(text)
+                .into_iter()
+                .filter(|n| !SETTINGS.contains(&n.as_str()) && !TEST_SWITCHES.contains(&n.as_str()))
+                .collect();
+            assert!(unknown.is_empty(), "{file} names unknown settings: {unknown:?}");
+        }
+        assert!(setting_names(include_str!("../docker-compose.yml")).contains("ATSSO_MASTER_KEY"));
     }
 
     #[test]

@@ -77,6 +77,7 @@ pub async fn build_state(config: Config) -> Result<AppState, StartError> {
         keys: Arc::new(keys),
         secrets: Arc::new(SecretVerifier::default()),
         limits,
+        shutdown: tokio_util::sync::CancellationToken::new(),
     })
 }
 
@@ -117,9 +118,11 @@ pub struct Application {
     port: u16,
     state: AppState,
     server: web::Server,
-    /// Stops the background work that must end cleanly (the outbox worker hands back its claims).
-    shutdown: tokio_util::sync::CancellationToken,
+    /// The outbox worker: it ends when `state.shutdown` is cancelled (rows it has not finished
+    /// go back to other nodes).
     outbox_worker: tokio::task::JoinHandle<()>,
+    /// The separate `/metrics` listener (`ATSSO_METRICS_BIND`) and its port.
+    metrics: Option<(web::Server, u16)>,
 }
 
 impl Application {
@@ -134,10 +137,23 @@ impl Application {
         let state = build_state(config).await?;
         let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
         let server = web::serve(state.clone(), listener).map_err(|e| StartError::Bind { bind, problem: e.to_string() })?;
+        let metrics = match state.config.metrics_bind.clone() {
+            Some(bind) => {
+                let bind_error = |e: std::io::Error| StartError::Bind { bind: bind.clone(), problem: e.to_string() };
+                let listener = TcpListener::bind(&bind).map_err(bind_error)?;
+                let port = listener.local_addr().map_err(bind_error)?.port();
+                Some((web::serve_metrics(state.clone(), listener).map_err(bind_error)?, port))
+            }
+            None => None,
+        };
         spawn_background_tasks(state.clone());
-        let shutdown = tokio_util::sync::CancellationToken::new();
-        let outbox_worker = sso::outbox::spawn_worker(state.clone(), shutdown.clone());
-        Ok(Self { port, state, server, shutdown, outbox_worker })
+        let outbox_worker = sso::outbox::spawn_worker(state.clone(), state.shutdown.clone());
+        Ok(Self { port, state, server, outbox_worker, metrics })
+    }
+
+    /// The port of the separate metrics listener, when `ATSSO_METRICS_BIND` is set.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics.as_ref().map(|(_, port)| *port)
     }
 
     pub fn port(&self) -> u16 {
@@ -148,30 +164,49 @@ impl Application {
         &self.state
     }
 
-    /// Cancelling it stops the outbox worker (rows it has not finished go back to other nodes).
+    /// Cancelling it stops the background tasks and the outbox worker (rows it has not finished
+    /// go back to other nodes); the HTTP server stops on SIGTERM/SIGINT.
     pub fn shutdown_token(&self) -> tokio_util::sync::CancellationToken {
-        self.shutdown.clone()
+        self.state.shutdown.clone()
     }
 
+    /// Serves until SIGTERM/SIGINT; then stops accepting, lets in-flight requests finish (at most
+    /// `web::SHUTDOWN_TIMEOUT_SECS`), stops the background tasks and commits queued writes.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let result = self.server.await;
-        self.shutdown.cancel();
+        let metrics = self.metrics.map(|(server, _)| {
+            let handle = server.handle();
+            tokio::spawn(server);
+            handle
+        });
+        let served = self.server.await;
+        tracing::info!("stopped accepting; in-flight requests are done");
+        if let Some(handle) = metrics {
+            handle.stop(true).await;
+        }
+        self.state.shutdown.cancel();
         if let Err(error) = self.outbox_worker.await {
             tracing::error!(%error, "the outbox worker ended abnormally");
         }
-        result
+        match self.state.store.close().await {
+            Ok(()) => tracing::info!("queued writes committed; database closed"),
+            Err(error) => tracing::error!(%error, "closing the database failed"),
+        }
+        served
     }
 }
 
-/// Sweeps expired rows, and reloads signing keys (so rotations on another node are published
-/// here before they sign: `Config::key_reload_interval`).
+/// Sweeps expired rows and reloads signing keys (so rotations on another node are seen).
+/// Both end when `state.shutdown` is cancelled.
 fn spawn_background_tasks(state: AppState) {
     let keys_state = state.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(60));
         let mut minutes: u64 = 0;
         loop {
-            tick.tick().await;
+            tokio::select! {
+                _ = state.shutdown.cancelled() => break,
+                _ = tick.tick() => {}
+            }
             state.limits.forget_idle();
             if minutes.is_multiple_of(10) {
                 match state.store.sweep_expired(clock::now()).await {
@@ -190,6 +225,7 @@ fn spawn_background_tasks(state: AppState) {
         let mut announced = keys_state.store.key_changes();
         loop {
             tokio::select! {
+                _ = keys_state.shutdown.cancelled() => break,
                 _ = tick.tick() => {}
                 changed = announced.changed() => {
                     if changed.is_err() {

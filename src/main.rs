@@ -6,7 +6,7 @@ use std::{path::PathBuf, process::ExitCode};
 use atsso::{
     admin::auth::{self as admin_auth, TokenKind},
     audit::{self, Actor, CLI_ACTOR},
-    config::Config,
+    config::{Config, LogFormat},
     keys,
     oidc::clients::{self, NewClient},
     open_store, Application,
@@ -159,15 +159,30 @@ enum KeysCommand {
     List,
 }
 
-fn init_tracing() {
+/// Log lines go to stderr: readable text by default, one JSON object per line with
+/// `ATSSO_LOG_FORMAT=json` (each with the fields of its spans, e.g. the request id).
+fn init_tracing(format: LogFormat) {
     let filter = EnvFilter::try_from_env("ATSSO_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sea_orm=warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    // Colours only on a terminal: a file or a log shipper gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).with_span_list(true).init(),
+    }
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    let log_format = match LogFormat::from_env() {
+        Ok(format) => format,
+        Err(error) => {
+            eprintln!("atsso: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    init_tracing(log_format);
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {

@@ -8,7 +8,7 @@ use url::Url;
 
 use super::dpop::{usable_nonce, DpopKey, NonceCache};
 use super::error::AtprotoError;
-use super::http::{HttpResponse, SafeHttp};
+use super::http::{Endpoint, HttpResponse, SafeHttp};
 use super::urls::origin_string;
 
 /// Form fields of an AS request.
@@ -34,6 +34,7 @@ impl DpopHttp {
     /// (a client assertion's `jti` must not be reused).
     pub(crate) async fn request(
         &self,
+        endpoint: Endpoint,
         key: &DpopKey,
         url: &Url,
         access_token: Option<&str>,
@@ -53,9 +54,9 @@ impl DpopHttp {
             let resp = match form {
                 Some(build) => {
                     let body = build()?;
-                    self.http.post_form(url, &headers, &body).await
+                    self.http.post_form(endpoint, url, &headers, &body).await
                 }
-                None => self.http.get(url, &headers).await,
+                None => self.http.get(endpoint, url, &headers).await,
             }
             .map_err(|e| e.into_error(context))?;
             let fresh = self.nonces.update(url, resp.header("dpop-nonce"));

@@ -72,6 +72,33 @@ pub enum AtprotoError {
 }
 
 impl AtprotoError {
+    /// A fixed name of the variant (a bounded metrics label; never upstream text).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::InvalidHandle(_) => "invalid_handle",
+            Self::InvalidDid(_) => "invalid_did",
+            Self::InvalidInput(_) => "invalid_input",
+            Self::HandleNotFound(_) => "handle_not_found",
+            Self::HandleMismatch { .. } => "handle_mismatch",
+            Self::DidResolution(_) => "did_resolution",
+            Self::PdsUnreachable(_) => "pds_unreachable",
+            Self::NoOAuth(_) => "no_oauth",
+            Self::HostileMetadata(_) => "hostile_metadata",
+            Self::StateMismatch => "state_mismatch",
+            Self::IssuerMismatch { .. } => "issuer_mismatch",
+            Self::SubjectMismatch { .. } => "subject_mismatch",
+            Self::NotAuthoritative(_) => "not_authoritative",
+            Self::AccessDenied(_) => "access_denied",
+            Self::UpstreamError { .. } => "upstream_error",
+            Self::Forbidden(_) => "forbidden",
+            Self::ScopeNotGranted(_) => "scope_not_granted",
+            Self::InvalidResponse(_) => "invalid_response",
+            Self::Network(_) => "network",
+            Self::Crypto(_) => "crypto",
+            Self::Config(_) => "config",
+        }
+    }
+
     /// Plain words for the login page. Never contains upstream-controlled text.
     pub fn user_message(&self) -> String {
         match self {

@@ -130,6 +130,54 @@ impl HttpError {
     }
 }
 
+/// What an outbound request is for: the `endpoint` label of `atsso_upstream_requests_total`
+/// and `atsso_upstream_request_duration_seconds` (a fixed set, never a URL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Par,
+    Token,
+    Refresh,
+    Revoke,
+    ResolveHandle,
+    DidDoc,
+    Metadata,
+    GetRecord,
+    GetSession,
+    BackchannelLogout,
+}
+
+impl Endpoint {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Par => "par",
+            Self::Token => "token",
+            Self::Refresh => "refresh",
+            Self::Revoke => "revoke",
+            Self::ResolveHandle => "resolve_handle",
+            Self::DidDoc => "did_doc",
+            Self::Metadata => "metadata",
+            Self::GetRecord => "get_record",
+            Self::GetSession => "get_session",
+            Self::BackchannelLogout => "backchannel_logout",
+        }
+    }
+}
+
+/// Counts one outbound request and its latency (every attempt, retries included).
+fn observe(endpoint: Endpoint, started: std::time::Instant, result: Result<u16, &HttpError>) {
+    let outcome = match result {
+        Ok(status) if status < 400 => "ok",
+        Ok(status) if status < 500 => "client_error",
+        Ok(_) => "server_error",
+        Err(HttpError::Forbidden(_)) => "refused",
+        Err(HttpError::Timeout) => "timeout",
+        Err(HttpError::TooLarge) => "too_large",
+        Err(HttpError::Transport(_)) => "transport_error",
+    };
+    metrics::counter!("atsso_upstream_requests_total", "endpoint" => endpoint.as_str(), "outcome" => outcome).increment(1);
+    metrics::histogram!("atsso_upstream_request_duration_seconds", "endpoint" => endpoint.as_str()).record(started.elapsed().as_secs_f64());
+}
+
 /// A fully read (bounded) response.
 #[derive(Debug, Clone)]
 pub struct HttpResponse {
@@ -229,15 +277,31 @@ impl SafeHttp {
     }
 
     /// GET with extra headers.
-    pub async fn get(&self, url: &Url, headers: &[(&str, String)]) -> Result<HttpResponse, HttpError> {
-        let resp = self.send(Method::GET, url, headers, None, self.allow_insecure_loopback).await?;
-        read_bounded(resp).await
+    pub async fn get(&self, endpoint: Endpoint, url: &Url, headers: &[(&str, String)]) -> Result<HttpResponse, HttpError> {
+        let started = std::time::Instant::now();
+        let result = match self.send(Method::GET, url, headers, None, self.allow_insecure_loopback).await {
+            Ok(resp) => read_bounded(resp).await,
+            Err(e) => Err(e),
+        };
+        observe(endpoint, started, result.as_ref().map(|r| r.status));
+        result
     }
 
     /// POST an `application/x-www-form-urlencoded` body.
-    pub async fn post_form(&self, url: &Url, headers: &[(&str, String)], form: &[(&str, String)]) -> Result<HttpResponse, HttpError> {
-        let resp = self.send(Method::POST, url, headers, Some(form), self.allow_insecure_loopback).await?;
-        read_bounded(resp).await
+    pub async fn post_form(
+        &self,
+        endpoint: Endpoint,
+        url: &Url,
+        headers: &[(&str, String)],
+        form: &[(&str, String)],
+    ) -> Result<HttpResponse, HttpError> {
+        let started = std::time::Instant::now();
+        let result = match self.send(Method::POST, url, headers, Some(form), self.allow_insecure_loopback).await {
+            Ok(resp) => read_bounded(resp).await,
+            Err(e) => Err(e),
+        };
+        observe(endpoint, started, result.as_ref().map(|r| r.status));
+        result
     }
 
     /// POST a form to a URL that a tenant app chose (back-channel logout) and return the status;
@@ -251,8 +315,10 @@ impl SafeHttp {
         form: &[(&str, String)],
         allow_loopback: bool,
     ) -> Result<u16, HttpError> {
-        let resp = self.send(Method::POST, url, headers, Some(form), allow_loopback).await?;
-        Ok(resp.status().as_u16())
+        let started = std::time::Instant::now();
+        let result = self.send(Method::POST, url, headers, Some(form), allow_loopback).await.map(|resp| resp.status().as_u16());
+        observe(Endpoint::BackchannelLogout, started, result.as_ref().copied());
+        result
     }
 
     async fn send(
@@ -545,7 +611,7 @@ mod tests {
     #[tokio::test]
     async fn forbidden_is_reported_from_request() {
         let http = SafeHttp::new(false).unwrap();
-        let err = http.get(&Url::parse("https://127.0.0.1:9/").unwrap(), &[]).await.unwrap_err();
+        let err = http.get(Endpoint::Metadata, &Url::parse("https://127.0.0.1:9/").unwrap(), &[]).await.unwrap_err();
         assert!(matches!(err, HttpError::Forbidden(_)), "{err:?}");
     }
 }

@@ -1,6 +1,7 @@
 //! OAuth metadata discovery: PDS protected-resource metadata → authorization server metadata,
 //! validated against the atproto OAuth profile.
 
+use crate::atproto::http::Endpoint;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
@@ -131,7 +132,7 @@ impl MetadataFetcher {
     }
 
     async fn get(&self, url: &Url) -> Result<HttpResponse, AtprotoError> {
-        self.http.get(url, &[]).await.map_err(|e| e.into_error(AtprotoError::PdsUnreachable))
+        self.http.get(Endpoint::Metadata, url, &[]).await.map_err(|e| e.into_error(AtprotoError::PdsUnreachable))
     }
 
     /// PDS → the issuer URL named by its protected-resource metadata.

@@ -1,6 +1,7 @@
 //! Profile (display name, avatar) and email of the logged-in account, read from its PDS with
 //! the DPoP-bound access token.
 
+use crate::atproto::http::Endpoint;
 use serde_json::Value;
 use url::Url;
 
@@ -51,7 +52,7 @@ pub(crate) async fn fetch_profile(
 ) -> Result<Profile, AtprotoError> {
     let mut url = join_path(pds_url, "/xrpc/com.atproto.repo.getRecord")?;
     url.query_pairs_mut().append_pair("repo", did).append_pair("collection", "app.bsky.actor.profile").append_pair("rkey", "self");
-    let resp = http.request(dpop, &url, Some(access_token), None, AtprotoError::PdsUnreachable).await?;
+    let resp = http.request(Endpoint::GetRecord, dpop, &url, Some(access_token), None, AtprotoError::PdsUnreachable).await?;
     if !resp.is_success() {
         if let Some((error, _)) = resp.oauth_error() {
             if resp.status == 400 && error == "RecordNotFound" {
@@ -76,7 +77,7 @@ pub(crate) async fn fetch_email(
     access_token: &str,
 ) -> Result<(Option<String>, Option<bool>), AtprotoError> {
     let url = join_path(pds_url, "/xrpc/com.atproto.server.getSession")?;
-    let resp = http.request(dpop, &url, Some(access_token), None, AtprotoError::PdsUnreachable).await?;
+    let resp = http.request(Endpoint::GetSession, dpop, &url, Some(access_token), None, AtprotoError::PdsUnreachable).await?;
     if !resp.is_success() {
         return Err(resp.upstream_error());
     }

@@ -1,5 +1,6 @@
 //! Identity resolution: handle → DID → DID document → PDS, all through the SSRF-guarded client.
 
+use crate::atproto::http::Endpoint;
 use serde::Deserialize;
 use url::Url;
 
@@ -107,7 +108,7 @@ impl IdentityResolver {
     async fn resolve_handle_xrpc(&self, base: &Url, handle: &str) -> Result<String, AtprotoError> {
         let mut url = join_path(base, "/xrpc/com.atproto.identity.resolveHandle")?;
         url.query_pairs_mut().append_pair("handle", handle);
-        let resp = self.http.get(&url, &[]).await.map_err(|e| e.into_error(AtprotoError::HandleNotFound))?;
+        let resp = self.http.get(Endpoint::ResolveHandle, &url, &[]).await.map_err(|e| e.into_error(AtprotoError::HandleNotFound))?;
         if !resp.is_success() {
             return Err(AtprotoError::HandleNotFound(format!("resolveHandle answered HTTP {}", resp.status)));
         }
@@ -154,7 +155,7 @@ impl IdentityResolver {
     async fn resolve_handle_well_known(&self, handle: &str) -> Result<String, AtprotoError> {
         let url =
             Url::parse(&format!("https://{handle}/.well-known/atproto-did")).map_err(|e| AtprotoError::InvalidHandle(e.to_string()))?;
-        let resp = self.http.get(&url, &[]).await.map_err(|e| e.into_error(AtprotoError::HandleNotFound))?;
+        let resp = self.http.get(Endpoint::ResolveHandle, &url, &[]).await.map_err(|e| e.into_error(AtprotoError::HandleNotFound))?;
         if !resp.is_success() {
             return Err(AtprotoError::HandleNotFound(format!("well-known answered HTTP {}", resp.status)));
         }
@@ -183,7 +184,7 @@ impl IdentityResolver {
     /// DID → DID document (checked: `id` equals the DID).
     pub async fn resolve_did(&self, did: &str) -> Result<DidDocument, AtprotoError> {
         let url = self.did_document_url(did)?;
-        let resp = self.http.get(&url, &[]).await.map_err(|e| e.into_error(AtprotoError::DidResolution))?;
+        let resp = self.http.get(Endpoint::DidDoc, &url, &[]).await.map_err(|e| e.into_error(AtprotoError::DidResolution))?;
         if !resp.is_success() {
             return Err(AtprotoError::DidResolution(format!("DID document fetch answered HTTP {}", resp.status)));
         }

@@ -18,12 +18,16 @@ use crate::{
 };
 
 pub async fn exchange(state: &AppState, client: &Client, params: &Params) -> Result<TokenResponse, OAuthError> {
-    match params.get("grant_type") {
-        Some("authorization_code") => authorization_code(state, client, params).await,
-        Some("refresh_token") => refresh_token(state, client, params).await,
+    let issued = match params.get("grant_type") {
+        Some("authorization_code") => authorization_code(state, client, params).await.map(|r| (r, "authorization_code")),
+        Some("refresh_token") => refresh_token(state, client, params).await.map(|r| (r, "refresh_token")),
         Some(_) => Err(OAuthError::new(ErrorCode::UnsupportedGrantType, "supported grant types: authorization_code, refresh_token")),
         None => Err(OAuthError::invalid_request("grant_type is required")),
-    }
+    };
+    issued.map(|(response, grant_type)| {
+        metrics::counter!("atsso_tokens_issued_total", "grant_type" => grant_type).increment(1);
+        response
+    })
 }
 
 async fn authorization_code(state: &AppState, client: &Client, params: &Params) -> Result<TokenResponse, OAuthError> {
@@ -195,6 +199,7 @@ async fn retry_of_lost_response(state: &AppState, record: &RefreshTokenRecord, n
 /// A rotated refresh token presented again: revoke its whole family (OAuth 2.0 Security BCP).
 async fn refresh_reused(state: &AppState, record: &RefreshTokenRecord, now: i64) -> OAuthError {
     tracing::warn!(client_id = %record.client_id, "rotated refresh token reused; revoking its family");
+    metrics::counter!("atsso_refresh_reuse_detected_total").increment(1);
     if let Err(error) = state.store.revoke_family(&record.family_id, now).await {
         return error.into();
     }

@@ -54,6 +54,17 @@ pub enum LoginError {
 }
 
 impl LoginError {
+    /// A fixed name of the failure (the `reason` label of `atsso_logins_total`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Upstream(err) => err.kind(),
+            Self::Store(_) => "store",
+            Self::Seal(_) => "seal",
+            Self::UnknownState => "unknown_state",
+            Self::WrongBrowser => "wrong_browser",
+        }
+    }
+
     /// Plain words for the login page.
     pub fn user_message(&self) -> String {
         match self {

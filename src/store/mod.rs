@@ -110,6 +110,42 @@ impl Store {
         matches!(self.db.get_database_backend(), sea_orm::DatabaseBackend::Sqlite)
     }
 
+    /// Connections of the pools (readers and, with SQLite, the writer), for `/metrics`.
+    pub fn pool_usage(&self) -> PoolUsage {
+        let mut usage = PoolUsage::default();
+        let mut add = |connection: &DatabaseConnection| match connection.get_database_backend() {
+            sea_orm::DatabaseBackend::Sqlite => {
+                let pool = connection.get_sqlite_connection_pool();
+                usage.add(pool.size(), pool.num_idle(), pool.options().get_max_connections());
+            }
+            _ => {
+                let pool = connection.get_postgres_connection_pool();
+                usage.add(pool.size(), pool.num_idle(), pool.options().get_max_connections());
+            }
+        };
+        add(&self.db);
+        if self.is_sqlite() {
+            add(&self.writer);
+        }
+        usage
+    }
+
+    /// A `SELECT 1` within `timeout` (readiness).
+    pub async fn ping(&self, timeout: Duration) -> StoreResult<()> {
+        match tokio::time::timeout(timeout, self.db.execute_unprepared("SELECT 1")).await {
+            Ok(result) => result.map(|_| ()).map_err(StoreError::Db),
+            Err(_) => Err(StoreError::Db(DbErr::Custom(format!("no answer within {} ms", timeout.as_millis())))),
+        }
+    }
+
+    /// Commits every write queued so far, then closes the pools (at shutdown). Later writes fail.
+    pub async fn close(&self) -> StoreResult<()> {
+        self.write_queue.flush().await?;
+        self.writer.close_by_ref().await?;
+        self.db.close_by_ref().await?;
+        Ok(())
+    }
+
     /// Deletes rows that can no longer matter. Returns how many rows were removed.
     pub async fn sweep_expired(&self, now: i64) -> StoreResult<u64> {
         let mut removed = 0;
@@ -120,6 +156,23 @@ impl Store {
         removed += outbox::sweep(&self.writer, now).await?;
         self.cache.forget_expired(now);
         Ok(removed)
+    }
+}
+
+/// Pool connections by state, summed over our pools.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PoolUsage {
+    pub in_use: u32,
+    pub idle: u32,
+    pub max: u32,
+}
+
+impl PoolUsage {
+    fn add(&mut self, size: u32, idle: usize, max: u32) {
+        let idle = u32::try_from(idle).unwrap_or(u32::MAX).min(size);
+        self.in_use += size - idle;
+        self.idle += idle;
+        self.max += max;
     }
 }
 

@@ -104,6 +104,15 @@ impl Writer {
             }
         }
     }
+
+    /// Returns once every write queued before this call is committed (or failed): the queue is
+    /// first in, first out, so an empty write queued now is run after all of them.
+    pub async fn flush(&self) -> Result<(), DbErr> {
+        match &self.mode {
+            Mode::Direct(_) => Ok(()),
+            Mode::Batched(_) => self.write(|_txn| Box::pin(async { Ok(()) })).await,
+        }
+    }
 }
 
 async fn run_writer(connection: DatabaseConnection, mut queue: mpsc::Receiver<Box<dyn Job>>) {
@@ -212,6 +221,23 @@ mod tests {
         let replayed = outcomes.iter().filter(|o| matches!(o, Ok(CodeRedemption::Replayed(_)))).count();
         assert_eq!((redeemed, replayed), (1, 19));
         assert!(matches!(store.redeem_code("unknown", 5).await.unwrap(), CodeRedemption::Unknown));
+    }
+
+    /// Shutdown: writes queued before `close` are committed before the pools close.
+    #[tokio::test]
+    async fn close_commits_what_is_queued() {
+        let (dir, store) = store().await;
+        let codes: Vec<AuthorizationCode> = (0..50).map(|i| code(&format!("queued-{i}"))).collect();
+        // join! polls the inserts first: all fifty are queued before close() queues its flush.
+        let (results, closed) = tokio::join!(join_all(codes.iter().map(|c| store.insert_code(c))), store.close());
+        closed.unwrap();
+        assert!(results.iter().all(Result::is_ok));
+        assert!(store.insert_code(&code("late")).await.is_err(), "a closed store takes no more writes");
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+        let reopened = Store::connect(&url, 2).await.unwrap();
+        for c in &codes {
+            assert!(matches!(reopened.redeem_code(&c.code_hash, 5).await.unwrap(), CodeRedemption::Redeemed(_)), "{} lost", c.code_hash);
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

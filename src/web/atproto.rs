@@ -61,7 +61,10 @@ async fn login_submit(state: web::Data<AppState>, req: HttpRequest, form: web::F
     // csrf_valid guarantees a browser id we issued; it binds the login to this browser.
     let browser_id = session::browser_id(&state, &req).unwrap_or_default();
     match upstream::begin_login(&state, handle, request_id, &browser_id).await {
-        Ok(authorization_url) => Ok(found(&authorization_url)),
+        Ok(authorization_url) => {
+            metrics::counter!("atsso_logins_total", "outcome" => "started", "reason" => "").increment(1);
+            Ok(found(&authorization_url))
+        }
         Err(error) => {
             log_login_failure(&error);
             render_login(&state, &req, request_id, Some(&error.user_message()), Some(handle)).await
@@ -69,7 +72,9 @@ async fn login_submit(state: web::Data<AppState>, req: HttpRequest, form: web::F
     }
 }
 
+/// Logs a refused or failed login and counts it by kind.
 fn log_login_failure(error: &LoginError) {
+    count_failed_login(error.kind());
     match error {
         LoginError::Store(_) | LoginError::Seal(_) => tracing::error!(%error, "sign-in failed"),
         _ => tracing::info!(%error, "sign-in refused"),
@@ -94,6 +99,7 @@ async fn callback(state: web::Data<AppState>, req: HttpRequest, query: web::Quer
 
     // The user said no at their PDS: the app learns `access_denied`.
     if params.error.as_deref() == Some("access_denied") {
+        count_failed_login("access_denied");
         if let Some(id) = request_id.as_deref() {
             if let Some((request, _)) = authorize::load_parked(&state, id).await? {
                 return Ok(found(&authorize::deny(&state, id, &request, "the user cancelled the sign-in").await?));
@@ -112,6 +118,7 @@ async fn callback(state: web::Data<AppState>, req: HttpRequest, query: web::Quer
         }
     };
     let session = established.session().clone();
+    metrics::counter!("atsso_logins_total", "outcome" => "completed", "reason" => "").increment(1);
     let remote_addr = Some(super::client_addr(&req, &state.config.trusted_proxies).to_string());
     crate::audit::login(&state.store, &session.did, remote_addr).await;
     let mut response = match request_id.as_deref() {
@@ -125,4 +132,8 @@ async fn callback(state: web::Data<AppState>, req: HttpRequest, query: web::Quer
         response.add_cookie(&session::session_cookie(&state.config, &new.cookie_value)).map_err(|e| PageError::internal(&e))?;
     }
     Ok(response)
+}
+
+fn count_failed_login(reason: &'static str) {
+    metrics::counter!("atsso_logins_total", "outcome" => "failed", "reason" => reason).increment(1);
 }

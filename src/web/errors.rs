@@ -83,6 +83,10 @@ impl ResponseError for PageError {
         if let Some(id) = &self.error_id {
             context.insert("error_id", id);
         }
+        // Rendered while the request is served (inside its request-id scope).
+        if let Some(id) = super::request_id::current() {
+            context.insert("request_id", &id);
+        }
         let mut response = HttpResponse::build(self.status);
         if let Some(seconds) = self.retry_after {
             response.insert_header((header::RETRY_AFTER, seconds.to_string()));

@@ -6,9 +6,11 @@ mod atproto;
 mod errors;
 pub(crate) mod html;
 mod logout;
+mod metrics;
 mod oidc;
 mod pages;
 mod registration;
+pub(crate) mod request_id;
 mod session;
 
 use actix_web::{http::header, web, HttpRequest, HttpResponse};
@@ -34,6 +36,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .error_handler(|_, _| PageError::bad_request("Invalid address", "The address has invalid parameters.").into()),
         )
         .route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz))
+        .route("/metrics", web::get().to(metrics::main_listener_metrics))
         .route("/assets/style.css", web::get().to(stylesheet));
     oidc::configure(cfg);
     pages::configure(cfg);
@@ -47,28 +51,44 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// The running HTTP server (what `Application` awaits).
 pub type Server = actix_web::dev::Server;
 
+/// How long a stopping server lets in-flight requests finish (SIGTERM/SIGINT) before it drops
+/// them; below the usual 30 s a container runtime waits before SIGKILL.
+pub const SHUTDOWN_TIMEOUT_SECS: u64 = 20;
+
 /// Starts the HTTP server on `listener`: every route, the security headers of every response,
-/// one debug span per request.
+/// one span per request carrying its request id, and (when metrics are on) the request series.
 pub(crate) fn serve(state: AppState, listener: std::net::TcpListener) -> std::io::Result<Server> {
     use actix_web::{dev::Service, web::Data, App, HttpServer};
     use tracing::Instrument;
     let data = Data::new(state.clone());
     let https = state.config.secure_cookies();
+    let record_metrics = state.config.metrics_enabled() && metrics::install().is_some();
+    let config = state.config.clone();
     HttpServer::new(move || {
+        let config = config.clone();
         App::new()
             .app_data(data.clone())
             .wrap_fn(move |req, srv| {
-                // One span per request (debug: at info it would be formatted for every request
-                // even when nothing is logged). Only method and path: query strings carry codes
-                // and tokens.
-                let span = tracing::debug_span!("request", method = %req.method(), path = %req.path());
+                let id = request_id::for_request(&req, &config.trusted_proxies);
+                // One span per request, at info so that every line logged while serving it
+                // carries the request id. Only method and path: query strings carry codes and
+                // tokens.
+                let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.path());
                 let started = std::time::Instant::now();
-                let fut = srv.call(req);
+                let fut = span.in_scope(|| request_id::sync_scope(id.clone(), || srv.call(req)));
                 async move {
-                    let mut response = fut.await?;
+                    let mut response = request_id::scope(id.clone(), fut).await?;
                     html::secure_response(response.headers_mut(), https);
+                    if let Ok(value) = header::HeaderValue::from_str(&id) {
+                        response.headers_mut().insert(header::HeaderName::from_static(request_id::HEADER), value);
+                    }
                     let status = response.status().as_u16();
-                    let elapsed_ms = started.elapsed().as_millis() as u64;
+                    let elapsed = started.elapsed();
+                    if record_metrics {
+                        let request = response.request();
+                        metrics::record_request(request.match_pattern().as_deref(), request.method(), status, elapsed);
+                    }
+                    let elapsed_ms = elapsed.as_millis() as u64;
                     // Per-request lines are debug (ATSSO_LOG=debug): at tens of thousands of
                     // requests per second, formatting them costs a third of the throughput.
                     if status >= 500 {
@@ -84,8 +104,15 @@ pub(crate) fn serve(state: AppState, listener: std::net::TcpListener) -> std::io
             .configure(configure)
             .default_service(web::route().to(not_found))
     })
+    .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
     .listen(listener)
     .map(|server| server.run())
+}
+
+/// The separate `/metrics` listener (`ATSSO_METRICS_BIND`).
+pub(crate) fn serve_metrics(state: AppState, listener: std::net::TcpListener) -> std::io::Result<Server> {
+    metrics::install();
+    metrics::serve_metrics(state, listener)
 }
 
 /// Anything we do not serve: a readable page (JSON clients see the status).
@@ -99,6 +126,20 @@ pub(crate) async fn not_found() -> HttpResponse {
 
 async fn healthz() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain").body("ok")
+}
+
+/// Ready for traffic (the load balancer's health check): the database answers and signing keys
+/// are loaded. 503 with the reason otherwise.
+async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let (mut response, body) = match state.readiness().await {
+        Ok(()) => (HttpResponse::Ok(), serde_json::json!({ "status": "ready" })),
+        Err(reason) => {
+            let cause = std::error::Error::source(&reason).map(ToString::to_string).unwrap_or_default();
+            tracing::warn!(%reason, %cause, "not ready");
+            (HttpResponse::ServiceUnavailable(), serde_json::json!({ "status": "not ready", "reason": reason.to_string() }))
+        }
+    };
+    response.insert_header((header::CACHE_CONTROL, "no-store")).json(body)
 }
 
 async fn stylesheet() -> HttpResponse {

@@ -19,6 +19,8 @@ use reqwest::{cookie::Jar, redirect::Policy, Url};
 pub struct TestApp {
     pub base: String,
     pub state: AppState,
+    /// The separate metrics listener's port (`metrics_bind` set).
+    pub metrics_port: Option<u16>,
     pub _dir: tempfile::TempDir,
     /// Stops the app's outbox worker (a node going away; its HTTP server keeps running).
     pub shutdown: tokio_util::sync::CancellationToken,
@@ -69,9 +71,9 @@ pub async fn spawn_app_on(listener: TcpListener, adjust: impl FnOnce(&mut Config
     .unwrap();
     adjust(&mut config);
     let app = Application::build_with_listener(config, listener).await.unwrap();
-    let (state, shutdown) = (app.state().clone(), app.shutdown_token());
+    let (state, shutdown, metrics_port) = (app.state().clone(), app.shutdown_token(), app.metrics_port());
     tokio::spawn(app.run_until_stopped());
-    TestApp { base: format!("http://127.0.0.1:{port}"), state, _dir: dir, shutdown }
+    TestApp { base: format!("http://127.0.0.1:{port}"), state, metrics_port, _dir: dir, shutdown }
 }
 
 /// A second node: another server process's worth of state (its own caches and listener) on the
@@ -82,9 +84,9 @@ pub async fn spawn_second_node(first: &TestApp) -> TestApp {
     let mut config = (*first.state.config).clone();
     config.bind = format!("127.0.0.1:{port}");
     let app = Application::build_with_listener(config, listener).await.unwrap();
-    let (state, shutdown) = (app.state().clone(), app.shutdown_token());
+    let (state, shutdown, metrics_port) = (app.state().clone(), app.shutdown_token(), app.metrics_port());
     tokio::spawn(app.run_until_stopped());
-    TestApp { base: format!("http://127.0.0.1:{port}"), state, _dir: tempfile::tempdir().unwrap(), shutdown }
+    TestApp { base: format!("http://127.0.0.1:{port}"), state, metrics_port, _dir: tempfile::tempdir().unwrap(), shutdown }
 }
 
 impl TestApp {

@@ -12,6 +12,7 @@ mod key_rotation;
 mod logout;
 #[path = "../support/mock_pds.rs"]
 mod mock_pds;
+mod operations;
 mod outbox;
 mod pages;
 mod pkce;

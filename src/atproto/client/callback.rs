@@ -1,6 +1,7 @@
 //! The callback: check `state` and `iss`, exchange the code, make sure the issuer speaks for the
 //! account, then read its profile (and email, when asked for).
 
+use crate::atproto::http::Endpoint;
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 use url::Url;
@@ -86,7 +87,7 @@ impl AtprotoClient {
             ]);
             Ok(form)
         };
-        let resp = self.dpop_http.request(&dpop, &token_url, None, Some(&build), AtprotoError::PdsUnreachable).await?;
+        let resp = self.dpop_http.request(Endpoint::Token, &dpop, &token_url, None, Some(&build), AtprotoError::PdsUnreachable).await?;
         if !resp.is_success() {
             return Err(resp.upstream_error());
         }

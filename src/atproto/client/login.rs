@@ -1,6 +1,7 @@
 //! Starting a login: resolve what the user typed, push the authorization request (PAR, PKCE,
 //! DPoP) and say where to send the browser.
 
+use crate::atproto::http::Endpoint;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
@@ -99,7 +100,7 @@ impl AtprotoClient {
             }
             Ok(form)
         };
-        let resp = self.dpop_http.request(&dpop, &par_url, None, Some(&build), AtprotoError::PdsUnreachable).await?;
+        let resp = self.dpop_http.request(Endpoint::Par, &dpop, &par_url, None, Some(&build), AtprotoError::PdsUnreachable).await?;
         if !resp.is_success() {
             return Err(resp.upstream_error());
         }

@@ -1,6 +1,7 @@
 //! The upstream session's tokens: refresh (rotated by the AS) and revoke, and the checks every
 //! token response goes through.
 
+use crate::atproto::http::Endpoint;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
@@ -65,7 +66,7 @@ impl AtprotoClient {
             form.extend([("grant_type", "refresh_token".to_string()), ("refresh_token", refresh_token.to_string())]);
             Ok(form)
         };
-        let resp = self.dpop_http.request(&dpop, &url, None, Some(&build), AtprotoError::PdsUnreachable).await?;
+        let resp = self.dpop_http.request(Endpoint::Refresh, &dpop, &url, None, Some(&build), AtprotoError::PdsUnreachable).await?;
         if !resp.is_success() {
             return Err(resp.upstream_error());
         }
@@ -114,7 +115,7 @@ impl AtprotoClient {
                 form.push(("token_type_hint", hint.to_string()));
                 Ok(form)
             };
-            let resp = self.dpop_http.request(&dpop, &url, None, Some(&build), AtprotoError::PdsUnreachable).await?;
+            let resp = self.dpop_http.request(Endpoint::Revoke, &dpop, &url, None, Some(&build), AtprotoError::PdsUnreachable).await?;
             if !resp.is_success() {
                 return Err(resp.upstream_error());
             }
