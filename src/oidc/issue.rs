@@ -15,6 +15,7 @@ use crate::{
 };
 
 /// What a grant hands to the issuer.
+#[derive(Clone)]
 pub struct Grant<'a> {
     pub client_id: &'a str,
     pub did: &'a str,

@@ -162,15 +162,20 @@ async fn refresh_token(state: &AppState, client: &Client, params: &Params) -> Re
         nonce: None,
         family_id: &record.family_id,
     };
-    match issue_tokens(state, grant, spend).await? {
-        Some(response) => Ok(response),
-        // Spent or revoked since we read it: a concurrent reuse, or a revocation.
-        None => match state.store.refresh_token_in_db(&token_hash).await? {
-            Some(current) if current.rotated_at.is_some() && current.revoked_at.is_none() => {
-                Err(refresh_reused(state, &current, now).await)
+    if let Some(response) = issue_tokens(state, grant.clone(), spend).await? {
+        return Ok(response);
+    }
+    // Spent or revoked since we read it: a revocation, a concurrent reuse, or a spend on another
+    // node that our cache had not seen (a lost response retried here) — judged from the database.
+    let stale = || OAuthError::invalid_grant("refresh token is invalid, revoked or expired");
+    match state.store.refresh_token_in_db(&token_hash).await? {
+        Some(current) if current.rotated_at.is_some() && current.revoked_at.is_none() => {
+            match retry_of_lost_response(state, &current, now).await? {
+                Some(retry) => issue_tokens(state, grant, retry).await?.ok_or_else(stale),
+                None => Err(refresh_reused(state, &current, now).await),
             }
-            _ => Err(OAuthError::invalid_grant("refresh token is invalid, revoked or expired")),
-        },
+        }
+        _ => Err(stale()),
     }
 }
 

@@ -185,7 +185,14 @@ const WRITER_CACHE_KIB: u32 = 8_000;
 
 fn connect_options(database_url: &str, max_connections: u32, cache_kib: u32) -> ConnectOptions {
     let mut options = ConnectOptions::new(database_url.to_owned());
-    options.max_connections(max_connections).min_connections(1).connect_timeout(Duration::from_secs(10)).sqlx_logging(false);
+    // A request waits at most DATABASE_ACQUIRE_TIMEOUT for a connection: while the database is
+    // down, requests fail fast (503) instead of piling up.
+    options
+        .max_connections(max_connections)
+        .min_connections(1)
+        .connect_timeout(DATABASE_ACQUIRE_TIMEOUT)
+        .acquire_timeout(DATABASE_ACQUIRE_TIMEOUT)
+        .sqlx_logging(false);
     if database_url.starts_with("sqlite:") {
         // A local file cannot have "gone away": skip sqlx's liveness ping before every use
         // (one more round trip to the connection's thread per statement).

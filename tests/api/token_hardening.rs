@@ -328,3 +328,28 @@ async fn without_a_retry_window_a_second_presentation_revokes_the_family() {
     let (status, _) = token_as(&app, &client, &[("grant_type", "refresh_token"), ("refresh_token", &successor)]).await;
     assert_eq!(status, 400, "the family is revoked");
 }
+
+/// The retry of a lost response on another node than the one that spent the token: the node that
+/// issued the token still has it cached as unspent, and must not take the lost compare-and-set
+/// for a reuse (the cluster test's kill -9 found this). Postgres only (two nodes).
+#[tokio::test]
+async fn a_retry_on_the_node_that_issued_the_token_is_still_a_retry() {
+    let first = super::helpers::spawn_app_with(|c| c.refresh_retry_window_secs = 30).await;
+    if !first.on_postgres() {
+        eprintln!("skipped: needs two nodes on PostgreSQL");
+        return;
+    }
+    let second = super::helpers::spawn_second_node(&first).await;
+    first.wait_until_caching().await;
+    second.wait_until_caching().await;
+    let client = first.register("two-node-app", false, true).await;
+    let tokens = tokens_for(&first, &client, &["offline_access"]).await;
+    let issued = str_of(&tokens, "refresh_token").to_owned();
+    let (status, lost) = token_as(&second, &client, &[("grant_type", "refresh_token"), ("refresh_token", &issued)]).await;
+    assert_eq!(status, 200, "{lost}");
+    let (status, retried) = token_as(&first, &client, &[("grant_type", "refresh_token"), ("refresh_token", &issued)]).await;
+    assert_eq!(status, 200, "the retry at the issuing node is answered: {retried}");
+    let (status, next) =
+        token_as(&second, &client, &[("grant_type", "refresh_token"), ("refresh_token", str_of(&retried, "refresh_token"))]).await;
+    assert_eq!(status, 200, "{next}");
+}

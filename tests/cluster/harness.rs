@@ -52,7 +52,8 @@ impl Postgres {
             assert!(status.success());
         }
         let postgres = Postgres { bin, dir, port: free_port() };
-        let init = as_postgres(&format!("{}/initdb -D {}/data -U postgres -A trust", postgres.bin.display(), postgres.dir.path().display()));
+        let init =
+            as_postgres(&format!("{}/initdb -D {}/data -U postgres -A trust", postgres.bin.display(), postgres.dir.path().display()));
         assert!(init.status.success(), "initdb: {}", String::from_utf8_lossy(&init.stderr));
         postgres.resume();
         postgres
