@@ -2,7 +2,7 @@
 //! still has to tell others is `outbox`).
 use std::collections::BTreeSet;
 
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
+use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect};
 
 use super::{
     entities::{access_token, refresh_token},
@@ -12,27 +12,7 @@ use super::{
 impl Store {
     /// Every client that received tokens under the session.
     pub async fn session_client_ids(&self, sid: &str) -> StoreResult<Vec<String>> {
-        let mut ids: BTreeSet<String> = refresh_token::Entity::find()
-            .select_only()
-            .column(refresh_token::Column::ClientId)
-            .filter(refresh_token::Column::Sid.eq(sid))
-            .distinct()
-            .into_tuple::<String>()
-            .all(&self.db)
-            .await?
-            .into_iter()
-            .collect();
-        ids.extend(
-            access_token::Entity::find()
-                .select_only()
-                .column(access_token::Column::ClientId)
-                .filter(access_token::Column::Sid.eq(sid))
-                .distinct()
-                .into_tuple::<String>()
-                .all(&self.db)
-                .await?,
-        );
-        Ok(ids.into_iter().collect())
+        Ok(session_client_ids_in(&self.db, sid).await?)
     }
 
     /// Live sessions of a user (for "end all sessions of this DID").
@@ -48,4 +28,31 @@ impl Store {
             .all(&self.db)
             .await?)
     }
+}
+
+/// Every client that received tokens under the session, sorted (on any connection: the logout
+/// reads them inside its transaction).
+pub(super) async fn session_client_ids_in(db: &impl ConnectionTrait, sid: &str) -> Result<Vec<String>, DbErr> {
+    let mut ids: BTreeSet<String> = BTreeSet::new();
+    ids.extend(
+        refresh_token::Entity::find()
+            .select_only()
+            .column(refresh_token::Column::ClientId)
+            .filter(refresh_token::Column::Sid.eq(sid))
+            .distinct()
+            .into_tuple::<String>()
+            .all(db)
+            .await?,
+    );
+    ids.extend(
+        access_token::Entity::find()
+            .select_only()
+            .column(access_token::Column::ClientId)
+            .filter(access_token::Column::Sid.eq(sid))
+            .distinct()
+            .into_tuple::<String>()
+            .all(db)
+            .await?,
+    );
+    Ok(ids.into_iter().collect())
 }

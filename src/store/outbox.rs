@@ -130,26 +130,7 @@ impl Store {
             .filter(access_token::Column::RevokedAt.is_null())
             .exec(&txn)
             .await?;
-        let mut client_ids: Vec<String> = refresh_token::Entity::find()
-            .select_only()
-            .column(refresh_token::Column::ClientId)
-            .filter(refresh_token::Column::Sid.eq(sid))
-            .distinct()
-            .into_tuple::<String>()
-            .all(&txn)
-            .await?;
-        client_ids.extend(
-            access_token::Entity::find()
-                .select_only()
-                .column(access_token::Column::ClientId)
-                .filter(access_token::Column::Sid.eq(sid))
-                .distinct()
-                .into_tuple::<String>()
-                .all(&txn)
-                .await?,
-        );
-        client_ids.sort();
-        client_ids.dedup();
+        let client_ids = super::logout::session_client_ids_in(&txn, sid).await?;
         let mut rows: Vec<OutboxRow> = Vec::new();
         if !client_ids.is_empty() {
             let told: Vec<(String, Option<String>)> = client::Entity::find()
