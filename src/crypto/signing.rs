@@ -229,7 +229,13 @@ impl KeySet {
 
     /// Signs `claims` as a JWT with header `typ`, the active key of `alg` and its `kid`.
     pub fn sign(&self, alg: Alg, typ: &str, claims: Map<String, Value>) -> Result<String, SigningError> {
-        let key = self.signer_at(alg, crate::clock::now()).ok_or(SigningError::NoActiveKey(alg.as_str()))?;
+        self.sign_at(alg, typ, claims, crate::clock::now())
+    }
+
+    /// Signs with the key of `alg` active at `now`: the tokens of one response pass the same
+    /// instant, so a rotation's activation never splits them between two key generations.
+    pub fn sign_at(&self, alg: Alg, typ: &str, claims: Map<String, Value>, now: i64) -> Result<String, SigningError> {
+        let key = self.signer_at(alg, now).ok_or(SigningError::NoActiveKey(alg.as_str()))?;
         let mut header = JwsHeader::new();
         header.set_token_type(typ);
         header.set_key_id(&key.kid);

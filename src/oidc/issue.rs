@@ -85,9 +85,9 @@ pub async fn issue_tokens(state: &AppState, grant: Grant<'_>, spend: Spend) -> R
     let access_alg = config.access_token_alg;
     // RSA signing is CPU-bound: off the async executor threads, onto the signing threads.
     let (access_token, id_token) = crate::crypto::cpu_pool::run(move || {
-        let access_token = keys.sign(access_alg, "at+jwt", access_claims)?;
+        let access_token = keys.sign_at(access_alg, "at+jwt", access_claims, issued_at)?;
         id_claims.insert("at_hash".into(), at_hash(&access_token).into());
-        let id_token = keys.sign(Alg::Rs256, "JWT", id_claims)?;
+        let id_token = keys.sign_at(Alg::Rs256, "JWT", id_claims, issued_at)?;
         Ok::<_, crate::crypto::signing::SigningError>((access_token, id_token))
     })
     .await
