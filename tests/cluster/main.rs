@@ -30,6 +30,8 @@ use serde_json::Value;
 /// Seconds between `atsso keys rotate` and the new key signing (short for the test; the default
 /// is long enough for every JWKS cache).
 const KEY_ACTIVATION_DELAY_SECS: u64 = 6;
+/// The operator's token for `/metrics` on the nodes.
+const METRICS_TOKEN: &str = "cluster-metrics-token-0123456789";
 /// How long a client change or revocation may take to reach every node (README, "Several nodes").
 const PROPAGATION_BOUND: Duration = Duration::from_secs(2);
 
@@ -201,6 +203,7 @@ async fn start_cluster(mock: &mock_pds::MockPds) -> Cluster {
         ("ATSSO_TRUSTED_PROXIES", "127.0.0.1/32".into()),
         ("ATSSO_REFRESH_RETRY_WINDOW_SECS", "10".into()),
         ("ATSSO_KEY_ACTIVATION_DELAY_SECS", KEY_ACTIVATION_DELAY_SECS.to_string()),
+        ("ATSSO_METRICS_TOKEN", METRICS_TOKEN.into()),
         ("RUST_LOG", "info".into()),
     ]
     .into_iter()
@@ -428,6 +431,31 @@ async fn three_nodes_on_postgres_behind_a_balancer() {
     ));
 
     cluster.wait_balanced().await; // the balancer's health checks have seen the nodes recover
+
+    // What an operator sees of all this: each series on at least one node.
+    let mut scraped = Vec::new();
+    for name in ["a", "b", "c"] {
+        let text =
+            cluster.http.get(cluster.node(name).url("/metrics")).bearer_auth(METRICS_TOKEN).send().await.unwrap().text().await.unwrap();
+        scraped.push((name, text));
+    }
+    let wanted = [
+        "atsso_tokens_issued_total",
+        "atsso_refresh_reuse_detected_total",
+        "atsso_outbox_deliveries_total",
+        "atsso_outbox_queue_depth",
+        "atsso_db_pool_connections",
+    ];
+    for series in wanted {
+        let lines: Vec<String> = scraped
+            .iter()
+            .flat_map(|(node, text)| text.lines().filter(|l| l.starts_with(series)).map(move |l| format!("{node}: {l}")))
+            .collect();
+        assert!(!lines.is_empty(), "some node's /metrics has {series}");
+        for line in lines {
+            step(&format!("7. /metrics on {line}"));
+        }
+    }
 
     // 8. A delivery queued while every node is down is sent by the first node that comes back.
     receiver.answer(503);
