@@ -300,6 +300,17 @@ pub async fn register_dynamic(store: &Store, new: NewClient) -> Result<(Client, 
     register_as(store, new, true).await
 }
 
+/// A new client id: 16 random bytes, base64url, never starting with `-` or `_` (an id that
+/// starts with `-` reads as a flag to `atsso clients disable <id>` and to most shells' tools).
+fn new_client_id() -> String {
+    loop {
+        let id = random_token(16);
+        if id.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+            return id;
+        }
+    }
+}
+
 async fn register_as(
     store: &Store,
     mut new: NewClient,
@@ -312,7 +323,7 @@ async fn register_as(
         None => None,
     };
     let client = Client {
-        client_id: random_token(16),
+        client_id: new_client_id(),
         name: new.name,
         secret_hash,
         redirect_uris: new.redirect_uris,
@@ -426,6 +437,16 @@ pub async fn set_enabled(store: &Store, cache: Option<&SecretVerifier>, client_i
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn client_ids_never_start_like_a_command_line_flag() {
+        for _ in 0..2_000 {
+            let id = new_client_id();
+            assert!(id.starts_with(|c: char| c.is_ascii_alphanumeric()), "{id}");
+            assert_eq!(id.len(), 22);
+        }
+    }
+
     use super::*;
 
     #[test]
