@@ -8,6 +8,9 @@
 //! prints why it did nothing.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "cluster/harness.rs"]
+#[allow(dead_code)]
+mod cluster_harness;
 #[path = "api/helpers.rs"]
 #[allow(dead_code)]
 mod helpers;
@@ -279,11 +282,23 @@ async fn full_story(app: &TestApp, network: &Network, public_base: &str) {
     let response = browser.get(&format!("{}?id_token_hint={}", app.url("/oauth2/end_session"), tokens["id_token"].as_str().unwrap())).await;
     assert!(response.status().is_success() || response.status().is_redirection());
     assert!(app.state.store.upstream_session(sid).await.unwrap().is_none());
+    upstream_revoked(app, sid).await;
     let refused = app.state.atproto.refresh(&upstream).await;
     assert!(refused.is_err(), "the PDS must refuse the revoked upstream refresh token");
     eprintln!("after logout the PDS refused the upstream refresh token: {}", refused.unwrap_err());
     let response = browser.get(&format!("{}&prompt=none", second.start(app).url)).await;
     assert_eq!(query_param(&location(&response), "error").as_deref(), Some("login_required"));
+}
+
+/// Waits until the outbox has revoked the session's upstream grant at the PDS (the logout
+/// queues it; a worker sends it within milliseconds).
+async fn upstream_revoked(app: &TestApp, sid: &str) {
+    let store = &app.state.store;
+    helpers::eventually(Duration::from_secs(15), "the upstream revocation delivered", || async move {
+        let rows = store.outbox_for_sid(sid).await.unwrap();
+        rows.iter().any(|r| r.kind == "upstream_revoke" && r.status == "delivered").then_some(())
+    })
+    .await;
 }
 
 fn configure(config: &mut atsso::config::Config, network: &Network) {
@@ -323,4 +338,71 @@ async fn real_pds_confidential_private_key_jwt_client() {
     .await;
     assert_eq!(app.state.atproto.client_id(), format!("{public_base}/atproto/client-metadata.json"));
     full_story(&app, &network, &public_base).await;
+}
+
+/// Two nodes on one PostgreSQL with the real PDS: the sign-in lands on the first (the issuer),
+/// the code is redeemed and the second app signs in by SSO on the second, tokens refresh on the
+/// first, and a logout on the second ends everything on the first and at the PDS.
+#[tokio::test]
+async fn real_pds_two_nodes_on_postgres() {
+    if !enabled() {
+        return;
+    }
+    let postgres = cluster_harness::Postgres::start();
+    let network = start_network(None);
+    let database_url = postgres.url();
+    let first = spawn_app_on(TcpListener::bind("127.0.0.1:0").unwrap(), |c| {
+        configure(c, &network);
+        c.database_url = database_url.clone();
+    })
+    .await;
+    let second = helpers::spawn_second_node(&first).await;
+    first.wait_until_caching().await;
+    second.wait_until_caching().await;
+    let one = Rp { client: first.register("first-app", false, true).await };
+    let two = Rp { client: first.register("second-app", false, true).await };
+    let mut browser = Browser::new();
+
+    // Sign in at the first node (the PDS sends the browser back to the issuer).
+    let authorization = one.start(&first);
+    let login_path = location(&browser.get(&authorization.url).await);
+    let html = browser.get(&first.url(&login_path)).await.text().await.unwrap();
+    let form = [
+        ("handle", network.handle.as_str()),
+        ("request_id", &helpers::hidden_input(&html, "request_id").unwrap()),
+        ("csrf_token", &helpers::hidden_input(&html, "csrf_token").unwrap()),
+    ];
+    let response = browser.post_form(&first.url("/login"), &form).await;
+    assert_eq!(response.status(), 302, "login submit");
+    let callback = sign_in_at_pds(&location(&response));
+    let back = location(&browser.get(&callback).await);
+    assert!(back.starts_with(&one.client.redirect_uri), "{back}");
+
+    // The code from the first node is redeemed on the second; the second app signs in by SSO
+    // on the second node and redeems on the first.
+    let (tokens, claims) = one.exchange(&second, &query_param(&back, "code").unwrap(), &authorization).await;
+    assert_eq!(claims["sub"], network.did.as_str());
+    let authorization2 = two.start(&second);
+    let back2 = location(&browser.get(&authorization2.url).await);
+    assert!(back2.starts_with(&two.client.redirect_uri), "SSO on the second node: {back2}");
+    let (_, claims2) = two.exchange(&first, &query_param(&back2, "code").unwrap(), &authorization2).await;
+    assert_eq!(claims2["sid"], claims["sid"]);
+    let sid = claims["sid"].as_str().unwrap();
+    let row = first.state.store.upstream_session(sid).await.unwrap().expect("upstream session stored");
+    let upstream: atsso::atproto::UpstreamTokens = serde_json::from_str(&first.state.sealer.open_str(&row.tokens_sealed).unwrap()).unwrap();
+
+    // Logout on the second node: the first refuses at once, and the PDS refuses the old grant.
+    let access_token = tokens["access_token"].as_str().unwrap();
+    let userinfo = |app: &TestApp| reqwest::Client::new().get(app.url("/oauth2/userinfo")).bearer_auth(access_token).send();
+    assert_eq!(userinfo(&first).await.unwrap().status(), 200);
+    let response =
+        browser.get(&format!("{}?id_token_hint={}", second.url("/oauth2/end_session"), tokens["id_token"].as_str().unwrap())).await;
+    assert!(response.status().is_success() || response.status().is_redirection());
+    assert_eq!(userinfo(&first).await.unwrap().status(), 401, "the first node refuses at once");
+    upstream_revoked(&first, sid).await;
+    let refused = first.state.atproto.refresh(&upstream).await;
+    assert!(refused.is_err(), "the PDS must refuse the revoked upstream refresh token");
+    eprintln!(
+        "two nodes on PostgreSQL: signed in on one, redeemed on the other, logged out on the other; the PDS refused the upstream token"
+    );
 }
