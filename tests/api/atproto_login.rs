@@ -299,7 +299,12 @@ async fn logout_revokes_the_upstream_grant_without_waiting_for_the_pds() {
     assert_eq!(queued.iter().map(|r| (r.kind.as_str(), r.target.as_str())).collect::<Vec<_>>(), [("upstream_revoke", mock.base.as_str())]);
     assert!(queued[0].payload_sealed.is_some());
 
-    // The PDS answers again: the queued revocation is retried and reaches it.
+    // Once the first attempt hangs at the PDS, the PDS answers again: the queued revocation is
+    // retried and reaches it. (Switching before the attempt arrives would let it through at once.)
+    eventually(std::time::Duration::from_secs(10), "the first revocation attempt reached the PDS", || async {
+        mock.hits().iter().any(|path| path == "/oauth/revoke").then_some(())
+    })
+    .await;
     mock.revoke_behaviour(|b| b.delay = std::time::Duration::ZERO);
     let store = &app.state.store;
     let row = eventually(std::time::Duration::from_secs(30), "the upstream revocation delivered", || async {
