@@ -108,6 +108,8 @@ pub struct MockState {
     pub refresh_behaviour: Mutex<RefreshBehaviour>,
     /// Refresh-token grants that reached the token logic (past DPoP and client checks).
     pub refresh_grants: AtomicUsize,
+    /// Revocation requests that entered the configured delay.
+    pub revokes_delayed: AtomicUsize,
     /// How revocation requests are answered (same knobs: a delay, or a bare error status).
     pub revoke_behaviour: Mutex<RefreshBehaviour>,
 }
@@ -195,6 +197,7 @@ impl MockPds {
             seen_jti: Mutex::new(HashSet::new()),
             refresh_behaviour: Mutex::new(RefreshBehaviour::default()),
             refresh_grants: AtomicUsize::new(0),
+            revokes_delayed: AtomicUsize::new(0),
             revoke_behaviour: Mutex::new(RefreshBehaviour::default()),
         });
         let data = web::Data::new(state.clone());
@@ -258,6 +261,11 @@ impl MockPds {
 
     pub fn revoke_behaviour(&self, f: impl FnOnce(&mut RefreshBehaviour)) {
         f(&mut self.state.revoke_behaviour.lock().unwrap());
+    }
+
+    /// Revocation requests that reached the configured delay (and are hanging there or were).
+    pub fn revokes_delayed(&self) -> usize {
+        self.state.revokes_delayed.load(Ordering::SeqCst)
     }
 
     /// Refresh-token grants received so far (answered or refused).
@@ -632,6 +640,7 @@ async fn revoke(req: HttpRequest, st: State, form: Form) -> HttpResponse {
     };
     let behaviour = st.revoke_behaviour.lock().unwrap().clone();
     if !behaviour.delay.is_zero() {
+        st.revokes_delayed.fetch_add(1, Ordering::SeqCst);
         tokio::time::sleep(behaviour.delay).await;
     }
     if let Some(status) = behaviour.fail_status {
