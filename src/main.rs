@@ -250,8 +250,8 @@ async fn keys_command(config: Config, command: KeysCommand) -> Result<(), String
             let rotation = keys::rotate(&store, &sealer, delay).await.map_err(|e| e.to_string())?;
             let details = format!("es256_kid={} activates_at={}", rotation.es256_kid, rotation.activates_at);
             audit::record(&store, &cli_actor(), "keys.rotate", Some(&rotation.rs256_kid), Some(details)).await;
-            println!("new RS256 key {} (ID and logout tokens)", rotation.rs256_kid);
-            println!("new ES256 key {} (access tokens)", rotation.es256_kid);
+            println!("new RS256 key {} (ID and logout tokens, RS256 access tokens)", rotation.rs256_kid);
+            println!("new ES256 key {} (ES256 access tokens)", rotation.es256_kid);
             let at = utc_text(rotation.activates_at);
             if now {
                 println!("active now ({at}): relying parties with a cached JWKS reject new tokens until their cache expires");
