@@ -95,7 +95,9 @@ pub struct Config {
     /// Authorization servers whose accounts' emails may be `email_verified: true`
     /// (`ATSSO_EMAIL_TRUSTED_ISSUERS`, comma-separated issuer URLs; default the Bluesky entryway).
     pub email_trusted_issuers: Vec<String>,
-    /// ES256 (default: cheaper to sign) or RS256 access tokens. ID tokens are always RS256.
+    /// The access-token algorithm of clients that did not choose one (`ATSSO_ACCESS_TOKEN_ALG`):
+    /// RS256 (default: what RS256-only verifiers accept) or ES256 (cheaper to sign). ID tokens
+    /// are always RS256.
     pub access_token_alg: crate::crypto::signing::Alg,
     /// DIDs allowed into the admin UI (`ATSSO_ADMIN_DIDS`, comma-separated).
     pub admin_dids: Vec<String>,
@@ -295,7 +297,7 @@ impl Config {
             .map(|i| Ok(parse_base_url("ATSSO_EMAIL_TRUSTED_ISSUERS", i)?.as_str().trim_end_matches('/').to_owned()))
             .collect::<Result<Vec<String>, ConfigError>>()?;
 
-        let alg_text = env("ATSSO_ACCESS_TOKEN_ALG").or(file.access_token_alg).unwrap_or_else(|| "ES256".into());
+        let alg_text = env("ATSSO_ACCESS_TOKEN_ALG").or(file.access_token_alg).unwrap_or_else(|| "RS256".into());
         let access_token_alg = crate::crypto::signing::Alg::parse(&alg_text)
             .ok_or_else(|| invalid("ATSSO_ACCESS_TOKEN_ALG", format!("`{alg_text}` is not ES256 or RS256")))?;
         let admin_dids: Vec<String> = match env("ATSSO_ADMIN_DIDS") {
@@ -497,6 +499,13 @@ mod tests {
         .unwrap();
         assert_eq!(config.admin_dids, ["did:plc:aaaaaaaaaaaaaaaaaaaaaaaa", "did:web:admin.example.com"]);
         assert!(config.dynamic_registration);
+    }
+
+    #[test]
+    fn access_tokens_are_rs256_unless_es256_is_chosen() {
+        use crate::crypto::signing::Alg;
+        assert_eq!(load(&[]).unwrap().access_token_alg, Alg::Rs256, "what RS256-only verifiers accept");
+        assert_eq!(load(&[("ATSSO_ACCESS_TOKEN_ALG", "ES256")]).unwrap().access_token_alg, Alg::Es256);
     }
 
     #[test]

@@ -73,9 +73,9 @@ impl KeyRing {
 /// A rotation's new keys and the instant they start signing.
 #[derive(Debug, Clone, Serialize)]
 pub struct Rotation {
-    /// The new RS256 key (ID and logout tokens).
+    /// The new RS256 key (ID and logout tokens, RS256 access tokens).
     pub rs256_kid: String,
-    /// The new ES256 key (access tokens).
+    /// The new ES256 key (ES256 access tokens).
     pub es256_kid: String,
     pub activates_at: i64,
 }
@@ -101,7 +101,7 @@ pub async fn rotate(store: &Store, sealer: &Sealer, activation_delay_secs: i64) 
 #[derive(Debug, Clone, Serialize)]
 pub struct KeyView {
     pub kid: String,
-    /// RS256 signs ID and logout tokens, ES256 access tokens.
+    /// RS256 signs ID and logout tokens and RS256 access tokens, ES256 the access tokens of ES256 clients.
     pub alg: String,
     /// `published` (in the JWKS, not signing yet), `active` (signing) or `retired`.
     pub state: &'static str,

@@ -112,6 +112,9 @@ enum ClientsCommand {
         /// allowed for public clients).
         #[arg(long)]
         allow_no_pkce: bool,
+        /// Sign this client's access tokens with RS256 or ES256 (default: ATSSO_ACCESS_TOKEN_ALG).
+        #[arg(long, value_name = "RS256|ES256")]
+        access_token_alg: Option<String>,
         /// Print one JSON object {"client_id": ..., "client_secret": ...}.
         #[arg(long)]
         json: bool,
@@ -121,16 +124,20 @@ enum ClientsCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Change a client's PKCE requirement.
-    #[command(group = clap::ArgGroup::new("pkce").required(true))]
+    /// Change a client's PKCE requirement or access-token algorithm.
+    #[command(group = clap::ArgGroup::new("change").required(true).multiple(true))]
     Update {
         client_id: String,
         /// Let this legacy confidential client sign in without PKCE (refused for public clients).
-        #[arg(long, group = "pkce")]
+        #[arg(long, group = "change", conflicts_with = "require_pkce")]
         allow_no_pkce: bool,
         /// Require PKCE (S256) of this client again (the default).
-        #[arg(long, group = "pkce")]
+        #[arg(long, group = "change")]
         require_pkce: bool,
+        /// Sign this client's access tokens with RS256 or ES256; `default` follows
+        /// ATSSO_ACCESS_TOKEN_ALG again.
+        #[arg(long, group = "change", value_name = "RS256|ES256|default")]
+        access_token_alg: Option<String>,
     },
     /// Issue a new secret; the old one stops working.
     RotateSecret {
@@ -243,8 +250,8 @@ async fn keys_command(config: Config, command: KeysCommand) -> Result<(), String
             let rotation = keys::rotate(&store, &sealer, delay).await.map_err(|e| e.to_string())?;
             let details = format!("es256_kid={} activates_at={}", rotation.es256_kid, rotation.activates_at);
             audit::record(&store, &cli_actor(), "keys.rotate", Some(&rotation.rs256_kid), Some(details)).await;
-            println!("new RS256 key {} (ID and logout tokens)", rotation.rs256_kid);
-            println!("new ES256 key {} (access tokens)", rotation.es256_kid);
+            println!("new RS256 key {} (ID and logout tokens, RS256 access tokens)", rotation.rs256_kid);
+            println!("new ES256 key {} (ES256 access tokens)", rotation.es256_kid);
             let at = utc_text(rotation.activates_at);
             if now {
                 println!("active now ({at}): relying parties with a cached JWKS reject new tokens until their cache expires");
@@ -322,6 +329,7 @@ async fn clients_command(config: Config, command: ClientsCommand) -> Result<(), 
             frontchannel_logout_uri,
             scopes,
             allow_no_pkce,
+            access_token_alg,
             json,
         } => {
             let new = NewClient {
@@ -334,6 +342,7 @@ async fn clients_command(config: Config, command: ClientsCommand) -> Result<(), 
                 first_party,
                 scopes: (!scopes.is_empty()).then_some(scopes),
                 allow_no_pkce,
+                access_token_alg,
             };
             let (client, secret) = clients::register(&store, new).await.map_err(|e| e.to_string())?;
             audit::record(&store, &cli_actor(), "client.create", Some(&client.client_id), Some(format!("name={}", client.name))).await;
@@ -360,6 +369,7 @@ async fn clients_command(config: Config, command: ClientsCommand) -> Result<(), 
                             "redirect_uris": c.redirect_uris, "post_logout_redirect_uris": c.post_logout_redirect_uris,
                             "backchannel_logout_uri": c.backchannel_logout_uri, "scopes": c.allowed_scopes,
                             "allow_no_pkce": c.allow_no_pkce,
+                            "access_token_alg": c.access_token_alg.map(|alg| alg.as_str()),
                         })
                     })
                     .collect();
@@ -382,16 +392,31 @@ async fn clients_command(config: Config, command: ClientsCommand) -> Result<(), 
             }
             Ok(())
         }
-        ClientsCommand::Update { client_id, allow_no_pkce, require_pkce: _ } => {
-            let change = clients::ClientUpdate { allow_no_pkce: Some(allow_no_pkce), ..Default::default() };
-            let before = store.client(&client_id).await.map_err(|e| e.to_string())?.map(|c| c.allow_no_pkce);
+        ClientsCommand::Update { client_id, allow_no_pkce, require_pkce, access_token_alg } => {
+            let change = clients::ClientUpdate {
+                allow_no_pkce: (allow_no_pkce || require_pkce).then_some(allow_no_pkce),
+                access_token_alg: access_token_alg.map(|alg| (alg != "default").then_some(alg)),
+                ..Default::default()
+            };
+            let before = store.client(&client_id).await.map_err(|e| e.to_string())?;
             let client = clients::update(&store, &client_id, change).await.map_err(|e| e.to_string())?;
-            let details = if before == Some(client.allow_no_pkce) { "no changes" } else { "fields=allow_no_pkce" };
-            audit::record(&store, &cli_actor(), "client.update", Some(&client_id), Some(details.into())).await;
+            let mut changed = Vec::new();
+            if before.as_ref().is_some_and(|b| b.allow_no_pkce != client.allow_no_pkce) {
+                changed.push("allow_no_pkce");
+            }
+            if before.as_ref().is_some_and(|b| b.access_token_alg != client.access_token_alg) {
+                changed.push("access_token_alg");
+            }
+            let details = if changed.is_empty() { "no changes".to_owned() } else { format!("fields={}", changed.join(",")) };
+            audit::record(&store, &cli_actor(), "client.update", Some(&client_id), Some(details)).await;
             if client.allow_no_pkce {
                 println!("client {client_id} may sign in without PKCE");
             } else {
                 println!("client {client_id} must use PKCE");
+            }
+            match client.access_token_alg {
+                Some(alg) => println!("access tokens: {}", alg.as_str()),
+                None => println!("access tokens: {} (ATSSO_ACCESS_TOKEN_ALG)", config.access_token_alg.as_str()),
             }
             Ok(())
         }

@@ -40,7 +40,8 @@ impl AppState {
     pub async fn readiness(&self) -> Result<(), NotReady> {
         self.store.ping(READINESS_DB_TIMEOUT).await.map_err(NotReady::Database)?;
         let keys = self.keys.current();
-        for alg in [crate::crypto::signing::Alg::Rs256, self.config.access_token_alg] {
+        // Both algorithms: any client may have opted into either for its access tokens.
+        for alg in [crate::crypto::signing::Alg::Rs256, crate::crypto::signing::Alg::Es256] {
             if keys.active_kid(alg).is_none() {
                 return Err(NotReady::Keys);
             }

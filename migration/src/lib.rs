@@ -11,6 +11,7 @@ mod m20261127_000012_upstream_refresh_lease;
 mod m20261205_000001_signing_key_states;
 mod m20261205_000002_outbox;
 mod m20261205_000003_refresh_successor;
+mod m20261205_000004_client_access_token_alg;
 
 pub struct Migrator;
 
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000001_signing_key_states::Migration),
             Box::new(m20261205_000002_outbox::Migration),
             Box::new(m20261205_000003_refresh_successor::Migration),
+            Box::new(m20261205_000004_client_access_token_alg::Migration),
         ]
     }
 }

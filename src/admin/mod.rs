@@ -109,6 +109,8 @@ pub struct ClientView {
     pub created_at: i64,
     /// A legacy confidential client exempted from PKCE.
     pub allow_no_pkce: bool,
+    /// `RS256` or `ES256` for its access tokens; `null` follows `ATSSO_ACCESS_TOKEN_ALG`.
+    pub access_token_alg: Option<&'static str>,
 }
 
 impl From<&Client> for ClientView {
@@ -126,6 +128,7 @@ impl From<&Client> for ClientView {
             scopes: c.allowed_scopes.clone(),
             created_at: c.created_at,
             allow_no_pkce: c.allow_no_pkce,
+            access_token_alg: c.access_token_alg.map(|alg| alg.as_str()),
         }
     }
 }
@@ -149,6 +152,7 @@ pub async fn update_client(state: &AppState, actor: &Actor, client_id: &str, cha
         ("first_party", before.first_party != after.first_party),
         ("scopes", before.allowed_scopes != after.allowed_scopes),
         ("allow_no_pkce", before.allow_no_pkce != after.allow_no_pkce),
+        ("access_token_alg", before.access_token_alg != after.access_token_alg),
     ] {
         if differs {
             changed.push(field);

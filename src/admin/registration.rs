@@ -27,6 +27,10 @@ pub struct RegistrationRequest {
     pub post_logout_redirect_uris: Vec<String>,
     pub backchannel_logout_uri: Option<String>,
     pub frontchannel_logout_uri: Option<String>,
+    /// Not an RFC 7591 member (no standard one exists for access tokens; named after OIDC
+    /// Registration's `id_token_signed_response_alg`): `RS256` or `ES256`; absent follows
+    /// `ATSSO_ACCESS_TOKEN_ALG`.
+    pub access_token_signed_response_alg: Option<String>,
 }
 
 /// RFC 7591 §3.2.2 error.
@@ -88,12 +92,15 @@ pub async fn register(state: &AppState, actor: &Actor, request: RegistrationRequ
         scopes: request.scope.map(|s| s.split(' ').filter(|s| !s.is_empty()).map(String::from).collect()),
         // Dynamic registration never exempts a client from PKCE: only an admin can.
         allow_no_pkce: false,
+        access_token_alg: request.access_token_signed_response_alg,
     };
     let (client, secret) = match crate::oidc::clients::register_dynamic(&state.store, new).await {
         Ok(registered) => registered,
         Err(RegistrationError::Invalid(fields)) => {
             let code = if fields.0.keys().any(|f| f.contains("redirect_uri")) { "invalid_redirect_uri" } else { "invalid_client_metadata" };
-            return Err(RegistrationRefused { code, description: fields.to_string() });
+            // The field as this request named it.
+            let description = fields.to_string().replace("access_token_alg:", "access_token_signed_response_alg:");
+            return Err(RegistrationRefused { code, description });
         }
         Err(RegistrationError::DuplicateName) => return Err(metadata_error("client_name is already in use")),
         Err(other) => {
@@ -112,6 +119,8 @@ pub async fn register(state: &AppState, actor: &Actor, request: RegistrationRequ
         "response_types": ["code"],
         "token_endpoint_auth_method": if public { "none" } else { "client_secret_basic" },
         "scope": client.allowed_scopes.join(" "),
+        // What the client will get: its own choice, or the global setting.
+        "access_token_signed_response_alg": client.access_token_alg_or(state.config.access_token_alg).as_str(),
     });
     if let Some(uri) = &client.backchannel_logout_uri {
         body["backchannel_logout_uri"] = json!(uri);

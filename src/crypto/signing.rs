@@ -1,7 +1,7 @@
 //! Signing keys (josekit/OpenSSL). ID tokens and logout tokens are RS256, as OIDC clients
-//! expect; access tokens are ES256 by default (an ECDSA P-256 signature costs a fraction of an
-//! RSA-2048 one, and resource servers still verify them offline with the same JWKS; see
-//! BENCHMARKS.md).
+//! expect; access tokens are RS256 by default (what RS256-only verifiers accept) or ES256 per
+//! client or globally (an ECDSA P-256 signature costs a fraction of an RSA-2048 one, and
+//! resource servers still verify them offline with the same JWKS; see BENCHMARKS.md).
 //!
 //! A key has three states: *published* (in the JWKS, not yet signing) from its creation,
 //! *active* (signing) from `activates_at`, *retired* from `retired_at` (the instant its

@@ -9,7 +9,7 @@ use super::{claims::SUPPORTED_SCOPES, params::Params};
 use crate::{
     clock::now,
     crypto::secrets::SecretVerifier,
-    crypto::{password, random_token},
+    crypto::{password, random_token, signing::Alg},
     error::OAuthError,
     state::AppState,
     store::{clients::Client, Store, StoreError},
@@ -149,6 +149,9 @@ pub struct NewClient {
     pub scopes: Option<Vec<String>>,
     /// Exempts a legacy confidential client from PKCE; refused for public clients.
     pub allow_no_pkce: bool,
+    /// `RS256` or `ES256` for this client's access tokens, as given (checked with the other
+    /// settings); `None` follows `ATSSO_ACCESS_TOKEN_ALG`.
+    pub access_token_alg: Option<String>,
 }
 
 /// Problems with submitted client settings, by field (every field is checked, not just the first).
@@ -240,9 +243,27 @@ pub fn validate_redirect_uri(field: &'static str, uri: &str, public: bool) -> Re
     }
 }
 
+/// The settings of a client once checked.
+struct Checked {
+    scopes: Vec<String>,
+    access_token_alg: Option<Alg>,
+}
+
+/// The algorithms a client may ask for its access tokens (the ones we hold keys for).
+pub const ACCESS_TOKEN_ALGS: [Alg; 2] = [Alg::Rs256, Alg::Es256];
+
+/// An access-token algorithm a client asked for: `RS256` or `ES256`, exactly.
+pub fn parse_access_token_alg(text: &str) -> Result<Alg, RegistrationError> {
+    Alg::parse(text).filter(|alg| ACCESS_TOKEN_ALGS.contains(alg)).ok_or_else(|| {
+        let shown: String = text.chars().take(20).collect();
+        invalid("access_token_alg", format!("`{}` is not RS256 or ES256", shown.escape_debug()))
+    })
+}
+
 /// Checks every setting of a client (registration and updates) and normalises the lists.
-/// Returns the allowed scopes (the supported ones when none were given).
-fn validate_settings(new: &mut NewClient) -> Result<Vec<String>, RegistrationError> {
+/// Returns the allowed scopes (the supported ones when none were given) and the access-token
+/// algorithm.
+fn validate_settings(new: &mut NewClient) -> Result<Checked, RegistrationError> {
     let mut errors = FieldErrors::default();
     new.name = new.name.trim().to_owned();
     if new.name.is_empty() || new.name.chars().count() > 100 {
@@ -284,8 +305,18 @@ fn validate_settings(new: &mut NewClient) -> Result<Vec<String>, RegistrationErr
     } else if !scopes.iter().any(|s| s == "openid") {
         errors.add("scopes", "must include openid");
     }
+    let access_token_alg = match new.access_token_alg.as_deref() {
+        None => None,
+        Some(text) => match parse_access_token_alg(text) {
+            Ok(alg) => Some(alg),
+            Err(err) => {
+                errors.check(Err(err));
+                None
+            }
+        },
+    };
     errors.into_result()?;
-    Ok(scopes)
+    Ok(Checked { scopes, access_token_alg })
 }
 
 /// Registers a client for an admin (CLI, API, UI); returns it and, for confidential clients, the
@@ -316,7 +347,7 @@ async fn register_as(
     mut new: NewClient,
     dynamically_registered: bool,
 ) -> Result<(Client, Option<String>), RegistrationError> {
-    let scopes = validate_settings(&mut new)?;
+    let Checked { scopes, access_token_alg } = validate_settings(&mut new)?;
     let secret = (!new.public).then(|| random_token(32));
     let secret_hash = match &secret {
         Some(secret) => Some(hash(secret.clone()).await?),
@@ -336,6 +367,7 @@ async fn register_as(
         created_at: now(),
         dynamically_registered,
         allow_no_pkce: new.allow_no_pkce,
+        access_token_alg,
     };
     store.insert_client(&client, client.created_at).await?;
     Ok((client, secret))
@@ -361,6 +393,8 @@ pub struct ClientUpdate {
     pub first_party: Option<bool>,
     pub scopes: Option<Vec<String>>,
     pub allow_no_pkce: Option<bool>,
+    /// `Some(None)` returns the client to the global setting.
+    pub access_token_alg: Option<Option<String>>,
 }
 
 /// Applies an update after checking the resulting settings with the registration rules.
@@ -376,8 +410,9 @@ pub async fn update(store: &Store, client_id: &str, change: ClientUpdate) -> Res
         first_party: change.first_party.unwrap_or(client.first_party),
         scopes: Some(change.scopes.unwrap_or_else(|| client.allowed_scopes.clone())),
         allow_no_pkce: change.allow_no_pkce.unwrap_or(client.allow_no_pkce),
+        access_token_alg: change.access_token_alg.unwrap_or_else(|| client.access_token_alg.map(|alg| alg.as_str().to_owned())),
     };
-    let scopes = validate_settings(&mut settings)?;
+    let Checked { scopes, access_token_alg } = validate_settings(&mut settings)?;
     client.name = settings.name;
     client.redirect_uris = settings.redirect_uris;
     client.post_logout_redirect_uris = settings.post_logout_redirect_uris;
@@ -386,6 +421,7 @@ pub async fn update(store: &Store, client_id: &str, change: ClientUpdate) -> Res
     client.first_party = settings.first_party;
     client.allowed_scopes = scopes;
     client.allow_no_pkce = settings.allow_no_pkce;
+    client.access_token_alg = access_token_alg;
     if !store.update_client(&client, now()).await? {
         return Err(RegistrationError::UnknownClient);
     }

@@ -1,4 +1,5 @@
-//! Minting tokens: ID token and RFC 9068 access token (RS256 JWTs) and opaque refresh tokens.
+//! Minting tokens: ID token (RS256) and RFC 9068 access token (the client's algorithm: RS256 by
+//! default, ES256 on opt-in) JWTs, and opaque refresh tokens.
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -18,6 +19,8 @@ use crate::{
 #[derive(Clone)]
 pub struct Grant<'a> {
     pub client_id: &'a str,
+    /// The client's access-token algorithm (its own, or `ATSSO_ACCESS_TOKEN_ALG`).
+    pub access_token_alg: Alg,
     pub did: &'a str,
     pub sid: &'a str,
     /// The scopes of the access and ID tokens (a refresh may narrow them).
@@ -82,7 +85,7 @@ pub async fn issue_tokens(state: &AppState, grant: Grant<'_>, spend: Spend) -> R
     }
 
     let keys = state.keys.current();
-    let access_alg = config.access_token_alg;
+    let access_alg = grant.access_token_alg;
     // RSA signing is CPU-bound: off the async executor threads, onto the signing threads.
     let (access_token, id_token) = crate::crypto::cpu_pool::run(move || {
         let access_token = keys.sign_at(access_alg, "at+jwt", access_claims, issued_at)?;

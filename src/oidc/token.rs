@@ -55,6 +55,7 @@ async fn authorization_code(state: &AppState, client: &Client, params: &Params) 
     }
     let grant = Grant {
         client_id: &client.client_id,
+        access_token_alg: client.access_token_alg_or(state.config.access_token_alg),
         did: &record.did,
         sid: &record.sid,
         scopes: split_scopes(&record.scope),
@@ -154,6 +155,7 @@ async fn refresh_token(state: &AppState, client: &Client, params: &Params) -> Re
     }
     let grant = Grant {
         client_id: &client.client_id,
+        access_token_alg: client.access_token_alg_or(state.config.access_token_alg),
         did: &record.did,
         sid: &record.sid,
         scopes,

@@ -460,6 +460,7 @@ mod tests {
             created_at: 0,
             dynamically_registered: false,
             allow_no_pkce: false,
+            access_token_alg: None,
         }
     }
 

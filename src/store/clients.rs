@@ -4,6 +4,8 @@ use sea_orm::{
     QueryOrder, QuerySelect, TransactionTrait,
 };
 
+use crate::crypto::signing::Alg;
+
 use super::{conflict_or, entities::client, from_json_list, invalidation::Change, to_json_list, Store, StoreError, StoreResult};
 
 /// A client as the provider uses it (lists decoded).
@@ -25,6 +27,8 @@ pub struct Client {
     pub dynamically_registered: bool,
     /// PKCE (S256) is required unless an admin exempted this (confidential, legacy) client.
     pub allow_no_pkce: bool,
+    /// The algorithm of this client's access tokens; `None` follows `ATSSO_ACCESS_TOKEN_ALG`.
+    pub access_token_alg: Option<Alg>,
 }
 
 impl Client {
@@ -35,6 +39,11 @@ impl Client {
     /// Every client must use PKCE (S256), except a confidential one an admin exempted.
     pub fn pkce_required(&self) -> bool {
         self.is_public() || !self.allow_no_pkce
+    }
+
+    /// The algorithm its access tokens are signed with, given the global setting.
+    pub fn access_token_alg_or(&self, global: Alg) -> Alg {
+        self.access_token_alg.unwrap_or(global)
     }
 }
 
@@ -55,6 +64,10 @@ impl TryFrom<client::Model> for Client {
             created_at: row.created_at,
             dynamically_registered: row.dynamically_registered,
             allow_no_pkce: row.allow_no_pkce,
+            access_token_alg: match row.access_token_alg.as_deref() {
+                None => None,
+                Some(text) => Some(Alg::parse(text).ok_or_else(|| StoreError::Corrupt(format!("client access_token_alg `{text}`")))?),
+            },
         })
     }
 }
@@ -76,6 +89,7 @@ impl Store {
             updated_at: Set(now),
             dynamically_registered: Set(c.dynamically_registered),
             allow_no_pkce: Set(c.allow_no_pkce),
+            access_token_alg: Set(c.access_token_alg.map(|alg| alg.as_str().to_owned())),
         }
         .insert(&self.writer)
         .await
@@ -162,6 +176,7 @@ impl Store {
         active.first_party = Set(c.first_party);
         active.allowed_scopes = Set(c.allowed_scopes.join(" "));
         active.allow_no_pkce = Set(c.allow_no_pkce);
+        active.access_token_alg = Set(c.access_token_alg.map(|alg| alg.as_str().to_owned()));
         active.updated_at = Set(now);
         let txn = self.writer.begin().await?;
         active.update(&txn).await.map_err(conflict_or)?;

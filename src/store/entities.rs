@@ -26,6 +26,8 @@ pub mod client {
         pub dynamically_registered: bool,
         /// A legacy confidential client exempted from PKCE (never a public client).
         pub allow_no_pkce: bool,
+        /// `RS256` or `ES256` for this client's access tokens; NULL follows the global setting.
+        pub access_token_alg: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -179,6 +179,8 @@ struct CreateClientBody {
     /// Exempts a legacy confidential client from PKCE (refused for public clients).
     #[serde(default)]
     allow_no_pkce: bool,
+    /// `RS256` or `ES256` for this client's access tokens; absent or `null`: the global setting.
+    access_token_alg: Option<String>,
 }
 
 fn client_with_secret(view: ClientView, secret: Option<String>) -> Value {
@@ -204,6 +206,7 @@ async fn create_client(
         first_party: body.first_party,
         scopes: body.scopes,
         allow_no_pkce: body.allow_no_pkce,
+        access_token_alg: body.access_token_alg,
     };
     let (client, secret) = admin::create_client(&state, &actor, new).await?;
     Ok(ok_json(StatusCode::CREATED, client_with_secret(ClientView::from(&client), secret)))
@@ -232,6 +235,9 @@ struct UpdateClientBody {
     first_party: Option<bool>,
     scopes: Option<Vec<String>>,
     allow_no_pkce: Option<bool>,
+    /// `null` returns the client to the global setting.
+    #[serde(default, deserialize_with = "nullable")]
+    access_token_alg: Option<Option<String>>,
 }
 
 #[tracing::instrument(name = "admin_update_client", skip_all)]
@@ -251,6 +257,7 @@ async fn update_client(
         first_party: body.first_party,
         scopes: body.scopes,
         allow_no_pkce: body.allow_no_pkce,
+        access_token_alg: body.access_token_alg,
     };
     let nothing = change.name.is_none()
         && change.redirect_uris.is_none()
@@ -259,7 +266,8 @@ async fn update_client(
         && change.frontchannel_logout_uri.is_none()
         && change.first_party.is_none()
         && change.scopes.is_none()
-        && change.allow_no_pkce.is_none();
+        && change.allow_no_pkce.is_none()
+        && change.access_token_alg.is_none();
     if nothing {
         return Err(ApiError::bad_request("nothing to change: send at least one setting"));
     }

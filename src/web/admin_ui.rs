@@ -277,8 +277,10 @@ async fn clients_page(state: web::Data<AppState>, req: HttpRequest, query: web::
 }
 
 /// The form values and scope checkboxes of the client form.
-fn client_form_context(context: &mut Context, form: Value, scopes: &[String], errors: &FieldErrors) {
+fn client_form_context(context: &mut Context, state: &AppState, form: Value, scopes: &[String], errors: &FieldErrors) {
     context.insert("form", &form);
+    // What "the global setting" means for the access-token algorithm choice.
+    context.insert("global_access_token_alg", state.config.access_token_alg.as_str());
     let options: Vec<Value> = SUPPORTED_SCOPES.iter().map(|s| json!({ "name": s, "checked": scopes.iter().any(|c| c == s) })).collect();
     context.insert("scope_options", &options);
     let errors: serde_json::Map<String, Value> = errors.0.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
@@ -297,6 +299,7 @@ fn form_values(form: &FormData) -> Value {
         "first_party": form.flag("first_party"),
         "public": form.flag("public"),
         "allow_no_pkce": form.flag("allow_no_pkce"),
+        "access_token_alg": form.text("access_token_alg"),
     })
 }
 
@@ -310,6 +313,7 @@ fn client_values(client: &Client) -> Value {
         "first_party": client.first_party,
         "public": client.is_public(),
         "allow_no_pkce": client.allow_no_pkce,
+        "access_token_alg": client.access_token_alg.map(|alg| alg.as_str()).unwrap_or_default(),
     })
 }
 
@@ -319,7 +323,8 @@ async fn new_client_page(state: web::Data<AppState>, req: HttpRequest) -> Result
     let defaults: Vec<String> = ["openid", "profile"].iter().map(|s| s.to_string()).collect();
     client_form_context(
         &mut context,
-        json!({ "name": "", "redirect_uris": "", "post_logout_redirect_uris": "", "backchannel_logout_uri": "", "frontchannel_logout_uri": "", "first_party": false, "public": false, "allow_no_pkce": false }),
+        &state,
+        json!({ "name": "", "redirect_uris": "", "post_logout_redirect_uris": "", "backchannel_logout_uri": "", "frontchannel_logout_uri": "", "first_party": false, "public": false, "allow_no_pkce": false, "access_token_alg": "" }),
         &defaults,
         &FieldErrors::default(),
     );
@@ -359,13 +364,14 @@ async fn create_client(
         first_party: form.flag("first_party"),
         scopes: Some(scopes.clone()),
         allow_no_pkce: form.flag("allow_no_pkce"),
+        access_token_alg: form.optional("access_token_alg"),
     };
     match admin::create_client(&state, &admin.actor, new).await {
         Ok((client, secret)) => Ok(secret_page(&state, &req, &admin, &client, secret.as_deref(), "Client created")),
         Err(err) => {
             let (status, errors) = form_failure(err)?;
             let mut context = Context::new();
-            client_form_context(&mut context, form_values(&form), &scopes, &errors);
+            client_form_context(&mut context, &state, form_values(&form), &scopes, &errors);
             Ok(render(&state, &req, &admin, status, "admin/client_new.html", "clients", context))
         }
     }
@@ -397,7 +403,7 @@ async fn client_page(
     let admin = admin!(state, req);
     let client = admin::client(&state, &path).await.map_err(page_error)?;
     let mut context = Context::new();
-    client_form_context(&mut context, client_values(&client), &client.allowed_scopes, &FieldErrors::default());
+    client_form_context(&mut context, &state, client_values(&client), &client.allowed_scopes, &FieldErrors::default());
     if let Some(notice) = notice_text(query.notice.as_deref()) {
         context.insert("notice", notice);
     }
@@ -439,13 +445,15 @@ async fn update_client(
         scopes: Some(scopes.clone()),
         // Public clients are not offered the box; for them it stays off.
         allow_no_pkce: Some(form.flag("allow_no_pkce")),
+        // The empty choice returns the client to the global setting.
+        access_token_alg: Some(form.optional("access_token_alg")),
     };
     match admin::update_client(&state, &admin.actor, &client.client_id, change).await {
         Ok(client) => Ok(redirect(&format!("/admin/clients/{}?notice=saved", client.client_id))),
         Err(err) => {
             let (status, errors) = form_failure(err)?;
             let mut context = Context::new();
-            client_form_context(&mut context, form_values(&form), &scopes, &errors);
+            client_form_context(&mut context, &state, form_values(&form), &scopes, &errors);
             Ok(client_detail(&state, &req, &admin, &client, status, context))
         }
     }

@@ -19,6 +19,20 @@ fn header_kid(jwt: &str) -> String {
     serde_json::from_slice::<Value>(&header).unwrap()["kid"].as_str().unwrap().to_owned()
 }
 
+/// A first-party client whose access tokens are ES256.
+async fn register_es256(app: &TestApp, name: &str) -> RegisteredClient {
+    let redirect_uri = format!("http://127.0.0.1:9/{name}/callback");
+    let new = atsso::oidc::clients::NewClient {
+        name: name.into(),
+        redirect_uris: vec![redirect_uri.clone()],
+        first_party: true,
+        access_token_alg: Some("ES256".into()),
+        ..Default::default()
+    };
+    let (client, secret) = atsso::oidc::clients::register(&app.state.store, new).await.unwrap();
+    RegisteredClient { client, secret, redirect_uri }
+}
+
 /// A fresh relying party (discovery fetches the JWKS now) signs Alice in; returns the tokens,
 /// verified against that JWKS, and the kids of the ID and access tokens.
 async fn sign_in(app: &TestApp, registered: &RegisteredClient, browser: &Browser) -> (CoreTokenResponse, String, String) {
@@ -67,6 +81,10 @@ async fn rotated_keys_are_published_first_and_sign_after_the_activation_delay() 
     })
     .await;
     assert!(atsso::clock::now() >= rotation.activates_at);
+    assert_eq!((id_kid, access_kid), (rotation.rs256_kid.clone(), rotation.rs256_kid.clone()), "RS256 access tokens by default");
+    // A client opted into ES256 gets its access tokens from the new ES256 key.
+    let es256 = register_es256(&app, "rotating-es256").await;
+    let (_, id_kid, access_kid) = sign_in(&app, &es256, &browser).await;
     assert_eq!((id_kid, access_kid), (rotation.rs256_kid.clone(), rotation.es256_kid.clone()));
     let (kids, _) = jwks_kids(&app).await;
     assert!(kids.contains(&old_id_kid), "the retired key stays published while its tokens live");

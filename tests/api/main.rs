@@ -1,4 +1,5 @@
 //! Integration tests: the real server on a random port, driven over HTTP.
+mod access_token_alg;
 mod admin;
 mod admin_browser;
 mod atproto_login;

@@ -37,10 +37,10 @@ async fn full_flow(public: bool) {
     let access = tokens.access_token().secret().clone();
     let header: Value = serde_json::from_slice(&base64_decode(access.split('.').next().unwrap())).unwrap();
     assert_eq!(header["typ"], "at+jwt");
-    assert_eq!(header["alg"], "ES256", "access tokens are ES256 by default (ATSSO_ACCESS_TOKEN_ALG)");
+    assert_eq!(header["alg"], "RS256", "access tokens are RS256 by default (ATSSO_ACCESS_TOKEN_ALG)");
     let jwks: Value = reqwest::get(app.url("/.well-known/jwks.json")).await.unwrap().json().await.unwrap();
     assert!(
-        jwks["keys"].as_array().unwrap().iter().any(|k| k["kid"] == header["kid"] && k["alg"] == "ES256"),
+        jwks["keys"].as_array().unwrap().iter().any(|k| k["kid"] == header["kid"] && k["alg"] == "RS256"),
         "published for offline verification"
     );
 

@@ -35,7 +35,7 @@ fn urlenc(text: &str) -> String {
 /// victim's; access and logout tokens are not hints at all.
 #[tokio::test]
 async fn a_leaked_token_never_ends_the_victims_session() {
-    let app = spawn_app_with(|c| c.access_token_alg = atsso::crypto::signing::Alg::Rs256).await;
+    let app = spawn_app().await; // RS256 access tokens: the default
     let registered = app.register("notes", false, true).await;
     let victim = app.browser_with_session(ALICE, "alice.test").await;
     let alice = sign_in(&app, &victim, &registered).await;
