@@ -214,7 +214,7 @@ pub mod signing_key {
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
         pub kid: String,
-        /// RS256 (ID and logout tokens) or ES256 (access tokens).
+        /// RS256 (ID and logout tokens, access tokens by default) or ES256 (access tokens of clients that opt in).
         pub alg: String,
         /// PKCS#8 PEM sealed with the master key.
         pub private_key_sealed: String,
