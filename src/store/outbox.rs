@@ -118,18 +118,7 @@ impl Store {
             self.cache.forget_session(sid);
             return Ok(None);
         }
-        refresh_token::Entity::update_many()
-            .col_expr(refresh_token::Column::RevokedAt, Expr::value(now))
-            .filter(refresh_token::Column::Sid.eq(sid))
-            .filter(refresh_token::Column::RevokedAt.is_null())
-            .exec(&txn)
-            .await?;
-        access_token::Entity::update_many()
-            .col_expr(access_token::Column::RevokedAt, Expr::value(now))
-            .filter(access_token::Column::Sid.eq(sid))
-            .filter(access_token::Column::RevokedAt.is_null())
-            .exec(&txn)
-            .await?;
+        super::tokens::revoke_in(&txn, refresh_token::Column::Sid.eq(sid), access_token::Column::Sid.eq(sid), now).await?;
         let client_ids = super::logout::session_client_ids_in(&txn, sid).await?;
         let mut rows: Vec<OutboxRow> = Vec::new();
         if !client_ids.is_empty() {

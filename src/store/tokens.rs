@@ -125,20 +125,32 @@ impl Store {
         now: i64,
     ) -> StoreResult<()> {
         let txn = self.writer.begin().await?;
-        refresh_token::Entity::update_many()
-            .col_expr(refresh_token::Column::RevokedAt, Expr::value(now))
-            .filter(refresh_filter)
-            .filter(refresh_token::Column::RevokedAt.is_null())
-            .exec(&txn)
-            .await?;
-        access_token::Entity::update_many()
-            .col_expr(access_token::Column::RevokedAt, Expr::value(now))
-            .filter(access_filter)
-            .filter(access_token::Column::RevokedAt.is_null())
-            .exec(&txn)
-            .await?;
+        revoke_in(&txn, refresh_filter, access_filter, now).await?;
         self.commit_and_forget(txn, &[Change::Tokens]).await
     }
+}
+
+/// Revokes the refresh and access tokens the filters select, inside the caller's transaction
+/// (which announces `Change::Tokens` when it commits).
+pub(super) async fn revoke_in(
+    txn: &impl ConnectionTrait,
+    refresh_filter: sea_orm::sea_query::SimpleExpr,
+    access_filter: sea_orm::sea_query::SimpleExpr,
+    now: i64,
+) -> Result<(), sea_orm::DbErr> {
+    refresh_token::Entity::update_many()
+        .col_expr(refresh_token::Column::RevokedAt, Expr::value(now))
+        .filter(refresh_filter)
+        .filter(refresh_token::Column::RevokedAt.is_null())
+        .exec(txn)
+        .await?;
+    access_token::Entity::update_many()
+        .col_expr(access_token::Column::RevokedAt, Expr::value(now))
+        .filter(access_filter)
+        .filter(access_token::Column::RevokedAt.is_null())
+        .exec(txn)
+        .await?;
+    Ok(())
 }
 
 pub(super) async fn sweep(db: &impl ConnectionTrait, now: i64) -> StoreResult<u64> {
