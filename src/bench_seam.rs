@@ -8,7 +8,7 @@ use crate::{
     crypto::{random_token, sha256_b64},
     oidc::clients::{self, NewClient},
     state::AppState,
-    store::{tokens::RefreshTokenRecord, users::UserProfile},
+    store::{tokens::GrantFamily, users::UserProfile},
 };
 
 /// Registers a client, opens a session with remembered consent, and returns the driver's target
@@ -45,7 +45,8 @@ pub async fn setup(state: &AppState, redirect_uri: &str) -> Result<serde_json::V
     }))
 }
 
-/// Adds `users` users and `refresh_tokens` live refresh tokens (spread over those users).
+/// Adds `users` users and `refresh_tokens` live grant families (one refresh token each, spread
+/// over those users).
 pub async fn seed(state: &AppState, users: usize, refresh_tokens: usize) -> Result<(), String> {
     const BATCH: usize = 2000;
     let now = now();
@@ -58,19 +59,20 @@ pub async fn seed(state: &AppState, users: usize, refresh_tokens: usize) -> Resu
     }
     for start in (0..refresh_tokens).step_by(BATCH) {
         let batch = (start..(start + BATCH).min(refresh_tokens))
-            .map(|i| RefreshTokenRecord {
-                token_hash: sha256_b64(&format!("seed-token-{i}")),
-                family_id: format!("seedfam{i}"),
+            .map(|i| GrantFamily {
+                // Spread like real (random) family ids, so the index grows as it would.
+                family_id: sha256_b64(&format!("seed-family-{i}"))[..22].to_owned(),
                 client_id: "seed-client".into(),
                 did: did(i % users.max(1)),
                 sid: format!("seedsid{}", i % users.max(1)),
                 scope: "openid profile".into(),
                 auth_time: now,
                 created_at: now,
-                expires_at: now + 30 * 86400,
+                generation: 1,
+                retry_generation: None,
                 rotated_at: None,
+                expires_at: now + 30 * 86400,
                 revoked_at: None,
-                replaced_by: None,
             })
             .collect();
         state.store.insert_seed_batch(Vec::new(), batch, now).await.map_err(|e| e.to_string())?;

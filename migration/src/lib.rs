@@ -12,6 +12,7 @@ mod m20261205_000001_signing_key_states;
 mod m20261205_000002_outbox;
 mod m20261205_000003_refresh_successor;
 mod m20261205_000004_client_access_token_alg;
+mod m20261205_000005_grant_families;
 
 pub struct Migrator;
 
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000002_outbox::Migration),
             Box::new(m20261205_000003_refresh_successor::Migration),
             Box::new(m20261205_000004_client_access_token_alg::Migration),
+            Box::new(m20261205_000005_grant_families::Migration),
         ]
     }
 }

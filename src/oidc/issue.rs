@@ -1,16 +1,18 @@
 //! Minting tokens: ID token (RS256) and RFC 9068 access token (the client's algorithm: RS256 by
-//! default, ES256 on opt-in) JWTs, and opaque refresh tokens.
+//! default, ES256 on opt-in) JWTs, and refresh tokens naming their grant family's generation
+//! (`grant_token`).
 use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::claims::user_claims;
+use super::grant_token;
 use crate::{
     clock::now,
-    crypto::{at_hash, random_token, sha256_b64, signing::Alg},
+    crypto::{at_hash, signing::Alg},
     error::OAuthError,
     state::AppState,
     store::{
-        tokens::{AccessTokenRecord, RefreshTokenRecord, Spend},
+        tokens::{GrantFamily, Spend},
         users::UserProfile,
     },
 };
@@ -31,6 +33,8 @@ pub struct Grant<'a> {
     pub auth_time: i64,
     pub nonce: Option<&'a str>,
     pub family_id: &'a str,
+    /// When the family started (its code exchange); a refresh keeps it.
+    pub family_created_at: i64,
 }
 
 #[derive(Debug, Serialize)]
@@ -43,16 +47,18 @@ pub struct TokenResponse {
     pub scope: String,
 }
 
-/// Mints the tokens of a grant, then spends the code or refresh token and stores the new
-/// records in one write. `None` when the code or token was spent by a concurrent request in the
-/// meantime (nothing stored; the signatures are discarded).
+/// Mints the tokens of a grant, then spends the code (storing the new family) or moves the family
+/// to the next generation, in one write. `None` when the code or generation was spent by a
+/// concurrent request in the meantime, or the family revoked (nothing stored; the signatures are
+/// discarded).
 pub async fn issue_tokens(state: &AppState, grant: Grant<'_>, spend: Spend) -> Result<Option<TokenResponse>, OAuthError> {
     let config = &state.config;
     let issuer = config.issuer();
     let issued_at = now();
     let user = state.store.user(grant.did).await?.unwrap_or_else(|| UserProfile { did: grant.did.to_owned(), ..Default::default() });
     let scope = grant.scopes.join(" ");
-    let jti = random_token(16);
+    let generation = spend.next_generation();
+    let jti = grant_token::access_token_jti(grant.family_id, generation);
     let access_expires = issued_at + config.access_token_ttl_secs;
 
     let mut access_claims = Map::new();
@@ -62,7 +68,7 @@ pub async fn issue_tokens(state: &AppState, grant: Grant<'_>, spend: Spend) -> R
     access_claims.insert("client_id".into(), grant.client_id.into());
     access_claims.insert("iat".into(), issued_at.into());
     access_claims.insert("exp".into(), access_expires.into());
-    access_claims.insert("jti".into(), jti.clone().into());
+    access_claims.insert("jti".into(), jti.into());
     access_claims.insert("scope".into(), scope.clone().into());
     access_claims.insert("sid".into(), grant.sid.into());
     access_claims.insert("auth_time".into(), grant.auth_time.into());
@@ -97,34 +103,26 @@ pub async fn issue_tokens(state: &AppState, grant: Grant<'_>, spend: Spend) -> R
     .map_err(|e| OAuthError::server_error(&e))?
     .map_err(|e| OAuthError::server_error(&e))?;
 
-    let refresh_token = random_token(32);
-    let refresh = RefreshTokenRecord {
-        token_hash: sha256_b64(&refresh_token),
+    let refresh_token = grant_token::refresh_token(&state.sealer, grant.family_id, generation);
+    let (retry_generation, rotated_at) = match &spend {
+        Spend::Code { .. } => (None, None),
+        Spend::Refresh { presented, .. } => (Some(*presented), Some(issued_at)),
+    };
+    let family = GrantFamily {
         family_id: grant.family_id.to_owned(),
         client_id: grant.client_id.to_owned(),
         did: grant.did.to_owned(),
         sid: grant.sid.to_owned(),
         scope: grant.granted_scope.to_owned(),
         auth_time: grant.auth_time,
-        created_at: issued_at,
+        created_at: grant.family_created_at,
+        generation,
+        retry_generation,
+        rotated_at,
         expires_at: issued_at + config.refresh_token_ttl_secs,
-        rotated_at: None,
-        revoked_at: None,
-        replaced_by: None,
-    };
-    let access = AccessTokenRecord {
-        jti,
-        token_hash: sha256_b64(&access_token),
-        issued_at,
-        family_id: grant.family_id.to_owned(),
-        client_id: grant.client_id.to_owned(),
-        did: grant.did.to_owned(),
-        sid: grant.sid.to_owned(),
-        scope: scope.clone(),
-        expires_at: access_expires,
         revoked_at: None,
     };
-    if !state.store.spend_and_store(spend, issued_at, &refresh, &access).await? {
+    if !state.store.spend_and_store(spend, issued_at, &family).await? {
         return Ok(None);
     }
 

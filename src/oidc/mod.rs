@@ -6,6 +6,7 @@ pub mod claims;
 pub mod clients;
 pub mod discovery;
 pub mod end_session;
+pub mod grant_token;
 pub mod issue;
 pub mod params;
 pub mod revocation;

@@ -1,6 +1,7 @@
 //! The token endpoint's grants: authorization_code (with PKCE) and refresh_token (rotating,
 //! with reuse detection).
 use super::{
+    grant_token::{self, Presented},
     issue::{issue_tokens, Grant, TokenResponse},
     params::Params,
 };
@@ -13,7 +14,8 @@ use crate::{
     store::{
         clients::Client,
         grants::{AuthorizationCode, CodeRedemption},
-        tokens::{RefreshTokenRecord, Spend},
+        tokens::{GrantFamily, Spend},
+        StoreError,
     },
 };
 
@@ -63,6 +65,7 @@ async fn authorization_code(state: &AppState, client: &Client, params: &Params) 
         auth_time: record.auth_time,
         nonce: record.nonce.as_deref(),
         family_id: &record.family_id,
+        family_created_at: now,
     };
     match issue_tokens(state, grant, Spend::Code { code_hash }).await? {
         Some(response) => Ok(response),
@@ -110,27 +113,33 @@ async fn check_code(state: &AppState, client: &Client, params: &Params, record: 
 
 async fn refresh_token(state: &AppState, client: &Client, params: &Params) -> Result<TokenResponse, OAuthError> {
     let token = params.get("refresh_token").ok_or_else(|| OAuthError::invalid_request("refresh_token is required"))?;
-    let token_hash = sha256_b64(token);
     let now = now();
-    // Read and check first (another client's token stays untouched), sign, then spend the token
-    // and store its successor in one write.
-    let Some(record) = state.store.refresh_token(&token_hash).await? else {
+    let invalid = || OAuthError::invalid_grant("refresh token is invalid, revoked or expired");
+    let Some((family_id, presented)) = presented_generation(state, token).await? else {
         return Err(OAuthError::invalid_grant("refresh token is invalid"));
     };
-    if !constant_time_eq(record.client_id.as_bytes(), client.client_id.as_bytes()) {
+    // Read and check first (another client's grant stays untouched), sign, then move the family
+    // to the next generation in one conditional write.
+    let Some(family) = state.store.grant_family(&family_id).await? else {
+        return Err(invalid());
+    };
+    if !constant_time_eq(family.client_id.as_bytes(), client.client_id.as_bytes()) {
         return Err(OAuthError::invalid_grant("refresh token was issued to another client"));
     }
-    if record.revoked_at.is_some() || record.expires_at <= now {
-        return Err(OAuthError::invalid_grant("refresh token is invalid, revoked or expired"));
-    }
-    let spend = match record.rotated_at {
-        None => Spend::RefreshToken { token_hash: token_hash.clone() },
-        Some(_) => match retry_of_lost_response(state, &record, now).await? {
-            Some(spend) => spend,
-            None => return Err(refresh_reused(state, &record, now).await),
-        },
+    // This node's copy may be behind a rotation made on another node: anything but the current
+    // generation is judged from the database.
+    let family = if family.generation == presented && family.expires_at > now {
+        family
+    } else {
+        state.store.grant_family_in_db(&family_id).await?.ok_or_else(invalid)?
     };
-    let granted = split_scopes(&record.scope);
+    if family.revoked_at.is_some() || family.expires_at <= now || presented > family.generation {
+        return Err(invalid());
+    }
+    let Some(spend) = spend_for(state, &family, presented, now) else {
+        return Err(refresh_reused(state, &family, now).await);
+    };
+    let granted = split_scopes(&family.scope);
     let scopes = match params.get("scope") {
         Some(requested) => {
             let requested = split_scopes(requested);
@@ -141,14 +150,14 @@ async fn refresh_token(state: &AppState, client: &Client, params: &Params) -> Re
         }
         None => granted,
     };
-    if state.store.live_session(&record.sid, now).await?.is_none() {
-        state.store.revoke_family(&record.family_id, now).await?;
+    if state.store.live_session(&family.sid, now).await?.is_none() {
+        state.store.revoke_family(&family.family_id, now).await?;
         return Err(OAuthError::invalid_grant("the sign-in session has ended"));
     }
     // Tenant tokens live no longer than the user's grant at their PDS: once its access token has
     // expired, it is refreshed first. A refusal has ended the session (single logout); when the
     // PDS cannot be reached, the refresh token stays unspent for a retry (README, "Upstream sessions": why 503).
-    match upstream_grant(state, &record.sid).await? {
+    match upstream_grant(state, &family.sid).await? {
         UpstreamGrant::Usable => {}
         UpstreamGrant::Ended => return Err(OAuthError::invalid_grant("the sign-in session has ended")),
         UpstreamGrant::Unavailable => return Err(OAuthError::busy("the account's server could not be reached; try again later", 5)),
@@ -156,58 +165,69 @@ async fn refresh_token(state: &AppState, client: &Client, params: &Params) -> Re
     let grant = Grant {
         client_id: &client.client_id,
         access_token_alg: client.access_token_alg_or(state.config.access_token_alg),
-        did: &record.did,
-        sid: &record.sid,
+        did: &family.did,
+        sid: &family.sid,
         scopes,
-        granted_scope: &record.scope,
-        auth_time: record.auth_time,
+        granted_scope: &family.scope,
+        auth_time: family.auth_time,
         nonce: None,
-        family_id: &record.family_id,
+        family_id: &family.family_id,
+        family_created_at: family.created_at,
     };
     if let Some(response) = issue_tokens(state, grant.clone(), spend).await? {
         return Ok(response);
     }
-    // Spent or revoked since we read it: a revocation, a concurrent reuse, or a spend on another
-    // node that our cache had not seen (a lost response retried here) — judged from the database.
-    let stale = || OAuthError::invalid_grant("refresh token is invalid, revoked or expired");
-    match state.store.refresh_token_in_db(&token_hash).await? {
-        Some(current) if current.rotated_at.is_some() && current.revoked_at.is_none() => {
-            match retry_of_lost_response(state, &current, now).await? {
-                Some(retry) => issue_tokens(state, grant, retry).await?.ok_or_else(stale),
+    // Moved on or revoked since we read it: a revocation, a concurrent reuse, or a rotation on
+    // another node (a lost response retried here) — judged from the database.
+    match state.store.grant_family_in_db(&family_id).await? {
+        Some(current) if current.revoked_at.is_none() && current.expires_at > now && presented < current.generation => {
+            match spend_for(state, &current, presented, now) {
+                Some(retry) => issue_tokens(state, grant, retry).await?.ok_or_else(invalid),
                 None => Err(refresh_reused(state, &current, now).await),
             }
         }
-        _ => Err(stale()),
+        _ => Err(invalid()),
     }
 }
 
-/// A rotated token presented again within the retry window while its successor is unused: the
-/// response that carried the successor never arrived (a node killed mid-request, a dropped
-/// connection), so the successor is spent in its place and the client gets the one working token.
-/// Anything else is a reuse. The window is short and off by default: within it, a thief holding
-/// the old token and the client can each get tokens until the window ends, when the next stale
-/// presentation revokes the family.
-async fn retry_of_lost_response(state: &AppState, record: &RefreshTokenRecord, now: i64) -> Result<Option<Spend>, OAuthError> {
+/// The grant family and generation a presented refresh token names. A token from before grant
+/// families stands for generation 0 of its family when it was the unrotated one, and for an
+/// older generation (a reuse) when it had been rotated.
+pub(super) async fn presented_generation(state: &AppState, token: &str) -> Result<Option<(String, i64)>, StoreError> {
+    Ok(match grant_token::parse_refresh_token(&state.sealer, token) {
+        Presented::Family { family_id, generation } => Some((family_id, generation)),
+        Presented::Legacy { token_hash } => {
+            state.store.legacy_refresh_token(&token_hash).await?.map(|legacy| (legacy.family_id, if legacy.rotated { -1 } else { 0 }))
+        }
+        Presented::Unknown => None,
+    })
+}
+
+/// What presenting generation `presented` spends. The current generation moves the family on.
+/// Within the retry window, the generation presented at the last rotation may come again while
+/// the current one is unused: the response that carried it never arrived (a node killed
+/// mid-request, a dropped connection), so the current one is spent in its place and the client
+/// gets the one working token. Anything else is a reuse (None). The window is short and off by
+/// default: within it, a thief holding the old token and the client can each get tokens until the
+/// window ends, when the next stale presentation revokes the family.
+fn spend_for(state: &AppState, family: &GrantFamily, presented: i64, now: i64) -> Option<Spend> {
+    if presented == family.generation {
+        return Some(Spend::Refresh { family_id: family.family_id.clone(), generation: presented, presented });
+    }
     let window = state.config.refresh_retry_window_secs;
-    let (Some(rotated_at), Some(successor_hash)) = (record.rotated_at, record.replaced_by.as_deref()) else {
-        return Ok(None);
-    };
-    if window == 0 || now - rotated_at > window {
-        return Ok(None);
+    let retry = window > 0 && family.retry_generation == Some(presented) && family.rotated_at.is_some_and(|at| now - at <= window);
+    if !retry {
+        return None;
     }
-    let unused = state.store.refresh_token_in_db(successor_hash).await?.is_some_and(|s| s.rotated_at.is_none() && s.revoked_at.is_none());
-    if !unused {
-        return Ok(None);
-    }
-    tracing::info!(client_id = %record.client_id, "rotated refresh token presented again within the retry window; answering as a retry");
-    Ok(Some(Spend::RefreshRetry { presented_hash: record.token_hash.clone(), successor_hash: successor_hash.to_owned() }))
+    tracing::info!(client_id = %family.client_id, "rotated refresh token presented again within the retry window; answering as a retry");
+    Some(Spend::Refresh { family_id: family.family_id.clone(), generation: family.generation, presented })
 }
 
 /// A rotated refresh token presented again: revoke its whole family (OAuth 2.0 Security BCP).
-async fn refresh_reused(state: &AppState, record: &RefreshTokenRecord, now: i64) -> OAuthError {
-    tracing::warn!(client_id = %record.client_id, "rotated refresh token reused; revoking its family");
+async fn refresh_reused(state: &AppState, family: &GrantFamily, now: i64) -> OAuthError {
+    tracing::warn!(client_id = %family.client_id, "rotated refresh token reused; revoking its family");
     metrics::counter!("atsso_refresh_reuse_detected_total").increment(1);
-    if let Err(error) = state.store.revoke_family(&record.family_id, now).await {
+    if let Err(error) = state.store.revoke_family(&family.family_id, now).await {
         return error.into();
     }
     OAuthError::invalid_grant("refresh token has already been used")

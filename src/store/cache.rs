@@ -1,7 +1,7 @@
-//! A read cache for the hottest lookups: access-token records by hash, user profiles by DID and
-//! SSO sessions by sid (every token request and userinfo call), clients (every back-channel
-//! request), and the unspent authorization codes and refresh tokens we just issued (the next
-//! token request presents them).
+//! A read cache for the hottest lookups: validated access tokens by hash and grant families by id
+//! (every userinfo, introspection and refresh), user profiles by DID and SSO sessions by sid
+//! (every token request and userinfo call), clients (every back-channel request), and the unused
+//! authorization codes we just issued (the next token request presents them).
 //!
 //! Every entry is only as good as the invalidation story of its store (DESIGN.md):
 //! - SQLite: this process is the only server writing them; every revocation, profile update,
@@ -23,14 +23,16 @@
 //! generation counter before it removes entries, and a fill only stands if the generation is the
 //! one seen before the read (`generation()` → read → `put_*(.., seen)`).
 //!
-//! Codes and refresh tokens are one-time credentials: an entry is put when one is issued (after
-//! the write commits), removed when it is spent, and every revocation clears them all. A cached
-//! entry only decides whether a request is worth signing for: spending it is a compare-and-set in
-//! the database (`tokens::spend_in`), which refuses a spent or revoked credential whatever the
-//! cache said. Spent ones are never cached, so replays are always judged from the database.
+//! Codes are one-time credentials: an entry is put when one is issued (after the write commits),
+//! removed when it is spent, and every revocation clears them all. A grant family is put when it
+//! is read and again after each rotation this node makes; on Postgres another node's rotation
+//! leaves its generation behind (rotations are not announced, revocations are). Either entry only
+//! decides whether a request is worth signing for: spending is a compare-and-set in the database
+//! (`tokens::spend_and_store`), which refuses a spent code, an old generation or a revoked family
+//! whatever the cache said, and a lost compare-and-set is judged from the database.
 //!
 //! Every map is a `moka` cache bounded in entries (10,000 looked-up rows, 4,096 just-issued
-//! credentials per map): when one is full, single entries leave (TinyLFU for looked-up rows,
+//! codes): when one is full, single entries leave (TinyLFU for looked-up rows,
 //! least recently used first for credentials) rather than the whole map. `invalidate_all`
 //! hides every entry inserted before it at once, which is what `forget_tokens` relies on.
 use std::{
@@ -45,7 +47,7 @@ use super::{
     clients::Client,
     grants::AuthorizationCode,
     sessions::SsoSession,
-    tokens::{AccessTokenRecord, RefreshTokenRecord, Spend},
+    tokens::{AccessTokenRecord, GrantFamily},
     users::UserProfile,
 };
 
@@ -86,8 +88,9 @@ pub struct ReadCache {
     /// connection): lookups miss and fills are dropped.
     trusted: AtomicBool,
     generation: AtomicU64,
+    /// Validated access tokens by the SHA-256 of the whole token.
     access_tokens: Map<AccessTokenRecord>,
-    refresh_tokens: Map<RefreshTokenRecord>,
+    families: Map<GrantFamily>,
     codes: Map<AuthorizationCode>,
     users: Map<UserProfile>,
     sessions: Map<SsoSession>,
@@ -101,7 +104,7 @@ impl fmt::Debug for ReadCache {
             .field("trusted", &self.trusted())
             .field("generation", &self.generation())
             .field("access_tokens", &self.access_tokens.entry_count())
-            .field("refresh_tokens", &self.refresh_tokens.entry_count())
+            .field("families", &self.families.entry_count())
             .field("codes", &self.codes.entry_count())
             .field("users", &self.users.entry_count())
             .field("sessions", &self.sessions.entry_count())
@@ -131,7 +134,7 @@ impl ReadCache {
             trusted: AtomicBool::new(trusted),
             generation: AtomicU64::new(0),
             access_tokens: lookups(),
-            refresh_tokens: recent(),
+            families: lookups(),
             codes: recent(),
             users: lookups(),
             sessions: lookups(),
@@ -161,7 +164,7 @@ impl ReadCache {
     pub fn forget_all(&self) {
         self.bump();
         self.access_tokens.invalidate_all();
-        self.refresh_tokens.invalidate_all();
+        self.families.invalidate_all();
         self.codes.invalidate_all();
         self.users.invalidate_all();
         self.sessions.invalidate_all();
@@ -201,18 +204,17 @@ impl ReadCache {
         self.lookup(&self.access_tokens, token_hash)
     }
 
-    pub fn put_access_token(&self, record: &AccessTokenRecord, seen: u64) {
-        self.fill(&self.access_tokens, &record.token_hash, record.clone(), seen);
+    pub fn put_access_token(&self, token_hash: &str, record: &AccessTokenRecord, seen: u64) {
+        self.fill(&self.access_tokens, token_hash, record.clone(), seen);
     }
 
-    /// An unspent refresh token issued by this process.
-    pub fn refresh_token(&self, token_hash: &str) -> Option<RefreshTokenRecord> {
-        self.lookup(&self.refresh_tokens, token_hash)
+    pub fn family(&self, family_id: &str) -> Option<GrantFamily> {
+        self.lookup(&self.families, family_id)
     }
 
-    /// Called once the write that stored `record` has committed; `seen` taken before the write.
-    pub fn put_refresh_token(&self, record: &RefreshTokenRecord, seen: u64) {
-        self.fill(&self.refresh_tokens, &record.token_hash, record.clone(), seen);
+    /// A family as read, or as it stands after a rotation this node made (`seen` taken before).
+    pub fn put_family(&self, family: &GrantFamily, seen: u64) {
+        self.fill(&self.families, &family.family_id, family.clone(), seen);
     }
 
     /// An unused authorization code issued by this process.
@@ -224,25 +226,18 @@ impl ReadCache {
         self.fill(&self.codes, &code.code_hash, code.clone(), seen);
     }
 
-    /// A code or refresh token was spent: from now on it is judged from the database. No
-    /// generation bump: the spend itself was the database's compare-and-set.
-    pub fn forget_spent(&self, spent: &Spend) {
-        match spent {
-            Spend::Code { code_hash } => self.codes.invalidate(code_hash.as_str()),
-            Spend::RefreshToken { token_hash } => self.refresh_tokens.invalidate(token_hash.as_str()),
-            Spend::RefreshRetry { presented_hash, successor_hash } => {
-                self.refresh_tokens.invalidate(presented_hash.as_str());
-                self.refresh_tokens.invalidate(successor_hash.as_str());
-            }
-        }
+    /// A code was spent: from now on it is judged from the database. No generation bump: the
+    /// spend itself was the database's compare-and-set.
+    pub fn forget_code(&self, code_hash: &str) {
+        self.codes.invalidate(code_hash);
     }
 
-    /// Any revocation: forget every cached token record, code and refresh token (revocations
+    /// Any revocation: forget every validated access token, grant family and code (revocations
     /// are rare; lookups refill).
     pub fn forget_tokens(&self) {
         self.bump();
         self.access_tokens.invalidate_all();
-        self.refresh_tokens.invalidate_all();
+        self.families.invalidate_all();
         self.codes.invalidate_all();
     }
 
@@ -250,13 +245,13 @@ impl ReadCache {
     /// expire by themselves after `CLIENT_TTL` on SQLite, and stay until changed on Postgres.
     pub fn forget_expired(&self, now: i64) {
         retain(&self.access_tokens, |record| record.expires_at > now);
-        retain(&self.refresh_tokens, |record| record.expires_at > now);
+        retain(&self.families, |family| family.expires_at > now);
         retain(&self.codes, |code| code.expires_at > now);
         retain(&self.sessions, |session| session.expires_at > now && session.ended_at.is_none());
         // Frees what was invalidated, evicted or expired since the last write (moka does this
         // on writes; the sweep also covers a quiet process).
         self.access_tokens.run_pending_tasks();
-        self.refresh_tokens.run_pending_tasks();
+        self.families.run_pending_tasks();
         self.codes.run_pending_tasks();
         self.users.run_pending_tasks();
         self.sessions.run_pending_tasks();
@@ -335,43 +330,57 @@ mod tests {
         assert!(cache.session("s1").is_none());
     }
 
-    fn refresh_token(hash: &str) -> RefreshTokenRecord {
-        RefreshTokenRecord {
-            token_hash: hash.into(),
-            family_id: "f".into(),
+    fn family(id: &str) -> GrantFamily {
+        GrantFamily {
+            family_id: id.into(),
             client_id: "c".into(),
             did: "did:plc:a".into(),
             sid: "s".into(),
             scope: "openid".into(),
             auth_time: 1,
             created_at: 1,
-            expires_at: 100,
+            generation: 1,
+            retry_generation: None,
             rotated_at: None,
+            expires_at: 100,
             revoked_at: None,
-            replaced_by: None,
+        }
+    }
+
+    fn code(hash: &str) -> AuthorizationCode {
+        AuthorizationCode {
+            code_hash: hash.into(),
+            family_id: "f".into(),
+            client_id: "c".into(),
+            did: "did:plc:a".into(),
+            sid: "s".into(),
+            redirect_uri: "https://app.example/cb".into(),
+            scope: "openid".into(),
+            nonce: None,
+            code_challenge: None,
+            auth_time: 1,
+            created_at: 1,
+            expires_at: 100,
+            used_at: None,
         }
     }
 
     #[test]
-    fn issued_refresh_tokens_leave_the_cache_when_spent_revoked_or_expired() {
+    fn families_leave_the_cache_when_revoked_or_expired() {
         let cache = ReadCache::exact();
-        // Issued after a revocation committed during the write: the entry must not stand.
+        // Read before a revocation committed: the entry must not stand.
         let seen = cache.generation();
         cache.forget_tokens();
-        cache.put_refresh_token(&refresh_token("raced"), seen);
-        assert!(cache.refresh_token("raced").is_none());
+        cache.put_family(&family("raced"), seen);
+        assert!(cache.family("raced").is_none());
 
-        cache.put_refresh_token(&refresh_token("a"), cache.generation());
-        cache.put_refresh_token(&refresh_token("b"), cache.generation());
-        assert_eq!(cache.refresh_token("a").map(|r| r.token_hash), Some("a".to_owned()));
-        cache.forget_spent(&Spend::RefreshToken { token_hash: "a".into() });
-        assert!(cache.refresh_token("a").is_none(), "a spent token is judged from the database");
-        assert!(cache.refresh_token("b").is_some());
+        cache.put_family(&family("a"), cache.generation());
+        assert_eq!(cache.family("a").map(|f| f.family_id), Some("a".to_owned()));
         cache.forget_expired(100);
-        assert!(cache.refresh_token("b").is_none(), "expired");
-        cache.put_refresh_token(&refresh_token("c"), cache.generation());
+        assert!(cache.family("a").is_none(), "expired");
+        cache.put_family(&family("c"), cache.generation());
         cache.forget_tokens();
-        assert!(cache.refresh_token("c").is_none(), "any revocation clears them");
+        assert!(cache.family("c").is_none(), "any revocation clears them");
     }
 
     #[test]
@@ -379,22 +388,22 @@ mod tests {
         let cache = ReadCache::exact();
         let extra = 10;
         for i in 0..RECENT_CREDENTIALS + extra {
-            cache.put_refresh_token(&refresh_token(&format!("t{i}")), cache.generation());
+            cache.put_code(&code(&format!("t{i}")), cache.generation());
         }
-        cache.refresh_tokens.run_pending_tasks();
-        assert!(cache.refresh_token("t0").is_none(), "the oldest left first");
-        assert!(cache.refresh_token(&format!("t{}", extra - 1)).is_none());
-        assert!(cache.refresh_token(&format!("t{extra}")).is_some());
-        assert!(cache.refresh_token(&format!("t{}", RECENT_CREDENTIALS + extra - 1)).is_some());
-        assert_eq!(cache.refresh_tokens.entry_count(), RECENT_CREDENTIALS);
+        cache.codes.run_pending_tasks();
+        assert!(cache.code("t0").is_none(), "the oldest left first");
+        assert!(cache.code(&format!("t{}", extra - 1)).is_none());
+        assert!(cache.code(&format!("t{extra}")).is_some());
+        assert!(cache.code(&format!("t{}", RECENT_CREDENTIALS + extra - 1)).is_some());
+        assert_eq!(cache.codes.entry_count(), RECENT_CREDENTIALS);
         // Spent entries leave at once, and make room.
-        cache.forget_spent(&Spend::RefreshToken { token_hash: format!("t{extra}") });
-        assert!(cache.refresh_token(&format!("t{extra}")).is_none());
-        cache.put_refresh_token(&refresh_token("new"), cache.generation());
-        cache.refresh_tokens.run_pending_tasks();
-        assert!(cache.refresh_token("new").is_some());
-        assert!(cache.refresh_token(&format!("t{}", extra + 1)).is_some(), "nothing else had to leave");
-        assert_eq!(cache.refresh_tokens.entry_count(), RECENT_CREDENTIALS);
+        cache.forget_code(&format!("t{extra}"));
+        assert!(cache.code(&format!("t{extra}")).is_none());
+        cache.put_code(&code("new"), cache.generation());
+        cache.codes.run_pending_tasks();
+        assert!(cache.code("new").is_some());
+        assert!(cache.code(&format!("t{}", extra + 1)).is_some(), "nothing else had to leave");
+        assert_eq!(cache.codes.entry_count(), RECENT_CREDENTIALS);
     }
 
     /// The maps of looked-up rows lose single entries when full, not everything at once.
@@ -420,28 +429,26 @@ mod tests {
     fn revocations_hide_every_token_entry_at_once() {
         let cache = ReadCache::exact();
         for i in 0..100 {
-            cache.put_refresh_token(&refresh_token(&format!("r{i}")), cache.generation());
+            cache.put_family(&family(&format!("r{i}")), cache.generation());
         }
         let record = AccessTokenRecord {
-            jti: "j".into(),
-            token_hash: "at".into(),
-            issued_at: 1,
+            jti: "f.1".into(),
             family_id: "f".into(),
             client_id: "c".into(),
             did: "did:plc:a".into(),
             sid: "s".into(),
             scope: "openid".into(),
+            issued_at: 1,
             expires_at: i64::MAX,
-            revoked_at: None,
         };
         let seen = cache.generation();
-        cache.put_access_token(&record, seen);
+        cache.put_access_token("at", &record, seen);
         assert!(cache.access_token("at").is_some());
         cache.forget_tokens();
         assert!(cache.access_token("at").is_none());
-        assert!((0..100).all(|i| cache.refresh_token(&format!("r{i}")).is_none()));
+        assert!((0..100).all(|i| cache.family(&format!("r{i}")).is_none()));
         // A fill that read the row before the revocation does not stand.
-        cache.put_access_token(&record, seen);
+        cache.put_access_token("at", &record, seen);
         assert!(cache.access_token("at").is_none());
     }
 

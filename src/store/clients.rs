@@ -1,7 +1,7 @@
 //! Tenant clients (relying parties).
 use sea_orm::{
-    sea_query::Expr, ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, TransactionTrait,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    TransactionTrait,
 };
 
 use crate::crypto::signing::Alg;
@@ -198,24 +198,13 @@ impl Store {
     }
 }
 
-/// Revokes every refresh and access token of a client and forgets its authorization codes
-/// (a disabled or deleted client's tokens end at once). The caller clears the token caches after
-/// the commit. (No index on `client_id`: a scan, for a rare administrative act, rather than one
-/// more index write per issued token.)
+/// Revokes every grant of a client (its refresh and access tokens) and forgets its authorization
+/// codes (a disabled or deleted client's tokens end at once). The caller clears the token caches
+/// after the commit. (No index on `client_id`: a scan, for a rare administrative act, rather than
+/// one more index write per grant.)
 async fn revoke_client_tokens(txn: &impl ConnectionTrait, client_id: &str, now: i64) -> StoreResult<()> {
-    use super::entities::{access_token, authorization_code, refresh_token};
-    refresh_token::Entity::update_many()
-        .col_expr(refresh_token::Column::RevokedAt, Expr::value(now))
-        .filter(refresh_token::Column::ClientId.eq(client_id))
-        .filter(refresh_token::Column::RevokedAt.is_null())
-        .exec(txn)
-        .await?;
-    access_token::Entity::update_many()
-        .col_expr(access_token::Column::RevokedAt, Expr::value(now))
-        .filter(access_token::Column::ClientId.eq(client_id))
-        .filter(access_token::Column::RevokedAt.is_null())
-        .exec(txn)
-        .await?;
+    use super::entities::{authorization_code, grant_family};
+    super::tokens::revoke_in(txn, grant_family::Column::ClientId.eq(client_id), now).await?;
     authorization_code::Entity::delete_many().filter(authorization_code::Column::ClientId.eq(client_id)).exec(txn).await?;
     Ok(())
 }

@@ -151,7 +151,61 @@ pub mod authorization_code {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
-pub mod refresh_token {
+/// A grant: what one authorization code started, and every refresh since. The one live refresh
+/// token is the one carrying `generation`; older generations are spent (presenting one is a reuse).
+pub mod grant_family {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "grant_families")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub family_id: String,
+        pub client_id: String,
+        pub did: String,
+        pub sid: String,
+        /// The whole grant's scope (a refresh may narrow an access token, never the grant).
+        pub scope: String,
+        pub auth_time: i64,
+        pub created_at: i64,
+        /// The generation of the one unspent refresh token (1 after the code exchange).
+        pub generation: i64,
+        /// The generation presented at the last rotation: within the retry window it may be
+        /// presented again while `generation` is unused (its response was lost).
+        pub retry_generation: Option<i64>,
+        pub rotated_at: Option<i64>,
+        /// When the unspent refresh token expires (each rotation moves it).
+        pub expires_at: i64,
+        pub revoked_at: Option<i64>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Access tokens revoked one by one (RFC 7009), kept until they would have expired.
+pub mod revoked_access_token {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "revoked_access_tokens")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub jti: String,
+        pub expires_at: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Refresh tokens issued before grant families (one row per token): read-only, to map a token
+/// still held by an app to its family; the sweeper deletes them as they expire.
+pub mod legacy_refresh_token {
     use sea_orm::entity::prelude::*;
 
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
@@ -161,16 +215,9 @@ pub mod refresh_token {
         pub token_hash: String,
         pub family_id: String,
         pub client_id: String,
-        pub did: String,
         pub sid: String,
-        pub scope: String,
-        pub auth_time: i64,
-        pub created_at: i64,
         pub expires_at: i64,
         pub rotated_at: Option<i64>,
-        pub revoked_at: Option<i64>,
-        /// The hash of the token that replaced this one when it was rotated.
-        pub replaced_by: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -179,7 +226,8 @@ pub mod refresh_token {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
-pub mod access_token {
+/// Access-token records from before grant families: read-only, as `legacy_refresh_token`.
+pub mod legacy_access_token {
     use sea_orm::entity::prelude::*;
 
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
@@ -187,15 +235,11 @@ pub mod access_token {
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
         pub jti: String,
-        /// SHA-256 of the whole token: our endpoints recognise our tokens by this, without
-        /// verifying a signature.
+        /// SHA-256 of the whole token.
         pub token_hash: String,
-        pub issued_at: i64,
         pub family_id: String,
         pub client_id: String,
-        pub did: String,
         pub sid: String,
-        pub scope: String,
         pub expires_at: i64,
         pub revoked_at: Option<i64>,
     }

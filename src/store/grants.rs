@@ -119,12 +119,12 @@ impl Store {
                     if row.used_at.is_some() {
                         return Ok(CodeRedemption::Replayed(row));
                     }
-                    let won = super::tokens::spend_in(txn, &spend, now, None).await? == 1;
+                    let won = super::tokens::spend_code_in(txn, &spend, now).await? == 1;
                     Ok(if won { CodeRedemption::Redeemed(row) } else { CodeRedemption::Replayed(row) })
                 })
             })
             .await?;
-        self.cache.forget_spent(&spend);
+        self.cache.forget_code(code_hash);
         Ok(redemption)
     }
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect};
 
 use super::{
-    entities::{access_token, refresh_token},
+    entities::{grant_family, legacy_access_token, legacy_refresh_token},
     Store, StoreResult,
 };
 
@@ -35,20 +35,31 @@ impl Store {
 pub(super) async fn session_client_ids_in(db: &impl ConnectionTrait, sid: &str) -> Result<Vec<String>, DbErr> {
     let mut ids: BTreeSet<String> = BTreeSet::new();
     ids.extend(
-        refresh_token::Entity::find()
+        grant_family::Entity::find()
             .select_only()
-            .column(refresh_token::Column::ClientId)
-            .filter(refresh_token::Column::Sid.eq(sid))
+            .column(grant_family::Column::ClientId)
+            .filter(grant_family::Column::Sid.eq(sid))
+            .distinct()
+            .into_tuple::<String>()
+            .all(db)
+            .await?,
+    );
+    // Grants from before families, until the sweeper has removed their last rows.
+    ids.extend(
+        legacy_refresh_token::Entity::find()
+            .select_only()
+            .column(legacy_refresh_token::Column::ClientId)
+            .filter(legacy_refresh_token::Column::Sid.eq(sid))
             .distinct()
             .into_tuple::<String>()
             .all(db)
             .await?,
     );
     ids.extend(
-        access_token::Entity::find()
+        legacy_access_token::Entity::find()
             .select_only()
-            .column(access_token::Column::ClientId)
-            .filter(access_token::Column::Sid.eq(sid))
+            .column(legacy_access_token::Column::ClientId)
+            .filter(legacy_access_token::Column::Sid.eq(sid))
             .distinct()
             .into_tuple::<String>()
             .all(db)

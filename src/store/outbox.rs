@@ -15,7 +15,7 @@ use sea_orm::{
 use tokio::sync::Notify;
 
 use super::{
-    entities::{access_token, client, outbox_entry, refresh_token, sso_session, upstream_session},
+    entities::{client, grant_family, outbox_entry, sso_session, upstream_session},
     Store, StoreResult,
 };
 use crate::crypto::random_token;
@@ -118,7 +118,7 @@ impl Store {
             self.cache.forget_session(sid);
             return Ok(None);
         }
-        super::tokens::revoke_in(&txn, refresh_token::Column::Sid.eq(sid), access_token::Column::Sid.eq(sid), now).await?;
+        super::tokens::revoke_in(&txn, grant_family::Column::Sid.eq(sid), now).await?;
         let client_ids = super::logout::session_client_ids_in(&txn, sid).await?;
         let mut rows: Vec<OutboxRow> = Vec::new();
         if !client_ids.is_empty() {

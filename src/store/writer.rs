@@ -80,6 +80,12 @@ impl Writer {
         Self { mode: Mode::Direct(connection) }
     }
 
+    /// Whether writes are grouped into shared transactions (SQLite). When not, a single-statement
+    /// write may skip the queue and its transaction altogether.
+    pub fn is_batched(&self) -> bool {
+        matches!(self.mode, Mode::Batched(_))
+    }
+
     /// Runs `work` in a transaction and returns its result once committed. `work` may run more
     /// than once (a failed batch is retried write by write), so it must not move its captures
     /// out: clone them into the future.

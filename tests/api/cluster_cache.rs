@@ -168,7 +168,7 @@ async fn a_lost_listen_connection_empties_the_cache_and_the_node_listens_again()
 
     // A change nobody announces (straight into the database) is not seen while listening...
     let db = sea_orm::Database::connect(&node.state.config.database_url).await.unwrap();
-    db.execute_unprepared("UPDATE access_tokens SET revoked_at = 1").await.unwrap();
+    db.execute_unprepared("UPDATE grant_families SET revoked_at = 1").await.unwrap();
     assert_eq!(userinfo_status(&node, access).await, 200, "served from the cache: nothing was announced");
 
     // ...but once the listen connection is lost, the node empties its cache and reads again.

@@ -92,8 +92,7 @@ async fn session_with_client(app: &TestApp, client_id: &str) -> String {
         used_at: None,
     };
     app.state.store.insert_code(&code).await.unwrap();
-    let refresh = atsso::store::tokens::RefreshTokenRecord {
-        token_hash: format!("rt-{sid}"),
+    let family = atsso::store::tokens::GrantFamily {
         family_id: code.family_id.clone(),
         client_id: client_id.into(),
         did: ALICE.into(),
@@ -101,25 +100,14 @@ async fn session_with_client(app: &TestApp, client_id: &str) -> String {
         scope: "openid".into(),
         auth_time: now,
         created_at: now,
-        expires_at: now + 3600,
+        generation: 1,
+        retry_generation: None,
         rotated_at: None,
-        revoked_at: None,
-        replaced_by: None,
-    };
-    let access = atsso::store::tokens::AccessTokenRecord {
-        jti: format!("jti-{sid}"),
-        token_hash: format!("at-{sid}"),
-        issued_at: now,
-        family_id: code.family_id.clone(),
-        client_id: client_id.into(),
-        did: ALICE.into(),
-        sid: sid.clone(),
-        scope: "openid".into(),
-        expires_at: now + 600,
+        expires_at: now + 3600,
         revoked_at: None,
     };
     let spend = atsso::store::tokens::Spend::Code { code_hash: code.code_hash.clone() };
-    assert!(app.state.store.spend_and_store(spend, now, &refresh, &access).await.unwrap());
+    assert!(app.state.store.spend_and_store(spend, now, &family).await.unwrap());
     sid
 }
 
