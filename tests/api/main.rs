@@ -7,6 +7,7 @@ mod authorize_errors;
 mod backchannel_ssrf;
 mod cluster_cache;
 mod first_start;
+mod grant_families;
 mod helpers;
 mod hygiene;
 mod key_rotation;

@@ -11,11 +11,11 @@ use super::{
 const ALICE: &str = "did:plc:alice0000000000000000000";
 
 /// POSTs a form to the token endpoint as `client` (Basic for confidential, `client_id` for public).
-async fn token_as(app: &TestApp, client: &RegisteredClient, form: &[(&str, &str)]) -> (u16, Value) {
+pub(super) async fn token_as(app: &TestApp, client: &RegisteredClient, form: &[(&str, &str)]) -> (u16, Value) {
     post_as(app, "/oauth2/token", client, form).await
 }
 
-async fn post_as(app: &TestApp, path: &str, client: &RegisteredClient, form: &[(&str, &str)]) -> (u16, Value) {
+pub(super) async fn post_as(app: &TestApp, path: &str, client: &RegisteredClient, form: &[(&str, &str)]) -> (u16, Value) {
     let mut form: Vec<(&str, &str)> = form.to_vec();
     let mut request = reqwest::Client::new().post(app.url(path));
     match &client.secret {
@@ -28,7 +28,7 @@ async fn post_as(app: &TestApp, path: &str, client: &RegisteredClient, form: &[(
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
-async fn userinfo_status(app: &TestApp, access_token: &str) -> (u16, String) {
+pub(super) async fn userinfo_status(app: &TestApp, access_token: &str) -> (u16, String) {
     let response = reqwest::Client::new().get(app.url("/oauth2/userinfo")).bearer_auth(access_token).send().await.unwrap();
     let status = response.status().as_u16();
     let challenge = response.headers().get("www-authenticate").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
@@ -49,14 +49,14 @@ fn code_form<'a>(code: &'a str, verifier: &'a str, registered: &'a RegisteredCli
 }
 
 /// Tokens for `registered` from a full authorization.
-async fn tokens_for(app: &TestApp, registered: &RegisteredClient, scopes: &[&str]) -> Value {
+pub(super) async fn tokens_for(app: &TestApp, registered: &RegisteredClient, scopes: &[&str]) -> Value {
     let (code, verifier) = code_for(app, registered, scopes).await;
     let (status, tokens) = token_as(app, registered, &code_form(&code, &verifier, registered)).await;
     assert_eq!(status, 200, "{tokens}");
     tokens
 }
 
-fn str_of<'a>(value: &'a Value, field: &str) -> &'a str {
+pub(super) fn str_of<'a>(value: &'a Value, field: &str) -> &'a str {
     value[field].as_str().unwrap_or_else(|| panic!("no {field} in {value}"))
 }
 
