@@ -26,6 +26,9 @@ use super::EstablishedSession;
 pub const LOGIN_STATE_TTL_SECS: i64 = 600;
 /// Refresh the upstream access token this long before it expires.
 const REFRESH_MARGIN_SECS: i64 = 60;
+/// How long a session without an upstream grant (or one without an expiry) is taken as usable
+/// before its row is read again.
+const NO_GRANT_RECHECK_SECS: i64 = 60;
 /// How long the holder of a refresh lease may take before another request may take it over.
 /// Well above [`REFRESH_CALL_TIMEOUT`], so a lease never runs out while its PDS call can still
 /// succeed (unless the database stalls for longer than the difference).
@@ -225,12 +228,22 @@ pub enum UpstreamGrant {
 /// changes, or give up softly ([`UpstreamGrant::Unavailable`]). A refusal by the authorization
 /// server ends the SSO session (tokens revoked, back-channel logout); a transient failure ends
 /// nothing.
+///
+/// The caller has checked that the session is live. A grant seen usable is remembered until its
+/// access token is due for refresh (one row read saved per tenant refresh and authorization);
+/// a session without an upstream grant (signed in through a seam) is looked at again after
+/// `NO_GRANT_RECHECK_SECS`.
 pub async fn upstream_grant(state: &AppState, sid: &str) -> Result<UpstreamGrant, StoreError> {
+    if state.store.upstream_usable_until(sid).is_some_and(|until| until > now()) {
+        return Ok(UpstreamGrant::Usable);
+    }
+    let seen = state.store.cache_generation();
     let deadline = Instant::now() + LEASE_WAIT;
     let mut first_version = None;
     let mut saw_other_holder = false;
     loop {
         let Some(row) = state.store.upstream_session(sid).await? else {
+            state.store.remember_upstream_usable_until(sid, now() + NO_GRANT_RECHECK_SECS, seen);
             return Ok(UpstreamGrant::Usable);
         };
         if row.dead {
@@ -240,6 +253,8 @@ pub async fn upstream_grant(state: &AppState, sid: &str) -> Result<UpstreamGrant
         }
         let now = now();
         if row.expires_at.is_none_or(|expires| expires > now.saturating_add(REFRESH_MARGIN_SECS)) {
+            let until = row.expires_at.map_or(now + NO_GRANT_RECHECK_SECS, |expires| expires - REFRESH_MARGIN_SECS);
+            state.store.remember_upstream_usable_until(sid, until, seen);
             return Ok(UpstreamGrant::Usable);
         }
         // Another request stored fresh tokens while we waited: use them (even if the

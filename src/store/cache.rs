@@ -94,6 +94,8 @@ pub struct ReadCache {
     codes: Map<AuthorizationCode>,
     users: Map<UserProfile>,
     sessions: Map<SsoSession>,
+    /// Until when a session's upstream grant was seen usable (unix seconds; see `sso::upstream`).
+    upstream_usable: Map<i64>,
     clients: Map<Client>,
 }
 
@@ -138,6 +140,7 @@ impl ReadCache {
             codes: recent(),
             users: lookups(),
             sessions: lookups(),
+            upstream_usable: lookups(),
             clients: clients.build(),
         }
     }
@@ -168,6 +171,7 @@ impl ReadCache {
         self.codes.invalidate_all();
         self.users.invalidate_all();
         self.sessions.invalidate_all();
+        self.upstream_usable.invalidate_all();
         self.clients.invalidate_all();
     }
 
@@ -248,6 +252,7 @@ impl ReadCache {
         retain(&self.families, |family| family.expires_at > now);
         retain(&self.codes, |code| code.expires_at > now);
         retain(&self.sessions, |session| session.expires_at > now && session.ended_at.is_none());
+        retain(&self.upstream_usable, |until| *until > now);
         // Frees what was invalidated, evicted or expired since the last write (moka does this
         // on writes; the sweep also covers a quiet process).
         self.access_tokens.run_pending_tasks();
@@ -282,6 +287,22 @@ impl ReadCache {
     pub fn forget_session(&self, sid: &str) {
         self.bump();
         self.sessions.invalidate(sid);
+        self.upstream_usable.invalidate(sid);
+    }
+
+    /// Until when the session's upstream grant was last seen usable, if this node knows.
+    pub fn upstream_usable_until(&self, sid: &str) -> Option<i64> {
+        self.lookup(&self.upstream_usable, sid)
+    }
+
+    pub fn put_upstream_usable_until(&self, sid: &str, until: i64, seen: u64) {
+        self.fill(&self.upstream_usable, sid, until, seen);
+    }
+
+    /// This node changed the session's upstream grant: read it again next time.
+    pub fn forget_upstream(&self, sid: &str) {
+        self.bump();
+        self.upstream_usable.invalidate(sid);
     }
 
     /// A cached client (on SQLite younger than `CLIENT_TTL`).

@@ -67,10 +67,13 @@ impl Store {
         let seen = self.cache.generation();
         let (row, spent) = (family.clone(), spend.clone());
         let stored = match &spend {
-            // One statement, no transaction needed: on Postgres it goes straight to the pool
-            // (one round trip); on SQLite through the group commit.
+            // Without group commit (Postgres), each spend is one statement outside a transaction:
+            // one round trip instead of four.
             Spend::Refresh { family_id, generation, presented } if !self.write_queue.is_batched() => {
                 rotate(&self.writer, family_id, *generation, *presented, now, family.expires_at).await? == 1
+            }
+            Spend::Code { code_hash } if !self.write_queue.is_batched() => {
+                spend_code_and_start_family(&self.writer, code_hash, now, family).await? == 1
             }
             _ => {
                 self.write_queue
@@ -243,6 +246,34 @@ async fn rotate(
         .exec(db)
         .await?
         .rows_affected)
+}
+
+/// Postgres: marks the code used and, only if that won, inserts the family, in one statement (a
+/// data-modifying CTE); returns the families inserted (1 = this request won).
+async fn spend_code_and_start_family(
+    db: &impl ConnectionTrait,
+    code_hash: &str,
+    now: i64,
+    family: &GrantFamily,
+) -> Result<u64, sea_orm::DbErr> {
+    let sql = "WITH spent AS (UPDATE authorization_codes SET used_at = $1 WHERE code_hash = $2 AND used_at IS NULL RETURNING code_hash) \
+               INSERT INTO grant_families (family_id, client_id, did, sid, scope, auth_time, created_at, generation, expires_at) \
+               SELECT $3, $4, $5, $6, $7, $8, $9, $10, $11 FROM spent";
+    let values: [sea_orm::Value; 11] = [
+        now.into(),
+        code_hash.into(),
+        family.family_id.as_str().into(),
+        family.client_id.as_str().into(),
+        family.did.as_str().into(),
+        family.sid.as_str().into(),
+        family.scope.as_str().into(),
+        family.auth_time.into(),
+        family.created_at.into(),
+        family.generation.into(),
+        family.expires_at.into(),
+    ];
+    let statement = sea_orm::Statement::from_sql_and_values(sea_orm::DatabaseBackend::Postgres, sql, values);
+    Ok(db.execute(statement).await?.rows_affected())
 }
 
 /// Marks the code used if it still can be; returns the rows changed (1 = this request won).

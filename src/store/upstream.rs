@@ -35,8 +35,23 @@ impl Store {
             row.version = row.version.max(previous.version.saturating_add(1));
         }
         upstream_session::Entity::delete_by_id(row.sid.clone()).exec(&self.writer).await?;
+        let sid = row.sid.clone();
         upstream_session::ActiveModel::from(row).insert(&self.writer).await?;
+        self.cache.forget_upstream(&sid);
         Ok(())
+    }
+
+    /// Until when this node last saw the session's upstream grant usable (a read it may skip
+    /// until then: the grant's access token is fresh, and an ended grant ends the session,
+    /// which callers check first).
+    pub fn upstream_usable_until(&self, sid: &str) -> Option<i64> {
+        self.cache.upstream_usable_until(sid)
+    }
+
+    /// Remembers `until` for `upstream_usable_until`; `seen` is `cache_generation()` taken
+    /// before the row was read.
+    pub fn remember_upstream_usable_until(&self, sid: &str, until: i64, seen: u64) {
+        self.cache.put_upstream_usable_until(sid, until, seen);
     }
 
     pub async fn upstream_session(&self, sid: &str) -> StoreResult<Option<UpstreamSessionRow>> {
@@ -98,6 +113,7 @@ impl Store {
             .filter(upstream_session::Column::Version.eq(version))
             .exec(&self.writer)
             .await?;
+        self.cache.forget_upstream(sid);
         Ok(result.rows_affected == 1)
     }
 
@@ -115,11 +131,13 @@ impl Store {
             .filter(upstream_session::Column::RefreshLeaseOwner.eq(owner))
             .exec(&self.writer)
             .await?;
+        self.cache.forget_upstream(sid);
         Ok(result.rows_affected == 1)
     }
 
     pub async fn delete_upstream_session(&self, sid: &str) -> StoreResult<()> {
         upstream_session::Entity::delete_by_id(sid.to_owned()).exec(&self.writer).await?;
+        self.cache.forget_upstream(sid);
         Ok(())
     }
 
