@@ -125,6 +125,9 @@ fn run(a: ReportArgs) -> Result<(), String> {
         }
     }
 
+    // Canonical order (a token-path-only run may come first).
+    const ORDER: [&str; 8] = ["discovery", "jwks", "authorize", "token", "cycle", "refresh", "userinfo", "introspect"];
+    scenarios.sort_by_key(|k| ORDER.iter().position(|o| o == k).unwrap_or(ORDER.len()));
     let mut md = String::new();
     let w = &mut md;
     use std::fmt::Write;
