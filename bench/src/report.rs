@@ -605,7 +605,11 @@ pub fn targets(runs: &[Value], growth: &[Value], rsa: Option<&Value>, rss: &BTre
                 (Some(s), Some(e)) if e > 0.0 => TargetRow {
                     target: format!("{}: {key} with stored grants", store_label(store)),
                     pair: format!("{} vs {}", run_name(g), empty.map(|r| run_name(r)).unwrap_or("?")),
-                    measured: format!("{:.0} % loss ({} vs {})", (1.0 - s / e) * 100.0, fmt_rps(s), fmt_rps(e)),
+                    measured: if s >= e {
+                        format!("no loss, {:+.0} % ({} vs {})", (s / e - 1.0) * 100.0, fmt_rps(s), fmt_rps(e))
+                    } else {
+                        format!("{:.0} % loss ({} vs {})", (1.0 - s / e) * 100.0, fmt_rps(s), fmt_rps(e))
+                    },
                     required: "< 20 % loss".into(),
                     met: Some(s / e > 0.8),
                 },

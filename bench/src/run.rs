@@ -374,14 +374,24 @@ async fn run_scenario(sc: Scenario, env: Arc<Env>, cfg: RunConfig, jars: Jars) -
             let mut tokens = Tokens::default();
             if needs_tokens {
                 let mut last = String::new();
-                for _ in 0..3 {
+                // Three tries; more, with a pause, while the provider says it is busy
+                // (HTTP 503, e.g. atsso's bound on concurrent client-secret checks when
+                // all workers set up at once on a cold server).
+                for attempt in 0..12u64 {
                     match flow::bootstrap(&mut c, &env, &mut jar).await {
                         Ok(t) => {
                             tokens = t;
                             last.clear();
                             break;
                         }
-                        Err(e) => last = e,
+                        Err(e) => {
+                            let busy = e.contains("HTTP 503");
+                            last = e;
+                            if !busy && attempt >= 2 {
+                                break;
+                            }
+                            tokio::time::sleep(Duration::from_millis(20 * (attempt + 1))).await;
+                        }
                     }
                 }
                 if !last.is_empty() {
