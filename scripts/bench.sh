@@ -305,7 +305,9 @@ if [ "$SKIP_ATSSO" != 1 ]; then
   COMMANDS+=("cargo build --release --features bench-seam && cargo build --release --manifest-path bench/Cargo.toml"
     "ATSSO_DATA_DIR=\$D ATSSO_BIND=127.0.0.1:\$P ATSSO_PUBLIC_URL=http://127.0.0.1:\$P [ATSSO_ACCESS_TOKEN_ALG=ES256] [ATSSO_DATABASE_URL=postgres://postgres@127.0.0.1:\$PG/\$DB] target/release/atsso bench-setup  # prints PEER_READY {target}"
     "ATSSO_DATA_DIR=\$D ATSSO_BIND=127.0.0.1:\$P ATSSO_PUBLIC_URL=http://127.0.0.1:\$P [ATSSO_ACCESS_TOKEN_ALG=ES256] [ATSSO_DATABASE_URL=…] target/release/atsso serve")
-  [[ " $STORES " == *" postgres "* ]] && COMMANDS+=("initdb -D \$PGDATA -U postgres -A trust && pg_ctl -D \$PGDATA -o '-p \$PG -c listen_addresses=127.0.0.1 -c max_connections=300' start  # default durability ($PG_VERSION)")
+  if [[ " $STORES " == *" postgres "* ]]; then
+    COMMANDS+=("initdb -D \$PGDATA -U postgres -A trust && pg_ctl -D \$PGDATA -o '-p \$PG -c listen_addresses=127.0.0.1 -c max_connections=300' start  # default durability ($PG_VERSION)")
+  fi
 fi
 
 # ---- peers -----------------------------------------------------------------
