@@ -49,6 +49,11 @@ pub struct Target {
     /// PID of the server process, for peak-RSS sampling (optional).
     #[serde(default)]
     pub pid: Option<u32>,
+    /// Optional: `jwt` or `opaque`, the access tokens this configuration
+    /// issues (carried into the report; a JWT access token audienced to a
+    /// resource server is not for userinfo/introspection).
+    #[serde(default)]
+    pub access_token_format: Option<String>,
 }
 
 fn default_scope() -> String {
@@ -92,58 +97,27 @@ impl Env {
     }
 
     pub async fn resolve(target: Target, timeout: Duration) -> Result<Env, String> {
-        let discovery_url = target.discovery_url.clone().unwrap_or_else(|| {
-            format!(
-                "{}/.well-known/openid-configuration",
-                target.issuer.trim_end_matches('/')
-            )
-        });
+        let discovery_url = target
+            .discovery_url
+            .clone()
+            .unwrap_or_else(|| format!("{}/.well-known/openid-configuration", target.issuer.trim_end_matches('/')));
         let client = discovery_client(timeout)?;
-        let resp = client
-            .get(&discovery_url)
-            .send()
-            .await
-            .map_err(|e| format!("GET {discovery_url}: {}", err_chain(&e)))?;
+        let resp = client.get(&discovery_url).send().await.map_err(|e| format!("GET {discovery_url}: {}", err_chain(&e)))?;
         let status = resp.status();
         let body = resp.text().await.map_err(|e| e.to_string())?;
         if !status.is_success() {
-            return Err(format!(
-                "GET {discovery_url}: HTTP {status}: {}",
-                snippet(&body)
-            ));
+            return Err(format!("GET {discovery_url}: HTTP {status}: {}", snippet(&body)));
         }
-        let disco: Discovery = serde_json::from_str(&body)
-            .map_err(|e| format!("discovery document: {e}: {}", snippet(&body)))?;
+        let disco: Discovery = serde_json::from_str(&body).map_err(|e| format!("discovery document: {e}: {}", snippet(&body)))?;
         let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-        let basic = format!(
-            "Basic {}",
-            STANDARD.encode(format!(
-                "{}:{}",
-                enc(&target.client_id),
-                enc(&target.client_secret)
-            ))
-        );
-        let issuer_origin = Url::parse(&disco.authorization_endpoint)
-            .map_err(|e| format!("authorization_endpoint: {e}"))?
-            .origin();
-        let redirect =
-            Url::parse(&target.redirect_uri).map_err(|e| format!("redirect_uri: {e}"))?;
+        let basic = format!("Basic {}", STANDARD.encode(format!("{}:{}", enc(&target.client_id), enc(&target.client_secret))));
+        let issuer_origin = Url::parse(&disco.authorization_endpoint).map_err(|e| format!("authorization_endpoint: {e}"))?.origin();
+        let redirect = Url::parse(&target.redirect_uri).map_err(|e| format!("redirect_uri: {e}"))?;
         let parse = |name: &str, url: &str| Url::parse(url).map_err(|e| format!("{name} {url:?}: {e}"));
         let token_url = parse("token_endpoint", &disco.token_endpoint)?;
         let userinfo_url = disco.userinfo_endpoint.as_deref().map(|u| parse("userinfo_endpoint", u)).transpose()?;
-        let introspection_url =
-            disco.introspection_endpoint.as_deref().map(|u| parse("introspection_endpoint", u)).transpose()?;
-        Ok(Env {
-            basic_auth: basic,
-            token_url,
-            userinfo_url,
-            introspection_url,
-            target,
-            discovery_url,
-            disco,
-            issuer_origin,
-            redirect,
-        })
+        let introspection_url = disco.introspection_endpoint.as_deref().map(|u| parse("introspection_endpoint", u)).transpose()?;
+        Ok(Env { basic_auth: basic, token_url, userinfo_url, introspection_url, target, discovery_url, disco, issuer_origin, redirect })
     }
 }
 
@@ -223,9 +197,7 @@ struct TokenResponse {
 /// The `alg` of a compact JWS (None for opaque tokens).
 fn jws_alg(tok: &str) -> Option<String> {
     let mut parts = tok.split('.');
-    let (Some(h), Some(_), Some(_), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    let (Some(h), Some(_), Some(_), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
         return None;
     };
     URL_SAFE_NO_PAD
@@ -236,8 +208,7 @@ fn jws_alg(tok: &str) -> Option<String> {
 }
 
 fn parse_tokens(body: &str, sent_at: Instant) -> Result<Tokens, String> {
-    let t: TokenResponse = serde_json::from_str(body)
-        .map_err(|e| format!("token response: {e}: {}", snippet(body)))?;
+    let t: TokenResponse = serde_json::from_str(body).map_err(|e| format!("token response: {e}: {}", snippet(body)))?;
     let exp = t.expires_in.and_then(|v| match v {
         serde_json::Value::Number(n) => n.as_f64(),
         serde_json::Value::String(s) => s.parse().ok(),
@@ -245,11 +216,9 @@ fn parse_tokens(body: &str, sent_at: Instant) -> Result<Tokens, String> {
     });
     let mut rs256 = 0;
     let mut signed = Vec::new();
-    for (name, tok) in [
-        ("access_token", Some(&t.access_token)),
-        ("refresh_token", t.refresh_token.as_ref()),
-        ("id_token", t.id_token.as_ref()),
-    ] {
+    for (name, tok) in
+        [("access_token", Some(&t.access_token)), ("refresh_token", t.refresh_token.as_ref()), ("id_token", t.id_token.as_ref())]
+    {
         if let Some(alg) = tok.and_then(|x| jws_alg(x)) {
             if alg == "RS256" {
                 rs256 += 1;
@@ -315,9 +284,7 @@ impl Jar {
         self.0
             .iter()
             .filter(|(_, p, _)| {
-                req_path == p
-                    || (req_path.starts_with(p.as_str())
-                        && (p.ends_with('/') || req_path.as_bytes().get(p.len()) == Some(&b'/')))
+                req_path == p || (req_path.starts_with(p.as_str()) && (p.ends_with('/') || req_path.as_bytes().get(p.len()) == Some(&b'/')))
             })
             .map(|(n, _, v)| format!("{n}={v}"))
             .collect::<Vec<_>>()
@@ -364,10 +331,7 @@ async fn authorize_inner(c: &mut Http, env: &Env, jar: &mut Jar) -> Result<Code,
     loop {
         hops += 1;
         let cookie = jar.header_for(url.path());
-        let resp = c
-            .send("GET", &url, &[("Cookie", &cookie)], b"")
-            .await
-            .map_err(|e| format!("authorize hop {hops}: {e}"))?;
+        let resp = c.send("GET", &url, &[("Cookie", &cookie)], b"").await.map_err(|e| format!("authorize hop {hops}: {e}"))?;
         let status = resp.status;
         if !(300..400).contains(&status) {
             let body = resp.text();
@@ -378,12 +342,8 @@ async fn authorize_inner(c: &mut Http, env: &Env, jar: &mut Jar) -> Result<Code,
             ));
         }
         jar.apply(&resp.set_cookies);
-        let loc = resp
-            .location
-            .ok_or_else(|| format!("authorize hop {hops}: HTTP {status} without Location"))?;
-        let next = url
-            .join(&loc)
-            .map_err(|e| format!("bad Location {loc:?}: {e}"))?;
+        let loc = resp.location.ok_or_else(|| format!("authorize hop {hops}: HTTP {status} without Location"))?;
+        let next = url.join(&loc).map_err(|e| format!("bad Location {loc:?}: {e}"))?;
         if next.origin() == env.redirect.origin() && next.path() == env.redirect.path() {
             let mut code = None;
             let mut got_state = None;
@@ -403,16 +363,10 @@ async fn authorize_inner(c: &mut Http, env: &Env, jar: &mut Jar) -> Result<Code,
             if got_state.as_deref() != Some(state.as_str()) {
                 return Err(format!("state mismatch at redirect_uri: {next}"));
             }
-            return Ok(Code {
-                code,
-                verifier,
-                hops,
-            });
+            return Ok(Code { code, verifier, hops });
         }
         if next.origin() != env.issuer_origin {
-            return Err(format!(
-                "authorize hop {hops}: redirect off the provider: {next}"
-            ));
+            return Err(format!("authorize hop {hops}: redirect off the provider: {next}"));
         }
         if hops >= MAX_HOPS {
             return Err(format!("authorize: more than {MAX_HOPS} hops, last {next}"));
@@ -424,9 +378,7 @@ async fn authorize_inner(c: &mut Http, env: &Env, jar: &mut Jar) -> Result<Code,
 const FORM: (&str, &str) = ("Content-Type", "application/x-www-form-urlencoded");
 
 async fn token_request(c: &mut Http, env: &Env, form: &[(&str, &str)]) -> Result<Tokens, String> {
-    let body = url::form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(form)
-        .finish();
+    let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish();
     let sent = Instant::now();
     let resp = c
         .send("POST", &env.token_url, &[("Authorization", &env.basic_auth), FORM], body.as_bytes())
@@ -456,15 +408,7 @@ pub async fn exchange(c: &mut Http, env: &Env, code: &Code) -> Result<Tokens, St
 }
 
 pub async fn refresh(c: &mut Http, env: &Env, refresh_token: &str) -> Result<Tokens, String> {
-    token_request(
-        c,
-        env,
-        &[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", refresh_token),
-        ],
-    )
-    .await
+    token_request(c, env, &[("grant_type", "refresh_token"), ("refresh_token", refresh_token)]).await
 }
 
 /// authorize + exchange, untimed: a worker's own token set.
@@ -482,10 +426,7 @@ pub enum Bearer {
 pub async fn userinfo(c: &mut Http, env: &Env, access_token: &str) -> Result<Bearer, String> {
     let ep = env.userinfo_url.as_ref().ok_or("no userinfo_endpoint")?;
     let bearer = format!("Bearer {access_token}");
-    let resp = c
-        .send("GET", ep, &[("Authorization", &bearer)], b"")
-        .await
-        .map_err(|e| format!("userinfo: {e}"))?;
+    let resp = c.send("GET", ep, &[("Authorization", &bearer)], b"").await.map_err(|e| format!("userinfo: {e}"))?;
     let status = resp.status;
     let text = resp.text();
     if status == 401 {
@@ -494,8 +435,7 @@ pub async fn userinfo(c: &mut Http, env: &Env, access_token: &str) -> Result<Bea
     if status != 200 {
         return Err(format!("userinfo: HTTP {status}: {}", snippet(&text)));
     }
-    let v: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| format!("userinfo json: {e}: {}", snippet(&text)))?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("userinfo json: {e}: {}", snippet(&text)))?;
     if v.get("sub").and_then(|s| s.as_str()).is_none() {
         return Err(format!("userinfo without sub: {}", snippet(&text)));
     }
@@ -508,23 +448,17 @@ pub async fn introspect(c: &mut Http, env: &Env, access_token: &str) -> Result<B
         .append_pair("token", access_token)
         .append_pair("token_type_hint", "access_token")
         .finish();
-    let resp = c
-        .send("POST", ep, &[("Authorization", &env.basic_auth), FORM], body.as_bytes())
-        .await
-        .map_err(|e| format!("introspect: {e}"))?;
+    let resp =
+        c.send("POST", ep, &[("Authorization", &env.basic_auth), FORM], body.as_bytes()).await.map_err(|e| format!("introspect: {e}"))?;
     let status = resp.status;
     let text = resp.text();
     if status != 200 {
         return Err(format!("introspect: HTTP {status}: {}", snippet(&text)));
     }
-    let v: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| format!("introspect json: {e}: {}", snippet(&text)))?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("introspect json: {e}: {}", snippet(&text)))?;
     match v.get("active").and_then(|a| a.as_bool()) {
         Some(true) => Ok(Bearer::Ok),
-        Some(false) => Ok(Bearer::Unauthorized(format!(
-            "active=false: {}",
-            snippet(&text)
-        ))),
+        Some(false) => Ok(Bearer::Unauthorized(format!("active=false: {}", snippet(&text)))),
         None => Err(format!("introspect without active: {}", snippet(&text))),
     }
 }

@@ -53,6 +53,15 @@ struct RunArgs {
     /// Per-request timeout.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     timeout: Duration,
+    /// Display name for this run, instead of the target's `name`
+    /// (e.g. "atsso Postgres ES256").
+    #[arg(long)]
+    name: Option<String>,
+    /// KEY=VALUE recorded in the result JSON's `meta` (repeatable); the report
+    /// reads `role` (atsso | peer | growth), `store` (sqlite | postgres) and
+    /// `pair` (rs256 | es256) to compute the targets.
+    #[arg(long = "meta", value_parser = parse_meta)]
+    meta: Vec<(String, String)>,
 }
 
 #[derive(Subcommand)]
@@ -80,9 +89,10 @@ enum Cmd {
         /// Peak RSS per server: NAME=KiB (repeatable).
         #[arg(long)]
         rss: Vec<String>,
-        /// Result JSON of the reference on a seeded database.
-        #[arg(long)]
-        growth: Option<PathBuf>,
+        /// Result JSONs of atsso on seeded databases (`--meta role=growth
+        /// store=… pair=…`), each compared with the atsso run of its store.
+        #[arg(long = "growth", num_args = 1..)]
+        growth: Vec<PathBuf>,
         #[arg(long, default_value = "seeded database")]
         growth_label: String,
         /// Result JSONs of the reference's token + refresh at other concurrencies.
@@ -105,6 +115,13 @@ enum Cmd {
     },
 }
 
+fn parse_meta(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("--meta KEY=VALUE, got {s:?}")),
+    }
+}
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let (num, unit) = match s.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
@@ -123,50 +140,23 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 fn main() {
     let cli = Cli::parse();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     let code = rt.block_on(async move {
         match cli.cmd {
-            Some(Cmd::Rsa {
-                multi,
-                seconds,
-                json,
-            }) => rsa::main(multi, seconds, json),
-            Some(Cmd::Report {
-                results,
-                rsa,
-                rss,
-                growth,
-                growth_label,
-                latency,
-                commands,
-                md,
-                json,
-            }) => report::main(report::ReportArgs {
-                results,
-                rsa,
-                rss,
-                growth,
-                growth_label,
-                latency,
-                commands,
-                md,
-                json,
-            }),
-            Some(Cmd::FreePort) => {
-                match std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()) {
-                    Ok(a) => {
-                        println!("{}", a.port());
-                        0
-                    }
-                    Err(e) => {
-                        eprintln!("free-port: {e}");
-                        1
-                    }
-                }
+            Some(Cmd::Rsa { multi, seconds, json }) => rsa::main(multi, seconds, json),
+            Some(Cmd::Report { results, rsa, rss, growth, growth_label, latency, commands, md, json }) => {
+                report::main(report::ReportArgs { results, rsa, rss, growth, growth_label, latency, commands, md, json })
             }
+            Some(Cmd::FreePort) => match std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()) {
+                Ok(a) => {
+                    println!("{}", a.port());
+                    0
+                }
+                Err(e) => {
+                    eprintln!("free-port: {e}");
+                    1
+                }
+            },
             Some(Cmd::PeakRss { pid }) => match read_rss(pid) {
                 Ok((hwm, rss)) => {
                     println!("VmHWM_kB={hwm} VmRSS_kB={rss}");
@@ -185,15 +175,9 @@ fn main() {
 }
 
 fn read_rss(pid: u32) -> Result<(u64, u64), String> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .map_err(|e| format!("/proc/{pid}/status: {e}"))?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|e| format!("/proc/{pid}/status: {e}"))?;
     let field = |name: &str| -> u64 {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
+        status.lines().find(|l| l.starts_with(name)).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0)
     };
     Ok((field("VmHWM:"), field("VmRSS:")))
 }
@@ -203,16 +187,17 @@ async fn run_main(args: RunArgs) -> i32 {
         eprintln!("--target FILE is required (see bench/README.md)");
         return 2;
     };
-    let target: Target = match std::fs::read_to_string(&path)
-        .map_err(|e| e.to_string())
-        .and_then(|s| serde_json::from_str(&s).map_err(|e| e.to_string()))
-    {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("reading target {}: {e}", path.display());
-            return 2;
-        }
-    };
+    let mut target: Target =
+        match std::fs::read_to_string(&path).map_err(|e| e.to_string()).and_then(|s| serde_json::from_str(&s).map_err(|e| e.to_string())) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("reading target {}: {e}", path.display());
+                return 2;
+            }
+        };
+    if let Some(name) = args.name.clone() {
+        target.name = name;
+    }
     let scenarios = match Scenario::parse_list(&args.scenario) {
         Ok(s) => s,
         Err(e) => {
@@ -220,13 +205,9 @@ async fn run_main(args: RunArgs) -> i32 {
             return 2;
         }
     };
-    let cfg = RunConfig {
-        concurrency: args.concurrency.max(1),
-        duration: args.duration,
-        warmup: args.warmup,
-        timeout: args.timeout,
-    };
-    match run::run_all(target, scenarios, cfg, args.json).await {
+    let cfg = RunConfig { concurrency: args.concurrency.max(1), duration: args.duration, warmup: args.warmup, timeout: args.timeout };
+    let meta = args.meta.into_iter().collect();
+    match run::run_all(target, scenarios, cfg, args.json, meta).await {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("error: {e}");

@@ -105,10 +105,9 @@ impl RawGet {
             target.push('?');
             target.push_str(query);
         }
-        let request = format!(
-            "GET {target} HTTP/1.1\r\nHost: {host}:{port}\r\nAccept: application/json\r\nUser-Agent: atsso-bench\r\n\r\n"
-        )
-        .into_bytes();
+        let request =
+            format!("GET {target} HTTP/1.1\r\nHost: {host}:{port}\r\nAccept: application/json\r\nUser-Agent: atsso-bench\r\n\r\n")
+                .into_bytes();
         Ok(Self { conn: Conn::new(format!("{host}:{port}")), request })
     }
 

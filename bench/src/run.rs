@@ -1,12 +1,13 @@
 //! Scenario runner: N concurrent workers, each with its own keep-alive
 //! connection, a warm-up, then a measured window.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use hdrhistogram::Histogram;
 use crate::raw::Http;
+use hdrhistogram::Histogram;
 use serde::Serialize;
 use tokio::sync::Barrier;
 
@@ -69,12 +70,7 @@ impl Scenario {
             let sc = Scenario::ALL
                 .into_iter()
                 .find(|x| x.key() == part || (part == "exchange" && *x == Scenario::Token))
-                .ok_or_else(|| {
-                    format!(
-                        "unknown scenario {part:?}: all, {}",
-                        Scenario::ALL.map(|x| x.key()).join(", ")
-                    )
-                })?;
+                .ok_or_else(|| format!("unknown scenario {part:?}: all, {}", Scenario::ALL.map(|x| x.key()).join(", ")))?;
             out.push(sc);
         }
         if out.is_empty() {
@@ -122,6 +118,11 @@ pub struct RunResult {
     pub name: String,
     pub issuer: String,
     pub notes: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_token_format: Option<String>,
+    /// `--meta KEY=VALUE` of the run (role, store, pair…), read by the report.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub meta: BTreeMap<String, String>,
     pub concurrency: usize,
     pub duration_s: f64,
     pub warmup_s: f64,
@@ -207,17 +208,14 @@ pub async fn run_all(
     scenarios: Vec<Scenario>,
     cfg: RunConfig,
     json: Option<PathBuf>,
+    meta: BTreeMap<String, String>,
 ) -> Result<(), String> {
     let env = Arc::new(Env::resolve(target, cfg.timeout).await?);
     eprintln!(
         "target {} ({}): concurrency {}, warm-up {:?}, measured {:?} per scenario",
         env.target.name, env.target.issuer, cfg.concurrency, cfg.warmup, cfg.duration
     );
-    let jars: Jars = Arc::new(
-        (0..cfg.concurrency)
-            .map(|i| Mutex::new(Some(env.jar_for(i))))
-            .collect(),
-    );
+    let jars: Jars = Arc::new((0..cfg.concurrency).map(|i| Mutex::new(Some(env.jar_for(i)))).collect());
     let mut results = Vec::new();
     for sc in scenarios {
         eprintln!("-- {} ...", sc.key());
@@ -229,6 +227,8 @@ pub async fn run_all(
         name: env.target.name.clone(),
         issuer: env.target.issuer.clone(),
         notes: env.target.notes.clone(),
+        access_token_format: env.target.access_token_format.clone(),
+        meta,
         concurrency: cfg.concurrency,
         duration_s: cfg.duration.as_secs_f64(),
         warmup_s: cfg.warmup.as_secs_f64(),
@@ -253,10 +253,7 @@ fn one_line(r: &ScenarioResult) -> String {
         r.p90_ms,
         r.p99_ms,
         r.errors,
-        r.first_error
-            .as_deref()
-            .map(|e| format!(" (first: {e})"))
-            .unwrap_or_default()
+        r.first_error.as_deref().map(|e| format!(" (first: {e})")).unwrap_or_default()
     )
 }
 
@@ -305,17 +302,10 @@ fn finish(sc: Scenario, t: Tally, measured: Duration, note: Option<String>) -> S
     let secs = measured.as_secs_f64().max(1e-9);
     let mut notes: Vec<String> = note.into_iter().collect();
     if t.rotated + t.not_rotated > 0 {
-        notes.push(format!(
-            "refresh token rotated on {}/{} responses",
-            t.rotated,
-            t.rotated + t.not_rotated
-        ));
+        notes.push(format!("refresh token rotated on {}/{} responses", t.rotated, t.rotated + t.not_rotated));
     }
     if let Some(sg) = &t.signed {
-        notes.push(format!(
-            "signed tokens per response: {}",
-            if sg.is_empty() { "none" } else { sg }
-        ));
+        notes.push(format!("signed tokens per response: {}", if sg.is_empty() { "none" } else { sg }));
     }
     if t.renewals > 0 {
         notes.push(format!("{} untimed token renewals", t.renewals));
@@ -325,21 +315,9 @@ fn finish(sc: Scenario, t: Tally, measured: Duration, note: Option<String>) -> S
         label: sc.label().into(),
         rps: count as f64 / secs,
         count,
-        p50_ms: if count > 0 {
-            ms(h.value_at_quantile(0.50))
-        } else {
-            0.0
-        },
-        p90_ms: if count > 0 {
-            ms(h.value_at_quantile(0.90))
-        } else {
-            0.0
-        },
-        p99_ms: if count > 0 {
-            ms(h.value_at_quantile(0.99))
-        } else {
-            0.0
-        },
+        p50_ms: if count > 0 { ms(h.value_at_quantile(0.50)) } else { 0.0 },
+        p90_ms: if count > 0 { ms(h.value_at_quantile(0.90)) } else { 0.0 },
+        p99_ms: if count > 0 { ms(h.value_at_quantile(0.99)) } else { 0.0 },
         mean_ms: if count > 0 { h.mean() / 1000.0 } else { 0.0 },
         max_ms: if count > 0 { ms(h.max()) } else { 0.0 },
         errors: t.errors,
@@ -347,11 +325,7 @@ fn finish(sc: Scenario, t: Tally, measured: Duration, note: Option<String>) -> S
         avg_hops: (t.hop_samples > 0).then(|| t.hops as f64 / t.hop_samples as f64),
         rs256_per_request: (t.sig_samples > 0).then(|| t.sigs as f64 / t.sig_samples as f64),
         measured_s: secs,
-        note: if notes.is_empty() {
-            None
-        } else {
-            Some(notes.join("; "))
-        },
+        note: if notes.is_empty() { None } else { Some(notes.join("; ")) },
         skipped: None,
     }
 }
@@ -389,10 +363,7 @@ async fn run_scenario(sc: Scenario, env: Arc<Env>, cfg: RunConfig, jars: Jars) -
         _ => {}
     }
     // Per-worker set-up (untimed): a connection each and, where needed, tokens.
-    let needs_tokens = matches!(
-        sc,
-        Scenario::Refresh | Scenario::Userinfo | Scenario::Introspect
-    );
+    let needs_tokens = matches!(sc, Scenario::Refresh | Scenario::Userinfo | Scenario::Introspect);
     let mut setups = Vec::new();
     for i in 0..cfg.concurrency {
         let env = env.clone();
@@ -403,14 +374,24 @@ async fn run_scenario(sc: Scenario, env: Arc<Env>, cfg: RunConfig, jars: Jars) -
             let mut tokens = Tokens::default();
             if needs_tokens {
                 let mut last = String::new();
-                for _ in 0..3 {
+                // Three tries; more, with a pause, while the provider says it is busy
+                // (HTTP 503, e.g. atsso's bound on concurrent client-secret checks when
+                // all workers set up at once on a cold server).
+                for attempt in 0..12u64 {
                     match flow::bootstrap(&mut c, &env, &mut jar).await {
                         Ok(t) => {
                             tokens = t;
                             last.clear();
                             break;
                         }
-                        Err(e) => last = e,
+                        Err(e) => {
+                            let busy = e.contains("HTTP 503");
+                            last = e;
+                            if !busy && attempt >= 2 {
+                                break;
+                            }
+                            tokio::time::sleep(Duration::from_millis(20 * (attempt + 1))).await;
+                        }
                     }
                 }
                 if !last.is_empty() {
@@ -470,10 +451,7 @@ async fn renew(c: &mut Http, env: &Env, jar: &mut Jar, tokens: &mut Tokens) -> R
     if let Some(rt) = tokens.refresh_token.clone() {
         if let Ok(t) = flow::refresh(c, env, &rt).await {
             let rt_new = t.refresh_token.clone().or(Some(rt));
-            *tokens = Tokens {
-                refresh_token: rt_new,
-                ..t
-            };
+            *tokens = Tokens { refresh_token: rt_new, ..t };
             return Ok(());
         }
     }
@@ -481,15 +459,7 @@ async fn renew(c: &mut Http, env: &Env, jar: &mut Jar, tokens: &mut Tokens) -> R
     Ok(())
 }
 
-async fn worker(
-    sc: Scenario,
-    mut c: Http,
-    mut jar: Jar,
-    mut tokens: Tokens,
-    env: Arc<Env>,
-    ws: Instant,
-    we: Instant,
-) -> (Tally, Jar) {
+async fn worker(sc: Scenario, mut c: Http, mut jar: Jar, mut tokens: Tokens, env: Arc<Env>, ws: Instant, we: Instant) -> (Tally, Jar) {
     let mut t = Tally::new();
     let jwks = env.disco.jwks_uri.clone();
     let disco = env.discovery_url.clone();
@@ -506,9 +476,7 @@ async fn worker(
         }
         // Token upkeep happens outside the timed part.
         if matches!(sc, Scenario::Userinfo | Scenario::Introspect) {
-            let expiring = tokens
-                .expires_at
-                .is_some_and(|e| e <= now + Duration::from_secs(2));
+            let expiring = tokens.expires_at.is_some_and(|e| e <= now + Duration::from_secs(2));
             if expiring {
                 t.renewals += 1;
                 if let Err(e) = renew(&mut c, &env, &mut jar, &mut tokens).await {
@@ -528,9 +496,7 @@ async fn worker(
                 Some(Err(e)) => Err(e.clone()),
                 None => Err("no lean GET for this scenario".into()),
             },
-            Scenario::Authorize => flow::authorize(&mut c, &env, &mut jar)
-                .await
-                .map(|code| (Some(code.hops), None)),
+            Scenario::Authorize => flow::authorize(&mut c, &env, &mut jar).await.map(|code| (Some(code.hops), None)),
             Scenario::Cycle => match flow::authorize(&mut c, &env, &mut jar).await {
                 Ok(code) => flow::exchange(&mut c, &env, &code).await.map(|tk| {
                     t.signed.get_or_insert(tk.signed);
@@ -558,10 +524,7 @@ async fn worker(
                         let sigs = new.rs256;
                         t.signed.get_or_insert_with(|| new.signed.clone());
                         let rt_new = new.refresh_token.clone().or(Some(rt));
-                        tokens = Tokens {
-                            refresh_token: rt_new,
-                            ..new
-                        };
+                        tokens = Tokens { refresh_token: rt_new, ..new };
                         Ok((None, Some(sigs)))
                     }
                     Err(e) => {

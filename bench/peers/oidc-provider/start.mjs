@@ -4,7 +4,14 @@
 // with a scripted login + consent, and an in-memory adapter that does NOT
 // evict (the library's bundled memory adapter is an LRU of ~1,000 entries).
 //
-// Usage: PORT=4001 SESSIONS=32 node start.mjs
+// Usage: PORT=4001 SESSIONS=32 [ACCESS_TOKEN_FORMAT=jwt] node start.mjs
+// ACCESS_TOKEN_FORMAT: `opaque` (default; the library's default) or `jwt`:
+// RS256 JWT access tokens for a resource server (resource indicators with a
+// default resource), so a token response carries two RSA signatures
+// (id_token + access token) like atsso's RS256 access tokens. Such a token
+// is audienced to the resource server: oidc-provider's userinfo refuses it
+// and its introspection does not take structured tokens, so userinfo and
+// introspection are benchmarked with the opaque configuration.
 // Prints one line `PEER_READY {target json}` once SESSIONS browser sessions
 // (one per benchmark worker) with a remembered grant exist (see
 // bench/README.md for the target contract). One per worker because
@@ -16,7 +23,7 @@
 import { createServer } from 'node:http';
 import { generateKeyPairSync, randomBytes, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import Provider from 'oidc-provider';
+import Provider, { errors } from 'oidc-provider';
 
 const PORT = Number(process.env.PORT || 4001);
 const SESSIONS = Math.max(1, Number(process.env.SESSIONS || 32));
@@ -25,7 +32,16 @@ const ISSUER = `http://${HOST}:${PORT}`;
 const CLIENT_ID = 'bench-client';
 const CLIENT_SECRET = randomBytes(24).toString('base64url');
 const REDIRECT_URI = 'http://127.0.0.1:9/callback';
-const SCOPE = 'openid profile offline_access';
+const ACCESS_TOKEN_FORMAT = process.env.ACCESS_TOKEN_FORMAT || 'opaque';
+if (!['opaque', 'jwt'].includes(ACCESS_TOKEN_FORMAT)) {
+  console.error(`ACCESS_TOKEN_FORMAT must be opaque or jwt, got ${ACCESS_TOKEN_FORMAT}`);
+  process.exit(2);
+}
+const JWT = ACCESS_TOKEN_FORMAT === 'jwt';
+// The resource server the JWT access tokens are for, and its one scope.
+const RESOURCE = 'urn:atsso-bench:api';
+const RESOURCE_SCOPE = 'api';
+const SCOPE = JWT ? `openid profile offline_access ${RESOURCE_SCOPE}` : 'openid profile offline_access';
 const VERSION = JSON.parse(
   readFileSync(new URL('./node_modules/oidc-provider/package.json', import.meta.url)),
 ).version;
@@ -151,6 +167,25 @@ const provider = new Provider(ISSUER, {
     introspection: { enabled: true },
     revocation: { enabled: true },
     userinfo: { enabled: true },
+    // With ACCESS_TOKEN_FORMAT=jwt: every authorize defaults to RESOURCE,
+    // the code and refresh grants keep using the granted resource, and the
+    // resource server takes RS256 JWT access tokens.
+    resourceIndicators: JWT
+      ? {
+        enabled: true,
+        defaultResource: () => RESOURCE,
+        useGrantedResource: () => true,
+        getResourceServerInfo(_ctx, indicator) {
+          if (indicator !== RESOURCE) throw new errors.InvalidTarget();
+          return {
+            scope: RESOURCE_SCOPE,
+            audience: RESOURCE,
+            accessTokenFormat: 'jwt',
+            jwt: { sign: { alg: 'RS256' } },
+          };
+        },
+      }
+      : { enabled: false },
   },
   pkce: { required: () => true },
   // The library's defaults for these, set explicitly (silences its start-up
@@ -192,12 +227,14 @@ function eq(a, b) {
 async function consentResult(details, { approve }) {
   const { prompt, params, session, grantId } = details;
   let grant = grantId ? await provider.Grant.find(grantId) : undefined;
-  const requested = String(params.scope || '').split(' ').filter(Boolean);
+  // The resource server's scope is granted per resource (missingResourceScopes), not as an OIDC scope.
+  const requested = String(params.scope || '').split(' ').filter((s) => s && !(JWT && s === RESOURCE_SCOPE));
   if (grant) {
     const granted = new Set(String(grant.getOIDCScope() || '').split(' '));
     const covered = requested.every((s) => granted.has(s));
     const claimsMissing = (prompt.details.missingOIDCClaims || []).length > 0;
-    if (covered && !claimsMissing) {
+    const resourceScopesMissing = Object.keys(prompt.details.missingResourceScopes || {}).length > 0;
+    if (covered && !claimsMissing && !resourceScopesMissing) {
       // Remembered consent: nothing new is asked for.
       return { consent: { grantId } };
     }
@@ -205,6 +242,9 @@ async function consentResult(details, { approve }) {
   if (!approve) return null; // needs the user: show the consent page
   if (!grant) grant = new provider.Grant({ accountId: session.accountId, clientId: params.client_id });
   grant.addOIDCScope(requested.join(' '));
+  for (const [indicator, scopes] of Object.entries(prompt.details.missingResourceScopes || {})) {
+    grant.addResourceScope(indicator, scopes.join(' '));
+  }
   for (const c of prompt.details.missingOIDCClaims || []) grant.addOIDCClaims([c]);
   return { consent: { grantId: await grant.save() } };
 }
@@ -327,7 +367,8 @@ server.listen(PORT, HOST, async () => {
     const cookies = [];
     for (let i = 0; i < SESSIONS; i++) cookies.push(await scriptedLogin());
     const target = {
-      name: 'oidc-provider',
+      name: JWT ? 'oidc-provider JWT(RS256)' : 'oidc-provider opaque',
+      access_token_format: ACCESS_TOKEN_FORMAT,
       issuer: ISSUER,
       client_id: CLIENT_ID,
       client_secret: CLIENT_SECRET,
@@ -339,7 +380,7 @@ server.listen(PORT, HOST, async () => {
       // so every authorize that should yield a refresh token passes through
       // the consent interaction (auto-approved from the remembered grant).
       authorize_extra: { prompt: 'consent' },
-      notes: `oidc-provider ${VERSION} on Node ${process.version}, NODE_ENV=${process.env.NODE_ENV || ''}; in-memory Map adapter without eviction; RS256; opaque access tokens; one browser session per worker (the session id changes after every interaction); rotateRefreshToken: () => true; offline_access needs prompt=consent, so authorize = /auth → /interaction/:uid (consent remembered in the Grant, auto-approved) → /auth/:uid → redirect_uri`,
+      notes: `oidc-provider ${VERSION} on Node ${process.version}, NODE_ENV=${process.env.NODE_ENV || ''}; in-memory Map adapter without eviction; RS256; ${JWT ? `RS256 JWT access tokens for the resource server ${RESOURCE} (resourceIndicators: defaultResource, useGrantedResource, accessTokenFormat jwt)` : 'opaque access tokens'}; one browser session per worker (the session id changes after every interaction); rotateRefreshToken: () => true; offline_access needs prompt=consent, so authorize = /auth → /interaction/:uid (consent remembered in the Grant, auto-approved) → /auth/:uid → redirect_uri`,
       pid: process.pid,
     };
     process.stdout.write(`PEER_READY ${JSON.stringify(target)}\n`);
