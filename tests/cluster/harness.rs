@@ -111,6 +111,29 @@ impl Node {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
+    /// Sets (or overrides) one of the node's settings for its next start, e.g. a public URL
+    /// that names the node's own port.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.push((key.to_owned(), value.to_owned()));
+    }
+
+    /// The node's ATSSO_DATA_DIR (its SQLite file lives there by default).
+    pub fn data_dir(&self) -> PathBuf {
+        let dir = self.env.iter().rev().find(|(k, _)| k == "ATSSO_DATA_DIR").map(|(_, v)| v.clone());
+        PathBuf::from(dir.expect("a node has a data dir"))
+    }
+
+    /// Runs the atsso command line with the node's own settings and data dir; returns stdout.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let output = Command::new(env!("CARGO_BIN_EXE_atsso"))
+            .args(args)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "atsso {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).unwrap()
+    }
+
     pub fn spawn(&mut self) {
         let log = File::options().create(true).append(true).open(&self.log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_atsso"))

@@ -7,6 +7,7 @@
 //!
 //! Runs when ATSSO_CLUSTER=1 (scripts/test.sh sets it; needs the Debian packages postgresql and
 //! haproxy); by hand: `scripts/cluster.sh`.
+mod crash;
 mod flows;
 mod harness;
 #[path = "../support/mock_pds.rs"]
