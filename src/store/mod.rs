@@ -177,11 +177,12 @@ impl PoolUsage {
 }
 
 /// SQLite page cache per connection. The hot rows are in the server's own read cache, so the
-/// readers need little; the writer keeps the upper levels of the token indexes it inserts into.
+/// readers need little; the writer keeps the upper levels of the code and grant-family indexes it
+/// writes to (a million grants: about 1 MiB of interior pages; leaves come from the OS page cache).
 const READER_CACHE_KIB: u32 = 2_000;
 /// How long a request waits for a database connection before it is answered 503.
 pub const DATABASE_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
-const WRITER_CACHE_KIB: u32 = 8_000;
+const WRITER_CACHE_KIB: u32 = 4_000;
 
 fn connect_options(database_url: &str, max_connections: u32, cache_kib: u32) -> ConnectOptions {
     let mut options = ConnectOptions::new(database_url.to_owned());
