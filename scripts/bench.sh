@@ -377,7 +377,7 @@ COMMANDS+=("BENCH_CONCURRENCY=$CONC BENCH_DURATION=$DUR BENCH_WARMUP=$WARM BENCH
 log "report"
 REPORT=("$DRIVER" report --results "${RESULTS[@]}" --rsa "$OUT/raw/rsa.json" "${RSS_ARGS[@]}")
 [ "${#GROWTH_FILES[@]}" -gt 0 ] && REPORT+=(--growth "${GROWTH_FILES[@]}"
-  --growth-label "$SEED_RT refresh tokens and $SEED_USERS users")
+  --growth-label "$SEED_RT grant families (one refresh token each) and $SEED_USERS users")
 [ "${#LAT_FILES[@]}" -gt 0 ] && REPORT+=(--latency "${LAT_FILES[@]}")
 for c in "${COMMANDS[@]}"; do REPORT+=(--command "$c"); done
 REPORT+=(--md "$OUT/latest.md" --json "$OUT/latest.json")
