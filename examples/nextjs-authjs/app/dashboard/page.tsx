@@ -1,0 +1,24 @@
+// Shows the DID (`sub`, the stable user id) and the handle (`preferred_username`, which can
+// change: never key accounts by it). auth() runs the `jwt` callback, so a session ended by a
+// back-channel logout is already gone here.
+import { redirect } from "next/navigation";
+import { auth } from "@/auth";
+
+export default async function Dashboard() {
+  const session = await auth();
+  if (!session) redirect("/");
+  return (
+    <main>
+      <h2>Dashboard</h2>
+      <dl>
+        <dt>DID</dt>
+        <dd data-testid="did">{session.user.did}</dd>
+        <dt>Handle</dt>
+        <dd data-testid="handle">{session.user.handle ?? ""}</dd>
+      </dl>
+      <form method="post" action="/api/logout">
+        <button type="submit" data-testid="sign-out">Sign out everywhere</button>
+      </form>
+    </main>
+  );
+}
