@@ -25,7 +25,7 @@ export async function verifyLogoutToken(
       requiredClaims: ["iat", "exp", "jti", "events"],
     }));
   } catch (e) {
-    const reason = e instanceof errors.JOSEError ? e.code : "invalid token";
+    const reason = e instanceof errors.JOSEError ? `${e.code}: ${e.message}` : "invalid token";
     return { ok: false, error: `logout token refused: ${reason}` };
   }
   const events = payload.events;
