@@ -178,6 +178,13 @@ impl Store {
         self.cache.trusted()
     }
 
+    /// The read cache's generation, taken before a read whose result a caller outside the store
+    /// remembers (`remember_access_token`, `remember_upstream_usable_until`): a change that
+    /// lands in between voids the fill.
+    pub fn cache_generation(&self) -> u64 {
+        self.cache.generation()
+    }
+
     /// Starts this process's invalidation listener (Postgres; nothing to do on SQLite). Until
     /// it listens, lookups read the database. It stops once every clone of this `Store` is gone
     /// (or with the runtime). Calling it again does nothing.

@@ -159,10 +159,6 @@ impl Store {
         self.cache.put_access_token(token_hash, record, seen);
     }
 
-    pub fn cache_generation(&self) -> u64 {
-        self.cache.generation()
-    }
-
     /// Whether this access token was revoked on its own (RFC 7009).
     pub async fn access_token_revoked(&self, jti: &str) -> StoreResult<bool> {
         Ok(revoked_access_token::Entity::find_by_id(jti.to_owned())
