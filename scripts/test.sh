@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: unit tests, integration tests on SQLite (including the admin UI in
-# headless Chromium), the end-to-end tests against a real PDS (@atproto/dev-env on loopback),
+# headless Chromium), the end-to-end tests against a real PDS (@atproto/dev-env on loopback, and the Next.js
+# examples in headless Chromium beside it),
 # the benchmark driver's own tests, the integration tests again on PostgreSQL, and the cluster
 # test (three nodes on PostgreSQL behind HAProxy, with faults); before them,
 # the gates CI enforces: `cargo fmt --check` and clippy with warnings denied.
@@ -41,6 +42,8 @@ cargo clippy --all-targets --features bench-seam -- -D warnings
 if [ "${ATSSO_SKIP_E2E:-}" != "1" ]; then
   echo "== installing the end-to-end harness (e2e/, pinned by its lockfile)"
   e2e/install.sh
+  echo "== installing and building the Next.js examples (npm ci from their lockfiles, next build)"
+  scripts/build-examples.sh
   export ATSSO_E2E=1
 fi
 

