@@ -11,6 +11,7 @@ pub mod dpop_http;
 pub mod error;
 pub mod http;
 pub mod metadata;
+pub mod permission;
 pub mod profile;
 pub mod resolve;
 pub mod syntax;
