@@ -115,6 +115,10 @@ enum ClientsCommand {
         /// Sign this client's access tokens with RS256 or ES256 (default: ATSSO_ACCESS_TOKEN_ALG).
         #[arg(long, value_name = "RS256|ES256")]
         access_token_alg: Option<String>,
+        /// An upstream ATProto permission this client may ask for, e.g.
+        /// `repo:com.example.post?action=create` (`atproto:` prefix optional; repeatable).
+        #[arg(long = "atproto-scope", value_name = "PERMISSION")]
+        atproto_scopes: Vec<String>,
         /// Print one JSON object {"client_id": ..., "client_secret": ...}.
         #[arg(long)]
         json: bool,
@@ -124,7 +128,7 @@ enum ClientsCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Change a client's PKCE requirement or access-token algorithm.
+    /// Change a client's PKCE requirement, access-token algorithm or ATProto permissions.
     #[command(group = clap::ArgGroup::new("change").required(true).multiple(true))]
     Update {
         client_id: String,
@@ -138,6 +142,12 @@ enum ClientsCommand {
         /// ATSSO_ACCESS_TOKEN_ALG again.
         #[arg(long, group = "change", value_name = "RS256|ES256|default")]
         access_token_alg: Option<String>,
+        /// Replace the upstream ATProto permissions this client may ask for (repeatable).
+        #[arg(long = "atproto-scope", group = "change", value_name = "PERMISSION", conflicts_with = "clear_atproto_scopes")]
+        atproto_scopes: Vec<String>,
+        /// Allow this client no ATProto permissions.
+        #[arg(long, group = "change")]
+        clear_atproto_scopes: bool,
     },
     /// Issue a new secret; the old one stops working.
     RotateSecret {
@@ -330,6 +340,7 @@ async fn clients_command(config: Config, command: ClientsCommand) -> Result<(), 
             scopes,
             allow_no_pkce,
             access_token_alg,
+            atproto_scopes,
             json,
         } => {
             let new = NewClient {
@@ -343,6 +354,7 @@ async fn clients_command(config: Config, command: ClientsCommand) -> Result<(), 
                 scopes: (!scopes.is_empty()).then_some(scopes),
                 allow_no_pkce,
                 access_token_alg,
+                atproto_scopes,
             };
             let (client, secret) = clients::register(&store, new).await.map_err(|e| e.to_string())?;
             audit::record(&store, &cli_actor(), "client.create", Some(&client.client_id), Some(format!("name={}", client.name))).await;
@@ -370,6 +382,7 @@ async fn clients_command(config: Config, command: ClientsCommand) -> Result<(), 
                             "backchannel_logout_uri": c.backchannel_logout_uri, "scopes": c.allowed_scopes,
                             "allow_no_pkce": c.allow_no_pkce,
                             "access_token_alg": c.access_token_alg.map(|alg| alg.as_str()),
+                            "atproto_scopes": c.atproto_scopes,
                         })
                     })
                     .collect();
@@ -392,10 +405,11 @@ async fn clients_command(config: Config, command: ClientsCommand) -> Result<(), 
             }
             Ok(())
         }
-        ClientsCommand::Update { client_id, allow_no_pkce, require_pkce, access_token_alg } => {
+        ClientsCommand::Update { client_id, allow_no_pkce, require_pkce, access_token_alg, atproto_scopes, clear_atproto_scopes } => {
             let change = clients::ClientUpdate {
                 allow_no_pkce: (allow_no_pkce || require_pkce).then_some(allow_no_pkce),
                 access_token_alg: access_token_alg.map(|alg| (alg != "default").then_some(alg)),
+                atproto_scopes: (clear_atproto_scopes || !atproto_scopes.is_empty()).then_some(atproto_scopes),
                 ..Default::default()
             };
             let before = store.client(&client_id).await.map_err(|e| e.to_string())?;
@@ -407,6 +421,9 @@ async fn clients_command(config: Config, command: ClientsCommand) -> Result<(), 
             if before.as_ref().is_some_and(|b| b.access_token_alg != client.access_token_alg) {
                 changed.push("access_token_alg");
             }
+            if before.as_ref().is_some_and(|b| b.atproto_scopes != client.atproto_scopes) {
+                changed.push("atproto_scopes");
+            }
             let details = if changed.is_empty() { "no changes".to_owned() } else { format!("fields={}", changed.join(",")) };
             audit::record(&store, &cli_actor(), "client.update", Some(&client_id), Some(details)).await;
             if client.allow_no_pkce {
@@ -417,6 +434,11 @@ async fn clients_command(config: Config, command: ClientsCommand) -> Result<(), 
             match client.access_token_alg {
                 Some(alg) => println!("access tokens: {}", alg.as_str()),
                 None => println!("access tokens: {} (ATSSO_ACCESS_TOKEN_ALG)", config.access_token_alg.as_str()),
+            }
+            if client.atproto_scopes.is_empty() {
+                println!("atproto permissions: none");
+            } else {
+                println!("atproto permissions: {}", client.atproto_scopes.join(" "));
             }
             Ok(())
         }

@@ -13,6 +13,7 @@ mod m20261205_000002_outbox;
 mod m20261205_000003_refresh_successor;
 mod m20261205_000004_client_access_token_alg;
 mod m20261205_000005_grant_families;
+mod m20261205_000006_client_atproto_scopes;
 
 pub struct Migrator;
 
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000003_refresh_successor::Migration),
             Box::new(m20261205_000004_client_access_token_alg::Migration),
             Box::new(m20261205_000005_grant_families::Migration),
+            Box::new(m20261205_000006_client_atproto_scopes::Migration),
         ]
     }
 }

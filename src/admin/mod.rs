@@ -111,6 +111,8 @@ pub struct ClientView {
     pub allow_no_pkce: bool,
     /// `RS256` or `ES256` for its access tokens; `null` follows `ATSSO_ACCESS_TOKEN_ALG`.
     pub access_token_alg: Option<&'static str>,
+    /// The upstream ATProto permissions it may ask for (canonical, without `atproto:`).
+    pub atproto_scopes: Vec<String>,
 }
 
 impl From<&Client> for ClientView {
@@ -129,6 +131,7 @@ impl From<&Client> for ClientView {
             created_at: c.created_at,
             allow_no_pkce: c.allow_no_pkce,
             access_token_alg: c.access_token_alg.map(|alg| alg.as_str()),
+            atproto_scopes: c.atproto_scopes.clone(),
         }
     }
 }
@@ -153,6 +156,7 @@ pub async fn update_client(state: &AppState, actor: &Actor, client_id: &str, cha
         ("scopes", before.allowed_scopes != after.allowed_scopes),
         ("allow_no_pkce", before.allow_no_pkce != after.allow_no_pkce),
         ("access_token_alg", before.access_token_alg != after.access_token_alg),
+        ("atproto_scopes", before.atproto_scopes != after.atproto_scopes),
     ] {
         if differs {
             changed.push(field);

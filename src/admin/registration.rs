@@ -93,6 +93,10 @@ pub async fn register(state: &AppState, actor: &Actor, request: RegistrationRequ
         // Dynamic registration never exempts a client from PKCE: only an admin can.
         allow_no_pkce: false,
         access_token_alg: request.access_token_signed_response_alg,
+        // Upstream ATProto permissions are allowed per client by an admin (issue 16), never by
+        // whoever holds a registration token: a dynamically registered client gets none (an
+        // admin can add some later), and `atproto:` scopes in `scope` are refused as unsupported.
+        atproto_scopes: Vec::new(),
     };
     let (client, secret) = match crate::oidc::clients::register_dynamic(&state.store, new).await {
         Ok(registered) => registered,

@@ -7,6 +7,7 @@ use base64::{engine::general_purpose::STANDARD, Engine};
 
 use super::{claims::SUPPORTED_SCOPES, params::Params};
 use crate::{
+    atproto::permission::{Permission, TENANT_SCOPE_PREFIX},
     clock::now,
     crypto::secrets::SecretVerifier,
     crypto::{password, random_token, signing::Alg},
@@ -152,6 +153,9 @@ pub struct NewClient {
     /// `RS256` or `ES256` for this client's access tokens, as given (checked with the other
     /// settings); `None` follows `ATSSO_ACCESS_TOKEN_ALG`.
     pub access_token_alg: Option<String>,
+    /// Upstream ATProto permissions this client may ask for (`atproto:` prefix optional), as
+    /// given; checked and stored canonical, without the prefix.
+    pub atproto_scopes: Vec<String>,
 }
 
 /// Problems with submitted client settings, by field (every field is checked, not just the first).
@@ -247,6 +251,7 @@ pub fn validate_redirect_uri(field: &'static str, uri: &str, public: bool) -> Re
 struct Checked {
     scopes: Vec<String>,
     access_token_alg: Option<Alg>,
+    atproto_scopes: Vec<String>,
 }
 
 /// The algorithms a client may ask for its access tokens (the ones we hold keys for).
@@ -258,6 +263,43 @@ pub fn parse_access_token_alg(text: &str) -> Result<Alg, RegistrationError> {
         let shown: String = text.chars().take(20).collect();
         invalid("access_token_alg", format!("`{}` is not RS256 or ES256", shown.escape_debug()))
     })
+}
+
+/// Most upstream ATProto permissions one client may be allowed: the union over all clients
+/// becomes the `scope` of atsso's upstream client metadata, which every PDS reads.
+pub const MAX_ATPROTO_SCOPES: usize = 50;
+
+/// The ATProto permissions an admin allows a client: each parsed with
+/// [`Permission::parse`] (the `atproto:` prefix is optional, surrounding whitespace ignored),
+/// stored canonical without the prefix, duplicates after canonicalisation dropped, in the order
+/// given. The first malformed one is the field error (quoted with escapes and shortened).
+///
+/// `include:` permission sets are accepted: the PDS resolves them when atsso asks for them,
+/// and the permission module matches an include only by the identical include.
+pub fn canonical_atproto_scopes(given: &[String]) -> Result<Vec<String>, RegistrationError> {
+    if given.len() > MAX_ATPROTO_SCOPES {
+        return Err(invalid("atproto_scopes", format!("at most {MAX_ATPROTO_SCOPES} permissions per client")));
+    }
+    let mut canonical = Vec::with_capacity(given.len());
+    for entry in given {
+        let entry = entry.trim();
+        let bare = entry.strip_prefix(TENANT_SCOPE_PREFIX).unwrap_or(entry);
+        match Permission::parse(bare) {
+            Ok(permission) => canonical.push(permission.to_string()),
+            Err(err) => {
+                let shown: String = bare.chars().take(80).collect();
+                let ellipsis = if bare.chars().count() > 80 { "…" } else { "" };
+                return Err(invalid("atproto_scopes", format!("`{}{ellipsis}` is not an ATProto permission: {err}", shown.escape_debug())));
+            }
+        }
+    }
+    Ok(dedup(canonical))
+}
+
+/// A client's allowed ATProto permissions, parsed (what was stored was checked by
+/// [`canonical_atproto_scopes`]; anything that no longer parses is left out, never allowed).
+pub fn allowed_atproto_permissions(client: &Client) -> Vec<Permission> {
+    client.atproto_scopes.iter().filter_map(|stored| Permission::parse(stored).ok()).collect()
 }
 
 /// Checks every setting of a client (registration and updates) and normalises the lists.
@@ -315,8 +357,15 @@ fn validate_settings(new: &mut NewClient) -> Result<Checked, RegistrationError> 
             }
         },
     };
+    let atproto_scopes = match canonical_atproto_scopes(&new.atproto_scopes) {
+        Ok(canonical) => canonical,
+        Err(err) => {
+            errors.check(Err(err));
+            Vec::new()
+        }
+    };
     errors.into_result()?;
-    Ok(Checked { scopes, access_token_alg })
+    Ok(Checked { scopes, access_token_alg, atproto_scopes })
 }
 
 /// Registers a client for an admin (CLI, API, UI); returns it and, for confidential clients, the
@@ -347,7 +396,7 @@ async fn register_as(
     mut new: NewClient,
     dynamically_registered: bool,
 ) -> Result<(Client, Option<String>), RegistrationError> {
-    let Checked { scopes, access_token_alg } = validate_settings(&mut new)?;
+    let Checked { scopes, access_token_alg, atproto_scopes } = validate_settings(&mut new)?;
     let secret = (!new.public).then(|| random_token(32));
     let secret_hash = match &secret {
         Some(secret) => Some(hash(secret.clone()).await?),
@@ -368,6 +417,7 @@ async fn register_as(
         dynamically_registered,
         allow_no_pkce: new.allow_no_pkce,
         access_token_alg,
+        atproto_scopes,
     };
     store.insert_client(&client, client.created_at).await?;
     Ok((client, secret))
@@ -395,6 +445,8 @@ pub struct ClientUpdate {
     pub allow_no_pkce: Option<bool>,
     /// `Some(None)` returns the client to the global setting.
     pub access_token_alg: Option<Option<String>>,
+    /// Replaces the whole list (an empty list allows none).
+    pub atproto_scopes: Option<Vec<String>>,
 }
 
 /// Applies an update after checking the resulting settings with the registration rules.
@@ -411,8 +463,9 @@ pub async fn update(store: &Store, client_id: &str, change: ClientUpdate) -> Res
         scopes: Some(change.scopes.unwrap_or_else(|| client.allowed_scopes.clone())),
         allow_no_pkce: change.allow_no_pkce.unwrap_or(client.allow_no_pkce),
         access_token_alg: change.access_token_alg.unwrap_or_else(|| client.access_token_alg.map(|alg| alg.as_str().to_owned())),
+        atproto_scopes: change.atproto_scopes.unwrap_or_else(|| client.atproto_scopes.clone()),
     };
-    let Checked { scopes, access_token_alg } = validate_settings(&mut settings)?;
+    let Checked { scopes, access_token_alg, atproto_scopes } = validate_settings(&mut settings)?;
     client.name = settings.name;
     client.redirect_uris = settings.redirect_uris;
     client.post_logout_redirect_uris = settings.post_logout_redirect_uris;
@@ -422,6 +475,7 @@ pub async fn update(store: &Store, client_id: &str, change: ClientUpdate) -> Res
     client.allowed_scopes = scopes;
     client.allow_no_pkce = settings.allow_no_pkce;
     client.access_token_alg = access_token_alg;
+    client.atproto_scopes = atproto_scopes;
     if !store.update_client(&client, now()).await? {
         return Err(RegistrationError::UnknownClient);
     }
@@ -528,6 +582,93 @@ mod tests {
         let Err(RegistrationError::Invalid(errors)) = validate_settings(&mut new) else { panic!("must fail") };
         let fields: Vec<_> = errors.0.keys().copied().collect();
         assert_eq!(fields, ["name", "post_logout_redirect_uris", "redirect_uris", "scopes"]);
+    }
+
+    fn permissions(given: &[&str]) -> Result<Vec<String>, RegistrationError> {
+        canonical_atproto_scopes(&given.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    }
+
+    fn atproto_scopes_error(given: &[&str]) -> String {
+        match permissions(given) {
+            Err(RegistrationError::Invalid(errors)) => errors.0.get("atproto_scopes").cloned().expect("an atproto_scopes error"),
+            other => panic!("{given:?} must be refused, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn atproto_permissions_are_stored_canonical_without_the_prefix_and_deduplicated() {
+        let stored = permissions(&[
+            "atproto:repo:com.example.post?action=create",
+            "repo?collection=com.example.note",
+            " atproto:blob:image/* ",
+            "atproto:repo:com.example.note",
+            "rpc?lxm=app.bsky.feed.getTimeline&aud=did:web:api.bsky.app%23bsky_appview",
+            "include:com.example.authFull",
+        ])
+        .unwrap();
+        assert_eq!(
+            stored,
+            [
+                "repo:com.example.post?action=create",
+                "repo:com.example.note",
+                "blob:image/*",
+                "rpc:app.bsky.feed.getTimeline?aud=did:web:api.bsky.app%23bsky_appview",
+                "include:com.example.authFull",
+            ]
+        );
+        assert_eq!(permissions(&[]).unwrap(), Vec::<String>::new());
+        // What is stored parses again to itself (it is split on spaces when read back).
+        for canonical in &stored {
+            assert!(!canonical.contains(' '));
+            assert_eq!(&crate::atproto::permission::Permission::parse(canonical).unwrap().to_string(), canonical);
+        }
+    }
+
+    #[test]
+    fn a_malformed_atproto_permission_is_a_field_error_naming_it() {
+        for (given, says) in [
+            ("repo:not-an-nsid", "`repo:not-an-nsid`"),
+            ("atproto:repo:com.example.post?action=publish", "`repo:com.example.post?action=publish`"),
+            ("atproto", "`atproto`"),
+            ("transition:generic", "unknown resource"),
+            ("rpc:*?aud=*", "any method at any service"),
+            ("", "empty"),
+            ("atproto:", "empty"),
+            ("repo:com.exa\nmple.post", "not allowed"),
+        ] {
+            let problem = atproto_scopes_error(&["repo:com.example.ok", given]);
+            assert!(problem.contains(says), "{given:?}: {problem}");
+        }
+        // Control characters never reach the message (it is shown on a page and logged).
+        let problem = atproto_scopes_error(&["repo:com.example.post\u{1b}[31m"]);
+        assert!(!problem.chars().any(char::is_control), "{problem:?}");
+        // A long entry is not echoed in full.
+        let problem = atproto_scopes_error(&[&format!("repo:{}", "a".repeat(5000))]);
+        assert!(problem.len() < 400, "{}", problem.len());
+    }
+
+    #[test]
+    fn a_client_may_be_allowed_a_bounded_number_of_atproto_permissions() {
+        let many: Vec<String> = (0..=MAX_ATPROTO_SCOPES).map(|i| format!("repo:com.example.c{i}")).collect();
+        let refs: Vec<&str> = many.iter().map(String::as_str).collect();
+        assert!(atproto_scopes_error(&refs).contains(&format!("at most {MAX_ATPROTO_SCOPES}")));
+        assert_eq!(permissions(&refs[..MAX_ATPROTO_SCOPES]).unwrap().len(), MAX_ATPROTO_SCOPES);
+    }
+
+    #[test]
+    fn atproto_permissions_are_checked_with_the_other_settings() {
+        let mut new = NewClient {
+            name: "x".into(),
+            redirect_uris: vec!["https://app.example/cb".into()],
+            atproto_scopes: vec!["atproto:repo:com.example.post".into(), "repo:com.example.post".into()],
+            ..Default::default()
+        };
+        let checked = validate_settings(&mut new).unwrap();
+        assert_eq!(checked.atproto_scopes, ["repo:com.example.post"]);
+        new.atproto_scopes = vec!["repo:bad".into()];
+        new.name = " ".into();
+        let Err(RegistrationError::Invalid(errors)) = validate_settings(&mut new) else { panic!("must fail") };
+        assert_eq!(errors.0.keys().copied().collect::<Vec<_>>(), ["atproto_scopes", "name"]);
     }
 
     mod properties {

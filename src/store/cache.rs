@@ -489,6 +489,7 @@ mod tests {
             dynamically_registered: false,
             allow_no_pkce: false,
             access_token_alg: None,
+            atproto_scopes: Vec::new(),
         }
     }
 

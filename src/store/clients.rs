@@ -29,6 +29,9 @@ pub struct Client {
     pub allow_no_pkce: bool,
     /// The algorithm of this client's access tokens; `None` follows `ATSSO_ACCESS_TOKEN_ALG`.
     pub access_token_alg: Option<Alg>,
+    /// The upstream ATProto permissions this client may ask for, canonical and without the
+    /// `atproto:` prefix (checked by `oidc::clients`); empty allows none.
+    pub atproto_scopes: Vec<String>,
 }
 
 impl Client {
@@ -54,6 +57,7 @@ impl TryFrom<client::Model> for Client {
             redirect_uris: from_json_list(&row.redirect_uris)?,
             post_logout_redirect_uris: from_json_list(&row.post_logout_redirect_uris)?,
             allowed_scopes: row.allowed_scopes.split(' ').filter(|s| !s.is_empty()).map(String::from).collect(),
+            atproto_scopes: split_scopes(&row.atproto_scopes),
             client_id: row.client_id,
             name: row.name,
             secret_hash: row.secret_hash,
@@ -70,6 +74,11 @@ impl TryFrom<client::Model> for Client {
             },
         })
     }
+}
+
+/// A space-separated list as stored (canonical permissions never contain a space).
+fn split_scopes(stored: &str) -> Vec<String> {
+    stored.split(' ').filter(|s| !s.is_empty()).map(String::from).collect()
 }
 
 impl Store {
@@ -90,6 +99,7 @@ impl Store {
             dynamically_registered: Set(c.dynamically_registered),
             allow_no_pkce: Set(c.allow_no_pkce),
             access_token_alg: Set(c.access_token_alg.map(|alg| alg.as_str().to_owned())),
+            atproto_scopes: Set(c.atproto_scopes.join(" ")),
         }
         .insert(&self.writer)
         .await
@@ -108,6 +118,23 @@ impl Store {
             self.cache.put_client(client, seen);
         }
         Ok(client)
+    }
+
+    /// The sorted, deduplicated union of the ATProto permissions enabled clients may ask for
+    /// (canonical, without the `atproto:` prefix): the `scope` atsso's upstream client metadata
+    /// declares. Read from the database each time, not cached: only PDSes fetching that
+    /// document ask, and a cached union would need its own invalidation on every client change.
+    pub async fn allowed_atproto_permissions_union(&self) -> StoreResult<Vec<String>> {
+        let rows: Vec<String> = client::Entity::find()
+            .select_only()
+            .column(client::Column::AtprotoScopes)
+            .filter(client::Column::Enabled.eq(true))
+            .filter(client::Column::AtprotoScopes.ne(""))
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        let union: std::collections::BTreeSet<String> = rows.iter().flat_map(|row| split_scopes(row)).collect();
+        Ok(union.into_iter().collect())
     }
 
     pub async fn list_clients(&self) -> StoreResult<Vec<Client>> {
@@ -177,6 +204,7 @@ impl Store {
         active.allowed_scopes = Set(c.allowed_scopes.join(" "));
         active.allow_no_pkce = Set(c.allow_no_pkce);
         active.access_token_alg = Set(c.access_token_alg.map(|alg| alg.as_str().to_owned()));
+        active.atproto_scopes = Set(c.atproto_scopes.join(" "));
         active.updated_at = Set(now);
         let txn = self.writer.begin().await?;
         active.update(&txn).await.map_err(conflict_or)?;

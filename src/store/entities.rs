@@ -28,6 +28,9 @@ pub mod client {
         pub allow_no_pkce: bool,
         /// `RS256` or `ES256` for this client's access tokens; NULL follows the global setting.
         pub access_token_alg: Option<String>,
+        /// Space-separated canonical ATProto permissions (no `atproto:` prefix) this client may
+        /// ask for upstream; empty allows none.
+        pub atproto_scopes: String,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -181,6 +181,9 @@ struct CreateClientBody {
     allow_no_pkce: bool,
     /// `RS256` or `ES256` for this client's access tokens; absent or `null`: the global setting.
     access_token_alg: Option<String>,
+    /// Upstream ATProto permissions it may ask for (`atproto:` prefix optional).
+    #[serde(default)]
+    atproto_scopes: Vec<String>,
 }
 
 fn client_with_secret(view: ClientView, secret: Option<String>) -> Value {
@@ -207,6 +210,7 @@ async fn create_client(
         scopes: body.scopes,
         allow_no_pkce: body.allow_no_pkce,
         access_token_alg: body.access_token_alg,
+        atproto_scopes: body.atproto_scopes,
     };
     let (client, secret) = admin::create_client(&state, &actor, new).await?;
     Ok(ok_json(StatusCode::CREATED, client_with_secret(ClientView::from(&client), secret)))
@@ -238,6 +242,8 @@ struct UpdateClientBody {
     /// `null` returns the client to the global setting.
     #[serde(default, deserialize_with = "nullable")]
     access_token_alg: Option<Option<String>>,
+    /// Replaces the list; `[]` allows none.
+    atproto_scopes: Option<Vec<String>>,
 }
 
 #[tracing::instrument(name = "admin_update_client", skip_all)]
@@ -258,6 +264,7 @@ async fn update_client(
         scopes: body.scopes,
         allow_no_pkce: body.allow_no_pkce,
         access_token_alg: body.access_token_alg,
+        atproto_scopes: body.atproto_scopes,
     };
     let nothing = change.name.is_none()
         && change.redirect_uris.is_none()
@@ -267,7 +274,8 @@ async fn update_client(
         && change.first_party.is_none()
         && change.scopes.is_none()
         && change.allow_no_pkce.is_none()
-        && change.access_token_alg.is_none();
+        && change.access_token_alg.is_none()
+        && change.atproto_scopes.is_none();
     if nothing {
         return Err(ApiError::bad_request("nothing to change: send at least one setting"));
     }

@@ -300,6 +300,7 @@ fn form_values(form: &FormData) -> Value {
         "public": form.flag("public"),
         "allow_no_pkce": form.flag("allow_no_pkce"),
         "access_token_alg": form.text("access_token_alg"),
+        "atproto_scopes": form.get("atproto_scopes").unwrap_or(""),
     })
 }
 
@@ -314,6 +315,7 @@ fn client_values(client: &Client) -> Value {
         "public": client.is_public(),
         "allow_no_pkce": client.allow_no_pkce,
         "access_token_alg": client.access_token_alg.map(|alg| alg.as_str()).unwrap_or_default(),
+        "atproto_scopes": client.atproto_scopes.join("\n"),
     })
 }
 
@@ -324,7 +326,7 @@ async fn new_client_page(state: web::Data<AppState>, req: HttpRequest) -> Result
     client_form_context(
         &mut context,
         &state,
-        json!({ "name": "", "redirect_uris": "", "post_logout_redirect_uris": "", "backchannel_logout_uri": "", "frontchannel_logout_uri": "", "first_party": false, "public": false, "allow_no_pkce": false, "access_token_alg": "" }),
+        json!({ "name": "", "redirect_uris": "", "post_logout_redirect_uris": "", "backchannel_logout_uri": "", "frontchannel_logout_uri": "", "first_party": false, "public": false, "allow_no_pkce": false, "access_token_alg": "", "atproto_scopes": "" }),
         &defaults,
         &FieldErrors::default(),
     );
@@ -365,6 +367,7 @@ async fn create_client(
         scopes: Some(scopes.clone()),
         allow_no_pkce: form.flag("allow_no_pkce"),
         access_token_alg: form.optional("access_token_alg"),
+        atproto_scopes: form.lines("atproto_scopes"),
     };
     match admin::create_client(&state, &admin.actor, new).await {
         Ok((client, secret)) => Ok(secret_page(&state, &req, &admin, &client, secret.as_deref(), "Client created")),
@@ -447,6 +450,8 @@ async fn update_client(
         allow_no_pkce: Some(form.flag("allow_no_pkce")),
         // The empty choice returns the client to the global setting.
         access_token_alg: Some(form.optional("access_token_alg")),
+        // An empty field allows none.
+        atproto_scopes: Some(form.lines("atproto_scopes")),
     };
     match admin::update_client(&state, &admin.actor, &client.client_id, change).await {
         Ok(client) => Ok(redirect(&format!("/admin/clients/{}?notice=saved", client.client_id))),

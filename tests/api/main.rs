@@ -5,6 +5,7 @@ mod admin_browser;
 mod atproto_login;
 mod authorize_errors;
 mod backchannel_ssrf;
+mod client_atproto_scopes;
 mod cluster_cache;
 mod first_start;
 mod grant_families;
