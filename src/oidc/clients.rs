@@ -648,6 +648,34 @@ mod tests {
     }
 
     #[test]
+    fn a_clients_allowed_permissions_parse_and_cover_what_they_name() {
+        use crate::atproto::permission::{covers, from_tenant_scope};
+        let client = Client {
+            client_id: "c".into(),
+            name: "c".into(),
+            secret_hash: None,
+            redirect_uris: vec![],
+            post_logout_redirect_uris: vec![],
+            backchannel_logout_uri: None,
+            frontchannel_logout_uri: None,
+            first_party: false,
+            allowed_scopes: vec![],
+            enabled: true,
+            created_at: 0,
+            dynamically_registered: false,
+            allow_no_pkce: false,
+            access_token_alg: None,
+            atproto_scopes: permissions(&["repo:com.example.note", "blob:image/*"]).unwrap(),
+        };
+        let allowed = allowed_atproto_permissions(&client);
+        assert_eq!(allowed.len(), 2);
+        let asked = |scope: &str| from_tenant_scope(scope).unwrap().unwrap();
+        assert!(covers(&allowed, &asked("atproto:repo:com.example.note?action=create")));
+        assert!(covers(&allowed, &asked("atproto:blob:image/png")));
+        assert!(!covers(&allowed, &asked("atproto:repo:com.example.post")));
+    }
+
+    #[test]
     fn a_client_may_be_allowed_a_bounded_number_of_atproto_permissions() {
         let many: Vec<String> = (0..=MAX_ATPROTO_SCOPES).map(|i| format!("repo:com.example.c{i}")).collect();
         let refs: Vec<&str> = many.iter().map(String::as_str).collect();
