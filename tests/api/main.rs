@@ -24,3 +24,4 @@ mod security;
 mod token_errors;
 mod token_hardening;
 mod upstream_refresh;
+mod xrpc_proxy;
