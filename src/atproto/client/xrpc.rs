@@ -1,5 +1,5 @@
 //! One XRPC call to the user's PDS with the upstream session's DPoP-bound token, for the
-//! tenant proxy (`crate::proxy`). The DPoP key never leaves this process.
+//! tenant XRPC proxy. The DPoP key never leaves this process.
 
 use url::Url;
 
