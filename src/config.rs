@@ -65,6 +65,8 @@ pub struct FileConfig {
     pub rate_limit_registration: Option<u32>,
     pub rate_limit_client_auth_failures: Option<u32>,
     pub rate_limit_admin_auth_failures: Option<u32>,
+    pub xrpc_rate_per_minute: Option<u32>,
+    pub xrpc_max_body_bytes: Option<u64>,
     pub key_activation_delay_secs: Option<i64>,
     pub metrics_bind: Option<String>,
     pub metrics_token: Option<Secret>,
@@ -107,6 +109,9 @@ pub struct Config {
     /// peer the header is ignored: the TCP peer is the source (audit log, rate limits).
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub rate_limits: RateLimits,
+    /// Largest request body of a proxied XRPC call (`ATSSO_XRPC_MAX_BODY_BYTES`, default 5 MiB:
+    /// blob uploads); larger ones are answered 413.
+    pub xrpc_max_body_bytes: usize,
     /// A rotated signing key is published this long before it signs (`ATSSO_KEY_ACTIVATION_DELAY_SECS`).
     pub key_activation_delay_secs: i64,
     /// A separate listener serving only `/metrics` (`ATSSO_METRICS_BIND`, e.g. 127.0.0.1:9464).
@@ -136,13 +141,18 @@ pub struct RateLimits {
     pub client_auth_failures: u32,
     /// Failed admin API / initial access token presentations per source address.
     pub admin_auth_failures: u32,
+    /// Proxied XRPC calls (`/xrpc/{nsid}`) per app and user (`ATSSO_XRPC_RATE_PER_MINUTE`).
+    pub xrpc: u32,
 }
 
 impl Default for RateLimits {
     fn default() -> Self {
-        Self { login: 30, authorize: 120, registration: 10, client_auth_failures: 10, admin_auth_failures: 10 }
+        Self { login: 30, authorize: 120, registration: 10, client_auth_failures: 10, admin_auth_failures: 10, xrpc: 300 }
     }
 }
+
+/// Default of `ATSSO_XRPC_MAX_BODY_BYTES`.
+pub const DEFAULT_XRPC_MAX_BODY_BYTES: usize = 5 * 1024 * 1024;
 
 /// A metrics token shorter than this is refused (it guards the only non-public endpoint
 /// without rate limits).
@@ -177,6 +187,8 @@ pub const SETTINGS: &[&str] = &[
     "ATSSO_RATE_LIMIT_REGISTRATION",
     "ATSSO_RATE_LIMIT_CLIENT_AUTH_FAILURES",
     "ATSSO_RATE_LIMIT_ADMIN_AUTH_FAILURES",
+    "ATSSO_XRPC_RATE_PER_MINUTE",
+    "ATSSO_XRPC_MAX_BODY_BYTES",
     "ATSSO_METRICS_BIND",
     "ATSSO_METRICS_TOKEN",
     "ATSSO_LOG",
@@ -340,7 +352,14 @@ impl Config {
                 file.rate_limit_admin_auth_failures,
                 defaults.admin_auth_failures,
             )?,
+            xrpc: limit("ATSSO_XRPC_RATE_PER_MINUTE", file.xrpc_rate_per_minute, defaults.xrpc)?,
         };
+        let xrpc_max_body_bytes = number(
+            "ATSSO_XRPC_MAX_BODY_BYTES",
+            file.xrpc_max_body_bytes.and_then(|n| i64::try_from(n).ok()),
+            DEFAULT_XRPC_MAX_BODY_BYTES as i64,
+        )?;
+        let xrpc_max_body_bytes = usize::try_from(xrpc_max_body_bytes).map_err(|_| invalid("ATSSO_XRPC_MAX_BODY_BYTES", "too large"))?;
 
         let metrics_bind = env("ATSSO_METRICS_BIND").or(file.metrics_bind);
         if let Some(text) = &metrics_bind {
@@ -359,6 +378,7 @@ impl Config {
             metrics_token,
             trusted_proxies,
             rate_limits,
+            xrpc_max_body_bytes,
             access_token_alg,
             public_url,
             bind,
@@ -529,6 +549,16 @@ mod tests {
         assert!(err.problem.contains("alice.bsky.social"));
         let err = load(&[("ATSSO_DYNAMIC_REGISTRATION", "maybe")]).unwrap_err();
         assert_eq!(err.setting, "ATSSO_DYNAMIC_REGISTRATION");
+    }
+
+    #[test]
+    fn xrpc_proxy_settings() {
+        let config = load(&[]).unwrap();
+        assert_eq!((config.rate_limits.xrpc, config.xrpc_max_body_bytes), (300, DEFAULT_XRPC_MAX_BODY_BYTES));
+        let config = load(&[("ATSSO_XRPC_RATE_PER_MINUTE", "0"), ("ATSSO_XRPC_MAX_BODY_BYTES", "1024")]).unwrap();
+        assert_eq!((config.rate_limits.xrpc, config.xrpc_max_body_bytes), (0, 1024));
+        assert_eq!(load(&[("ATSSO_XRPC_MAX_BODY_BYTES", "0")]).unwrap_err().setting, "ATSSO_XRPC_MAX_BODY_BYTES");
+        assert_eq!(load(&[("ATSSO_XRPC_RATE_PER_MINUTE", "many")]).unwrap_err().setting, "ATSSO_XRPC_RATE_PER_MINUTE");
     }
 
     #[test]

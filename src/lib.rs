@@ -16,6 +16,7 @@ pub mod keys;
 pub mod limits;
 pub mod net;
 pub mod oidc;
+pub mod proxy;
 pub mod sso;
 pub mod state;
 pub mod store;

@@ -99,6 +99,8 @@ pub struct Limits {
     pub client_auth_by_client: FailureLimit<String>,
     pub client_auth_by_addr: FailureLimit<IpAddr>,
     pub admin_auth_by_addr: FailureLimit<IpAddr>,
+    /// Proxied XRPC calls per (client_id, DID).
+    pub xrpc: RateLimit<(String, String)>,
 }
 
 impl Limits {
@@ -110,6 +112,7 @@ impl Limits {
             client_auth_by_client: FailureLimit::per_minute(settings.client_auth_failures),
             client_auth_by_addr: FailureLimit::per_minute(settings.client_auth_failures),
             admin_auth_by_addr: FailureLimit::per_minute(settings.admin_auth_failures),
+            xrpc: RateLimit::per_minute(settings.xrpc),
         })
     }
 
@@ -121,6 +124,7 @@ impl Limits {
         self.client_auth_by_client.failures.forget_idle();
         self.client_auth_by_addr.failures.forget_idle();
         self.admin_auth_by_addr.failures.forget_idle();
+        self.xrpc.forget_idle();
     }
 }
 

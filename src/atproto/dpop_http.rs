@@ -8,7 +8,7 @@ use url::Url;
 
 use super::dpop::{usable_nonce, DpopKey, NonceCache};
 use super::error::AtprotoError;
-use super::http::{Endpoint, HttpResponse, SafeHttp};
+use super::http::{Endpoint, HttpError, HttpResponse, RawBody, SafeHttp};
 use super::urls::origin_string;
 
 /// Form fields of an AS request.
@@ -42,6 +42,55 @@ impl DpopHttp {
         context: fn(String) -> AtprotoError,
     ) -> Result<HttpResponse, AtprotoError> {
         let method = if form.is_some() { "POST" } else { "GET" };
+        self.with_nonce_retry(key, method, url, access_token, context, |headers| async move {
+            match form {
+                Some(build) => {
+                    let body = build().map_err(Attempt::Build)?;
+                    self.http.post_form(endpoint, url, &headers, &body).await.map_err(Attempt::Http)
+                }
+                None => self.http.get(endpoint, url, &headers).await.map_err(Attempt::Http),
+            }
+        })
+        .await
+    }
+
+    /// A DPoP-protected request to a resource server with any method, a raw body and extra
+    /// headers (a proxied XRPC call); the response is read up to `max_response_bytes`. Same
+    /// nonce handling as [`DpopHttp::request`].
+    #[allow(clippy::too_many_arguments)] // one call site: the XRPC proxy
+    pub(crate) async fn request_raw(
+        &self,
+        key: &DpopKey,
+        method: &str,
+        url: &Url,
+        access_token: &str,
+        extra_headers: &[(&'static str, String)],
+        body: Option<&RawBody>,
+        max_response_bytes: usize,
+        context: fn(String) -> AtprotoError,
+    ) -> Result<HttpResponse, AtprotoError> {
+        self.with_nonce_retry(key, method, url, Some(access_token), context, |mut headers| async move {
+            headers.extend(extra_headers.iter().cloned());
+            self.http.send_raw(Endpoint::Xrpc, method, url, &headers, body, max_response_bytes).await.map_err(Attempt::Http)
+        })
+        .await
+    }
+
+    /// One attempt, then one retry with the server's new nonce on `use_dpop_nonce`. `send` gets
+    /// the DPoP (and authorization) headers of its attempt.
+    async fn with_nonce_retry<F, Fut>(
+        &self,
+        key: &DpopKey,
+        method: &str,
+        url: &Url,
+        access_token: Option<&str>,
+        context: fn(String) -> AtprotoError,
+        send: F,
+    ) -> Result<HttpResponse, AtprotoError>
+    where
+        F: Fn(Vec<(&'static str, String)>) -> Fut,
+        Fut: std::future::Future<Output = Result<HttpResponse, Attempt>>,
+    {
         let mut attempt = 0;
         let mut nonce = self.nonces.get(url);
         loop {
@@ -51,14 +100,10 @@ impl DpopHttp {
             if let Some(t) = access_token {
                 headers.push(("Authorization", format!("DPoP {t}")));
             }
-            let resp = match form {
-                Some(build) => {
-                    let body = build()?;
-                    self.http.post_form(endpoint, url, &headers, &body).await
-                }
-                None => self.http.get(endpoint, url, &headers).await,
-            }
-            .map_err(|e| e.into_error(context))?;
+            let resp = send(headers).await.map_err(|e| match e {
+                Attempt::Build(e) => e,
+                Attempt::Http(e) => e.into_error(context),
+            })?;
             let fresh = self.nonces.update(url, resp.header("dpop-nonce"));
             // The retry uses the nonce just received, whether or not the bounded cache kept it.
             if let Some(n) = usable_nonce(resp.header("dpop-nonce")) {
@@ -71,6 +116,12 @@ impl DpopHttp {
             return Ok(resp);
         }
     }
+}
+
+/// Why one attempt failed: building its form, or the request itself.
+enum Attempt {
+    Build(AtprotoError),
+    Http(HttpError),
 }
 
 fn is_use_dpop_nonce(resp: &HttpResponse) -> bool {

@@ -23,6 +23,9 @@ use crate::net::{classify_ip, is_loopback_name, AddrClass};
 
 /// Largest response body we read.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Largest response body of a proxied XRPC call ([`SafeHttp::send_raw`]): records, listings and
+/// timelines, not media archives.
+pub const MAX_XRPC_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
 /// Total time allowed for one request, body included.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -144,6 +147,8 @@ pub enum Endpoint {
     GetRecord,
     GetSession,
     BackchannelLogout,
+    /// A tenant app's call proxied to the user's PDS (`/xrpc/{nsid}`).
+    Xrpc,
 }
 
 impl Endpoint {
@@ -159,6 +164,7 @@ impl Endpoint {
             Self::GetRecord => "get_record",
             Self::GetSession => "get_session",
             Self::BackchannelLogout => "backchannel_logout",
+            Self::Xrpc => "xrpc",
         }
     }
 }
@@ -296,7 +302,7 @@ impl SafeHttp {
         form: &[(&str, String)],
     ) -> Result<HttpResponse, HttpError> {
         let started = std::time::Instant::now();
-        let result = match self.send(Method::POST, url, headers, Some(form), self.allow_insecure_loopback).await {
+        let result = match self.send(Method::POST, url, headers, Some(Body::Form(form)), self.allow_insecure_loopback).await {
             Ok(resp) => read_bounded(resp).await,
             Err(e) => Err(e),
         };
@@ -316,8 +322,29 @@ impl SafeHttp {
         allow_loopback: bool,
     ) -> Result<u16, HttpError> {
         let started = std::time::Instant::now();
-        let result = self.send(Method::POST, url, headers, Some(form), allow_loopback).await.map(|resp| resp.status().as_u16());
+        let result = self.send(Method::POST, url, headers, Some(Body::Form(form)), allow_loopback).await.map(|resp| resp.status().as_u16());
         observe(Endpoint::BackchannelLogout, started, result.as_ref().copied());
+        result
+    }
+
+    /// Any method with an optional raw body (a proxied XRPC call): the response is read up to
+    /// `max_response_bytes`. Same guard, timeout and no redirects as the other upstream fetches.
+    pub async fn send_raw(
+        &self,
+        endpoint: Endpoint,
+        method: &str,
+        url: &Url,
+        headers: &[(&str, String)],
+        body: Option<&RawBody>,
+        max_response_bytes: usize,
+    ) -> Result<HttpResponse, HttpError> {
+        let started = std::time::Instant::now();
+        let method = Method::from_bytes(method.as_bytes()).map_err(|_| HttpError::Transport(format!("invalid method {method}")))?;
+        let result = match self.send(method, url, headers, body.map(Body::Raw), self.allow_insecure_loopback).await {
+            Ok(resp) => read_bounded_to(resp, max_response_bytes).await,
+            Err(e) => Err(e),
+        };
+        observe(endpoint, started, result.as_ref().map(|r| r.status));
         result
     }
 
@@ -326,7 +353,7 @@ impl SafeHttp {
         method: Method,
         url: &Url,
         headers: &[(&str, String)],
-        form: Option<&[(&str, String)]>,
+        body: Option<Body<'_>>,
         allow_loopback: bool,
     ) -> Result<reqwest::Response, HttpError> {
         check_url(url, allow_loopback)?;
@@ -335,17 +362,41 @@ impl SafeHttp {
             let value = HeaderValue::from_str(value).map_err(|_| HttpError::Transport(format!("invalid value for header {name}")))?;
             req = req.header(*name, value);
         }
-        if let Some(form) = form {
-            req = req.form(form);
+        match body {
+            Some(Body::Form(form)) => req = req.form(form),
+            Some(Body::Raw(raw)) => {
+                let content_type =
+                    HeaderValue::from_str(&raw.content_type).map_err(|_| HttpError::Transport("invalid content type".into()))?;
+                req = req.header(reqwest::header::CONTENT_TYPE, content_type).body(raw.bytes.clone());
+            }
+            None => {}
         }
         req.send().await.map_err(map_reqwest_error)
     }
 }
 
+/// A request body sent as is, with its content type.
+#[derive(Debug, Clone)]
+pub struct RawBody {
+    pub bytes: bytes::Bytes,
+    pub content_type: String,
+}
+
+/// What a guarded request carries.
+enum Body<'a> {
+    Form(&'a [(&'a str, String)]),
+    Raw(&'a RawBody),
+}
+
 /// Reads a response body, at most [`MAX_BODY_BYTES`] (stopped early).
-async fn read_bounded(mut resp: reqwest::Response) -> Result<HttpResponse, HttpError> {
+async fn read_bounded(resp: reqwest::Response) -> Result<HttpResponse, HttpError> {
+    read_bounded_to(resp, MAX_BODY_BYTES).await
+}
+
+/// Reads a response body, at most `max` bytes (stopped early).
+async fn read_bounded_to(mut resp: reqwest::Response, max: usize) -> Result<HttpResponse, HttpError> {
     if let Some(len) = resp.content_length() {
-        if len > MAX_BODY_BYTES as u64 {
+        if len > max as u64 {
             return Err(HttpError::TooLarge);
         }
     }
@@ -353,7 +404,7 @@ async fn read_bounded(mut resp: reqwest::Response) -> Result<HttpResponse, HttpE
     let headers = resp.headers().clone();
     let mut body = Vec::new();
     while let Some(chunk) = resp.chunk().await.map_err(map_reqwest_error)? {
-        if body.len() + chunk.len() > MAX_BODY_BYTES {
+        if body.len() + chunk.len() > max {
             return Err(HttpError::TooLarge);
         }
         body.extend_from_slice(&chunk);

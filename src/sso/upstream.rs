@@ -287,6 +287,15 @@ pub async fn upstream_grant(state: &AppState, sid: &str) -> Result<UpstreamGrant
     }
 }
 
+/// The upstream tokens of the SSO session `sid` as stored now (call [`upstream_grant`] first so
+/// they are fresh). `None` when the session has no upstream grant or it cannot be unsealed.
+pub async fn upstream_tokens(state: &AppState, sid: &str) -> Result<Option<UpstreamTokens>, StoreError> {
+    let Some(row) = state.store.upstream_session(sid).await? else {
+        return Ok(None);
+    };
+    Ok(super::grant::open_tokens(state, &row))
+}
+
 /// Calls the authorization server while holding the refresh lease taken on `row`'s version.
 /// `None`: our lease ran out and someone else changed the row meanwhile; look at it again.
 async fn refresh_under_lease(state: &AppState, row: &UpstreamSessionRow, owner: &str) -> Result<Option<UpstreamGrant>, StoreError> {

@@ -12,6 +12,7 @@ mod pages;
 mod registration;
 pub(crate) mod request_id;
 mod session;
+mod xrpc;
 
 use actix_web::{http::header, web, HttpRequest, HttpResponse};
 
@@ -46,6 +47,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     registration::configure(cfg);
     admin_api::configure(cfg);
     admin_ui::configure(cfg);
+    xrpc::configure(cfg);
 }
 
 /// The running HTTP server (what `Application` awaits).

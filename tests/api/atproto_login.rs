@@ -11,7 +11,7 @@ pub(super) async fn app_with_mock() -> (TestApp, MockPds) {
 }
 
 /// `adjust` gets the config and the mock's base URL (also its authorization server's issuer).
-async fn app_with_mock_and(adjust: impl FnOnce(&mut atsso::config::Config, &str)) -> (TestApp, MockPds) {
+pub(super) async fn app_with_mock_and(adjust: impl FnOnce(&mut atsso::config::Config, &str)) -> (TestApp, MockPds) {
     let mock = MockPds::spawn().await;
     mock.configure(|c| {
         c.profile = Some(serde_json::json!({ "displayName": "Alice Liddell" }));

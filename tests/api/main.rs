@@ -25,3 +25,4 @@ mod security;
 mod token_errors;
 mod token_hardening;
 mod upstream_refresh;
+mod xrpc_proxy;

@@ -72,6 +72,23 @@ pub struct Recorded {
     pub form: HashMap<String, String>,
 }
 
+/// An XRPC call that reached the mock PDS past its DPoP and token checks (proxy tests).
+#[derive(Debug, Clone)]
+pub struct XrpcReceived {
+    pub nsid: String,
+    pub method: String,
+    pub query: String,
+    pub content_type: Option<String>,
+    pub atproto_proxy: Option<String>,
+    pub body: Vec<u8>,
+}
+
+impl XrpcReceived {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap()
+    }
+}
+
 #[derive(Debug, Clone)]
 struct ParRequest {
     client_id: String,
@@ -112,6 +129,10 @@ pub struct MockState {
     pub revokes_delayed: AtomicUsize,
     /// How revocation requests are answered (same knobs: a delay, or a bare error status).
     pub revoke_behaviour: Mutex<RefreshBehaviour>,
+    /// XRPC calls received at the generic XRPC endpoints (not getSession, resolveHandle).
+    pub xrpc_received: Mutex<Vec<XrpcReceived>>,
+    /// Records written through the XRPC endpoints: (repo, collection, rkey) → value.
+    pub records: Mutex<HashMap<(String, String, String), Value>>,
 }
 
 /// Knobs for the upstream refresh tests; the defaults behave like a real PDS.
@@ -199,6 +220,8 @@ impl MockPds {
             refresh_grants: AtomicUsize::new(0),
             revokes_delayed: AtomicUsize::new(0),
             revoke_behaviour: Mutex::new(RefreshBehaviour::default()),
+            xrpc_received: Mutex::new(Vec::new()),
+            records: Mutex::new(HashMap::new()),
         });
         let data = web::Data::new(state.clone());
         let server = HttpServer::new(move || {
@@ -221,6 +244,8 @@ impl MockPds {
                 .route("/xrpc/com.atproto.server.getSession", web::get().to(get_session))
                 .route("/xrpc/com.atproto.identity.resolveHandle", web::get().to(resolve_handle))
                 .route("/plc/{did}", web::get().to(plc))
+                .route("/xrpc/{nsid}", web::post().to(xrpc_procedure))
+                .route("/xrpc/{nsid}", web::get().to(xrpc_query))
         })
         .workers(1)
         .listen(listener)
@@ -271,6 +296,16 @@ impl MockPds {
     /// Refresh-token grants received so far (answered or refused).
     pub fn refresh_grants(&self) -> usize {
         self.state.refresh_grants.load(Ordering::SeqCst)
+    }
+
+    /// XRPC calls that reached the PDS (past its DPoP and token checks) for method `nsid`.
+    pub fn xrpc_received(&self, nsid: &str) -> Vec<XrpcReceived> {
+        self.state.xrpc_received.lock().unwrap().iter().filter(|r| r.nsid == nsid).cloned().collect()
+    }
+
+    /// Every XRPC call that reached the PDS's generic endpoints.
+    pub fn xrpc_received_all(&self) -> Vec<XrpcReceived> {
+        self.state.xrpc_received.lock().unwrap().clone()
     }
 }
 
@@ -668,13 +703,18 @@ fn pds_err(status: u16, error: &str, www: Option<&str>) -> HttpResponse {
 /// Resource-server checks: `Authorization: DPoP <token>`, proof with `ath` and the PDS nonce,
 /// proof key bound to the token.
 fn pds_checks(st: &MockState, req: &HttpRequest, endpoint: &str) -> Result<Grant, HttpResponse> {
+    pds_checks_for(st, req, "GET", endpoint)
+}
+
+/// [`pds_checks`] for a request with method `htm`.
+fn pds_checks_for(st: &MockState, req: &HttpRequest, htm: &str, endpoint: &str) -> Result<Grant, HttpResponse> {
     let empty = HashMap::new();
     let auth = req.headers().get("Authorization").and_then(|v| v.to_str().ok()).unwrap_or_default();
     let Some(tok) = auth.strip_prefix("DPoP ") else {
         record(st, endpoint, None, 401, None, &empty);
         return Err(pds_err(401, "AuthMissing", Some("DPoP")));
     };
-    let proof = match verify_dpop(st, req, "GET", endpoint, Some(tok)) {
+    let proof = match verify_dpop(st, req, htm, endpoint, Some(tok)) {
         Ok(p) => p,
         Err(e) => {
             record(st, endpoint, None, 401, None, &empty);
@@ -706,10 +746,17 @@ async fn get_record(req: HttpRequest, st: State, q: Query) -> HttpResponse {
         Ok(g) => g,
         Err(r) => return r,
     };
-    if q.get("repo") != Some(&g.sub)
-        || q.get("collection").map(String::as_str) != Some("app.bsky.actor.profile")
-        || q.get("rkey").map(String::as_str) != Some("self")
-    {
+    let (collection, rkey) = (q.get("collection").cloned().unwrap_or_default(), q.get("rkey").cloned().unwrap_or_default());
+    if q.get("repo") == Some(&g.sub) && (collection.as_str(), rkey.as_str()) != ("app.bsky.actor.profile", "self") {
+        received(&st, &req, "com.atproto.repo.getRecord", &[]);
+        return match st.records.lock().unwrap().get(&(g.sub.clone(), collection.clone(), rkey.clone())).cloned() {
+            Some(value) => HttpResponse::Ok().insert_header(("DPoP-Nonce", PDS_NONCE)).json(json!({
+                "uri": format!("at://{}/{collection}/{rkey}", g.sub), "cid": "bafyreirecord", "value": value,
+            })),
+            None => pds_err(400, "RecordNotFound", None),
+        };
+    }
+    if q.get("repo") != Some(&g.sub) || collection != "app.bsky.actor.profile" || rkey != "self" {
         return pds_err(400, "InvalidRequest", None);
     }
     match st.config.lock().unwrap().profile.clone() {
@@ -744,5 +791,96 @@ async fn plc(st: State, path: web::Path<String>) -> HttpResponse {
     match st.docs.lock().unwrap().get(path.as_str()).cloned() {
         Some(doc) => HttpResponse::Ok().json(doc),
         None => HttpResponse::NotFound().json(json!({"message": "DID not registered"})),
+    }
+}
+
+fn received(st: &MockState, req: &HttpRequest, nsid: &str, body: &[u8]) {
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    st.xrpc_received.lock().unwrap().push(XrpcReceived {
+        nsid: nsid.to_owned(),
+        method: req.method().to_string(),
+        query: req.query_string().to_owned(),
+        content_type: header("content-type"),
+        atproto_proxy: header("atproto-proxy"),
+        body: body.to_vec(),
+    });
+}
+
+fn xrpc_ok(body: Value) -> HttpResponse {
+    HttpResponse::Ok().insert_header(("DPoP-Nonce", PDS_NONCE)).json(body)
+}
+
+/// Writes a record into the mock repo; a write to another account's repo is refused like a
+/// real PDS does.
+fn write_record(
+    st: &MockState,
+    g: &Grant,
+    repo: &Value,
+    collection: &Value,
+    rkey: Option<&Value>,
+    value: Option<&Value>,
+) -> Result<Value, HttpResponse> {
+    if repo.as_str() != Some(g.sub.as_str()) {
+        return Err(pds_err(403, "InvalidRepo", None));
+    }
+    let collection = collection.as_str().ok_or_else(|| pds_err(400, "InvalidRequest", None))?.to_owned();
+    let rkey = rkey.and_then(Value::as_str).map(str::to_owned).unwrap_or_else(|| rand_id("3k"));
+    let key = (g.sub.clone(), collection.clone(), rkey.clone());
+    match value {
+        Some(value) => {
+            st.records.lock().unwrap().insert(key, value.clone());
+        }
+        None => {
+            st.records.lock().unwrap().remove(&key);
+        }
+    }
+    Ok(json!({"uri": format!("at://{}/{collection}/{rkey}", g.sub), "cid": "bafyreirecord"}))
+}
+
+/// The repo write methods, `uploadBlob`, and `com.example.echo` (a procedure that echoes).
+async fn xrpc_procedure(req: HttpRequest, st: State, nsid: web::Path<String>, body: web::Bytes) -> HttpResponse {
+    let nsid = nsid.into_inner();
+    let g = match pds_checks_for(&st, &req, "POST", &format!("/xrpc/{nsid}")) {
+        Ok(g) => g,
+        Err(r) => return r,
+    };
+    received(&st, &req, &nsid, &body);
+    let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let result = match nsid.as_str() {
+        "com.atproto.repo.createRecord" | "com.atproto.repo.putRecord" => {
+            write_record(&st, &g, &json["repo"], &json["collection"], json.get("rkey"), Some(&json["record"]))
+        }
+        "com.atproto.repo.deleteRecord" => write_record(&st, &g, &json["repo"], &json["collection"], json.get("rkey"), None),
+        "com.atproto.repo.applyWrites" => {
+            let mut results = Vec::new();
+            for w in json["writes"].as_array().cloned().unwrap_or_default() {
+                let value = (!w["$type"].as_str().unwrap_or_default().ends_with("#delete")).then(|| w["value"].clone());
+                match write_record(&st, &g, &json["repo"], &w["collection"], w.get("rkey"), value.as_ref()) {
+                    Ok(r) => results.push(r),
+                    Err(e) => return e,
+                }
+            }
+            Ok(json!({"results": results}))
+        }
+        "com.atproto.repo.uploadBlob" => {
+            let mime = req.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default();
+            Ok(json!({"blob": {"$type": "blob", "ref": {"$link": "bafkreiblob"}, "mimeType": mime, "size": body.len()}}))
+        }
+        "com.example.echo" => Ok(json!({"echo": json})),
+        _ => Err(pds_err(501, "MethodNotImplemented", None)),
+    };
+    result.map(xrpc_ok).unwrap_or_else(|e| e)
+}
+
+/// `com.example.query`: a generic query answering what it received.
+async fn xrpc_query(req: HttpRequest, st: State, nsid: web::Path<String>) -> HttpResponse {
+    let nsid = nsid.into_inner();
+    if let Err(r) = pds_checks_for(&st, &req, "GET", &format!("/xrpc/{nsid}")) {
+        return r;
+    }
+    received(&st, &req, &nsid, &[]);
+    match nsid.as_str() {
+        "com.example.query" => xrpc_ok(json!({"query": req.query_string()})),
+        _ => pds_err(501, "MethodNotImplemented", None),
     }
 }

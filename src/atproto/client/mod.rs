@@ -13,6 +13,7 @@ mod documents;
 mod key;
 mod login;
 mod tokens;
+mod xrpc;
 
 use std::sync::Arc;
 
@@ -28,6 +29,7 @@ pub use config::{AtprotoClientConfig, ClientMode, DEFAULT_EMAIL_TRUSTED_ISSUER};
 pub use key::ClientSigningKey;
 pub use login::PendingLogin;
 pub use tokens::{UpstreamTokens, MAX_EXPIRES_IN_SECS};
+pub use xrpc::{XrpcMethod, XrpcRequest};
 
 /// The client. Cheap to clone; share one per process (it holds the DPoP nonce cache).
 #[derive(Debug, Clone)]
