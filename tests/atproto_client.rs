@@ -69,7 +69,7 @@ async fn happy_path_confidential() {
     let client = AtprotoClient::new(cfg, Some(key)).unwrap();
     mock.configure(|c| c.client_jwks = Some(client.client_jwks()));
 
-    let pending = client.start_login("@Alice.Test").await.unwrap();
+    let pending = client.start_login("@Alice.Test", &[]).await.unwrap();
     assert_eq!(pending.issuer, mock.base);
     assert_eq!(pending.expected_did.as_deref(), Some(ALICE_DID));
     assert_eq!(pending.handle.as_deref(), Some(ALICE_HANDLE));
@@ -134,7 +134,7 @@ async fn happy_path_loopback() {
     let mock = MockPds::spawn().await;
     let client = loopback(&mock);
     assert!(client.client_id().starts_with("http://localhost?redirect_uri=http%3A%2F%2F127.0.0.1%3A8080%2Fatproto%2Fcallback&scope="));
-    let pending = client.start_login(ALICE_HANDLE).await.unwrap();
+    let pending = client.start_login(ALICE_HANDLE, &[]).await.unwrap();
     assert_eq!(pending.redirect_uri, "http://127.0.0.1:8080/atproto/callback");
     let par = mock.log_for("/oauth/par");
     assert_eq!(par.last().unwrap().client_auth.as_deref(), Some("none"));
@@ -151,7 +151,7 @@ async fn happy_path_loopback() {
 async fn login_from_server_url_learns_did_from_sub() {
     let mock = MockPds::spawn().await;
     let client = confidential(&mock);
-    let pending = client.start_login(&mock.base).await.unwrap();
+    let pending = client.start_login(&mock.base, &[]).await.unwrap();
     assert_eq!(pending.expected_did, None);
     assert_eq!(pending.handle, None);
     assert!(!mock.log_for("/oauth/par")[1].form.contains_key("login_hint"));
@@ -165,7 +165,7 @@ async fn login_from_server_url_learns_did_from_sub() {
 async fn nonce_challenge_at_pds_is_retried_with_nonce_and_ath() {
     let mock = MockPds::spawn().await;
     let client = confidential(&mock);
-    let pending = client.start_login(ALICE_HANDLE).await.unwrap();
+    let pending = client.start_login(ALICE_HANDLE, &[]).await.unwrap();
     let params = authorize(&pending).await;
     client.complete_login(&pending, &params).await.unwrap();
     // The PDS wants its own nonce: the first getRecord carried the AS nonce → 401 challenge
@@ -186,7 +186,7 @@ async fn nonce_retry_happens_only_once() {
     let mock = MockPds::spawn().await;
     let client = confidential(&mock);
     mock.configure(|c| c.always_challenge = true);
-    let err = client.start_login(ALICE_HANDLE).await.unwrap_err();
+    let err = client.start_login(ALICE_HANDLE, &[]).await.unwrap_err();
     assert!(matches!(err, AtprotoError::UpstreamError { status: 400, ref error, .. } if error == "use_dpop_nonce"), "{err:?}");
     let par = mock.log_for("/oauth/par");
     assert_eq!(par.len(), 2, "exactly one retry: {par:?}");
@@ -200,7 +200,7 @@ async fn token_endpoint_nonce_challenge_is_retried() {
     // and retried with the nonce, and with a fresh client assertion (the mock refuses jti reuse).
     let mock = MockPds::spawn().await;
     let first = confidential(&mock);
-    let pending = first.start_login(ALICE_HANDLE).await.unwrap();
+    let pending = first.start_login(ALICE_HANDLE, &[]).await.unwrap();
     let second = confidential_without_registering(&mock);
     mock.configure(|c| c.client_jwks = Some(second.client_jwks()));
     let params = authorize(&pending).await;
@@ -223,7 +223,7 @@ async fn client_assertion_is_verified_by_the_mock() {
     let mock = MockPds::spawn().await;
     let _registered = confidential(&mock);
     let stranger = confidential_without_registering(&mock);
-    let err = stranger.start_login(ALICE_HANDLE).await.unwrap_err();
+    let err = stranger.start_login(ALICE_HANDLE, &[]).await.unwrap_err();
     assert!(matches!(err, AtprotoError::UpstreamError { ref error, .. } if error == "invalid_client"), "{err:?}");
 }
 
@@ -231,7 +231,7 @@ async fn client_assertion_is_verified_by_the_mock() {
 async fn state_mismatch_refused() {
     let mock = MockPds::spawn().await;
     let client = confidential(&mock);
-    let pending = client.start_login(ALICE_HANDLE).await.unwrap();
+    let pending = client.start_login(ALICE_HANDLE, &[]).await.unwrap();
     let mut params = authorize(&pending).await;
     params.state = Some("not-the-state".into());
     let err = client.complete_login(&pending, &params).await.unwrap_err();
@@ -247,7 +247,7 @@ async fn iss_mismatch_refused() {
     let mock = MockPds::spawn().await;
     let client = confidential(&mock);
     mock.configure(|c| c.wrong_iss = true);
-    let pending = client.start_login(ALICE_HANDLE).await.unwrap();
+    let pending = client.start_login(ALICE_HANDLE, &[]).await.unwrap();
     let params = authorize(&pending).await;
     assert_eq!(params.iss.as_deref(), Some("https://evil.example.com"));
     let err = client.complete_login(&pending, &params).await.unwrap_err();
@@ -257,7 +257,7 @@ async fn iss_mismatch_refused() {
         c.wrong_iss = false;
         c.omit_iss = true;
     });
-    let pending = client.start_login(ALICE_HANDLE).await.unwrap();
+    let pending = client.start_login(ALICE_HANDLE, &[]).await.unwrap();
     let params = authorize(&pending).await;
     assert_eq!(params.iss, None);
     let err = client.complete_login(&pending, &params).await.unwrap_err();
@@ -271,7 +271,7 @@ async fn sub_mismatch_refused() {
     let client = confidential(&mock);
     mock.add_account(MALLORY_DID, "mallory.test", did_doc(MALLORY_DID, "mallory.test", &mock.base));
     mock.configure(|c| c.sub_override = Some(MALLORY_DID.into()));
-    let pending = client.start_login(ALICE_HANDLE).await.unwrap();
+    let pending = client.start_login(ALICE_HANDLE, &[]).await.unwrap();
     let params = authorize(&pending).await;
     let err = client.complete_login(&pending, &params).await.unwrap_err();
     match err {
@@ -292,7 +292,7 @@ async fn not_authoritative_issuer_refused() {
     let client = confidential(&mock);
     mock.add_account(MALLORY_DID, "mallory.test", did_doc(MALLORY_DID, "mallory.test", &other.base));
     mock.configure(|c| c.sub_override = Some(MALLORY_DID.into()));
-    let pending = client.start_login(&mock.base).await.unwrap();
+    let pending = client.start_login(&mock.base, &[]).await.unwrap();
     let params = authorize(&pending).await;
     let err = client.complete_login(&pending, &params).await.unwrap_err();
     assert!(matches!(err, AtprotoError::NotAuthoritative(_)), "{err:?}");
@@ -302,7 +302,7 @@ async fn not_authoritative_issuer_refused() {
     // Same, with the account's own PDS naming another AS.
     let mock = MockPds::spawn().await;
     let client = confidential(&mock);
-    let pending = client.start_login(&mock.base).await.unwrap();
+    let pending = client.start_login(&mock.base, &[]).await.unwrap();
     mock.configure(|c| c.prm_as_override = Some(other.base.clone()));
     let params = authorize(&pending).await;
     let err = client.complete_login(&pending, &params).await.unwrap_err();
@@ -314,7 +314,7 @@ async fn access_denied_reported() {
     let mock = MockPds::spawn().await;
     let client = confidential(&mock);
     mock.configure(|c| c.access_denied = true);
-    let pending = client.start_login(ALICE_HANDLE).await.unwrap();
+    let pending = client.start_login(ALICE_HANDLE, &[]).await.unwrap();
     let params = authorize(&pending).await;
     assert_eq!(params.error.as_deref(), Some("access_denied"));
     let err = client.complete_login(&pending, &params).await.unwrap_err();
@@ -323,7 +323,7 @@ async fn access_denied_reported() {
 }
 
 async fn logged_in(_mock: &MockPds, client: &AtprotoClient) -> atsso::atproto::LoginResult {
-    let pending = client.start_login(ALICE_HANDLE).await.unwrap();
+    let pending = client.start_login(ALICE_HANDLE, &[]).await.unwrap();
     let params = authorize(&pending).await;
     client.complete_login(&pending, &params).await.unwrap()
 }
@@ -376,7 +376,7 @@ async fn hostile_metadata_refused() {
         let mock = MockPds::spawn().await;
         let client = confidential(&mock);
         mock.configure(|c| c.hostile = Some(h));
-        let err = client.start_login(ALICE_HANDLE).await.unwrap_err();
+        let err = client.start_login(ALICE_HANDLE, &[]).await.unwrap_err();
         assert!(matches!(err, AtprotoError::HostileMetadata(_)), "{h:?}: {err:?}");
         assert!(mock.log_for("/oauth/par").is_empty(), "{h:?}: PAR sent anyway");
     }
@@ -403,9 +403,9 @@ async fn handle_not_claimed_by_did_document_refused() {
     let client = confidential(&mock);
     // bob.test → Alice's DID, whose document does not claim bob.test.
     mock.state.handles.lock().unwrap().insert("bob.test".into(), ALICE_DID.into());
-    let err = client.start_login("bob.test").await.unwrap_err();
+    let err = client.start_login("bob.test", &[]).await.unwrap_err();
     assert!(matches!(err, AtprotoError::HandleMismatch { .. }), "{err:?}");
-    let err = client.start_login("nobody.test").await.unwrap_err();
+    let err = client.start_login("nobody.test", &[]).await.unwrap_err();
     assert!(matches!(err, AtprotoError::HandleNotFound(_)), "{err:?}");
 }
 
@@ -414,10 +414,10 @@ async fn invalid_handle_refused_before_any_fetch() {
     let mock = MockPds::spawn().await;
     let client = confidential(&mock);
     for input in ["alice", "alice..test", "-alice.test", "alice.local", "al ice.test", "", "javascript:alert(1)"] {
-        let err = client.start_login(input).await.unwrap_err();
+        let err = client.start_login(input, &[]).await.unwrap_err();
         assert!(matches!(err, AtprotoError::InvalidHandle(_)), "{input:?}: {err:?}");
     }
-    let err = client.start_login("did:plc:UPPER").await.unwrap_err();
+    let err = client.start_login("did:plc:UPPER", &[]).await.unwrap_err();
     assert!(matches!(err, AtprotoError::InvalidDid(_)), "{err:?}");
     assert!(mock.hits().is_empty(), "fetched: {:?}", mock.hits());
 }
@@ -445,12 +445,12 @@ async fn ssrf_targets_refused_without_insecure_loopback() {
         "https://100.64.0.1/".to_string(),
     ];
     for input in &inputs {
-        let err = client.start_login(input).await.unwrap_err();
+        let err = client.start_login(input, &[]).await.unwrap_err();
         assert!(matches!(err, AtprotoError::Forbidden(_)), "{input}: {err:?}");
         assert_eq!(err.user_message(), "That server address is not allowed.");
     }
     // The configured handle resolver is on loopback too: refused, not fetched.
-    let err = client.start_login(ALICE_HANDLE).await.unwrap_err();
+    let err = client.start_login(ALICE_HANDLE, &[]).await.unwrap_err();
     assert!(matches!(err, AtprotoError::Forbidden(_)), "{err:?}");
     assert!(mock.hits().is_empty(), "fetched: {:?}", mock.hits());
 }
@@ -461,10 +461,10 @@ async fn did_document_pointing_at_private_pds_refused() {
     let mock = MockPds::spawn().await;
     let client = confidential(&mock);
     mock.add_account(MALLORY_DID, "mallory.test", did_doc(MALLORY_DID, "mallory.test", "https://10.1.2.3"));
-    let err = client.start_login("mallory.test").await.unwrap_err();
+    let err = client.start_login("mallory.test", &[]).await.unwrap_err();
     assert!(matches!(err, AtprotoError::Forbidden(_)), "{err:?}");
     mock.add_account(MALLORY_DID, "mallory.test", did_doc(MALLORY_DID, "mallory.test", "http://example.com"));
-    let err = client.start_login("mallory.test").await.unwrap_err();
+    let err = client.start_login("mallory.test", &[]).await.unwrap_err();
     assert!(matches!(err, AtprotoError::Forbidden(_)), "{err:?}");
 }
 
@@ -473,8 +473,8 @@ async fn pending_login_is_single_login_bound() {
     // A callback for one login cannot complete another (different state and PKCE/DPoP keys).
     let mock = MockPds::spawn().await;
     let client = confidential(&mock);
-    let a = client.start_login(ALICE_HANDLE).await.unwrap();
-    let b = client.start_login(ALICE_HANDLE).await.unwrap();
+    let a = client.start_login(ALICE_HANDLE, &[]).await.unwrap();
+    let b = client.start_login(ALICE_HANDLE, &[]).await.unwrap();
     assert_ne!(a.state, b.state);
     assert_ne!(a.pkce_verifier, b.pkce_verifier);
     assert_ne!(a.dpop_private_jwk, b.dpop_private_jwk);
@@ -541,7 +541,7 @@ async fn token_response_without_atproto_or_without_scope_is_refused() {
         let mock = MockPds::spawn().await;
         let client = confidential(&mock);
         mock.configure(|c| setup(c));
-        let pending = client.start_login(ALICE_HANDLE).await.unwrap();
+        let pending = client.start_login(ALICE_HANDLE, &[]).await.unwrap();
         let params = authorize(&pending).await;
         let err = client.complete_login(&pending, &params).await.unwrap_err();
         assert!(err.user_message().contains("did not grant"), "{label}: {err:?} / {}", err.user_message());

@@ -4,7 +4,8 @@
 //! `next build` (scripts/build-examples.sh) and run with `next start`. tests/browser/nextjs.mjs
 //! drives the browser: sign-in at app A through the PDS, SSO at app B, refreshes, refused logout
 //! tokens, single logout from app A reaching app B by back-channel, refused refreshes, and the
-//! handle asked again. This side checks what atsso recorded.
+//! handle asked again; app A also writes a record to the user's repository through atsso's XRPC
+//! proxy. This side checks what atsso recorded.
 //!
 //! Runs when ATSSO_E2E=1 (scripts/test.sh sets it after installing the harnesses).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -93,6 +94,8 @@ fn client(name: &str, app: &str, server: &str, redirect_path: &str, public: bool
         backchannel_logout_uri: Some(format!("{server}/api/auth/backchannel-logout")),
         public,
         first_party: true, // no consent page at atsso: the PDS's consent is the one shown
+        // app A's "Write a note" (through the XRPC proxy) needs this one
+        atproto_scopes: vec!["repo:com.example.note?action=create".into()],
         ..Default::default()
     }
 }
@@ -121,7 +124,12 @@ async fn nextjs_examples_sign_in_sso_refresh_and_single_logout_in_chromium() {
     let next_a = NextApp::start(
         &examples.join("nextjs-sso"),
         port_a,
-        &[("ATSSO_ISSUER", issuer.clone()), ("ATSSO_CLIENT_ID", client_a.client_id.clone()), ("APP_URL", base_a.clone())],
+        &[
+            ("ATSSO_ISSUER", issuer.clone()),
+            ("ATSSO_CLIENT_ID", client_a.client_id.clone()),
+            ("APP_URL", base_a.clone()),
+            ("ATSSO_ATPROTO_SCOPES", "atproto:repo:com.example.note?action=create".into()),
+        ],
         logs.path(),
     );
     let next_b = NextApp::start(

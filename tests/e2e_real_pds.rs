@@ -97,6 +97,10 @@ struct Authorization {
 
 impl Rp {
     fn start(&self, app: &TestApp) -> Authorization {
+        self.start_with(app, "openid profile")
+    }
+
+    fn start_with(&self, app: &TestApp, scope: &str) -> Authorization {
         let verifier = atsso::crypto::random_token(32);
         let challenge = {
             use base64::Engine;
@@ -106,10 +110,11 @@ impl Rp {
         let state = atsso::crypto::random_token(12);
         let nonce = atsso::crypto::random_token(12);
         let url = format!(
-            "{}?response_type=code&client_id={}&redirect_uri={}&scope=openid%20profile&state={state}&nonce={nonce}&code_challenge={challenge}&code_challenge_method=S256",
+            "{}?response_type=code&client_id={}&redirect_uri={}&scope={}&state={state}&nonce={nonce}&code_challenge={challenge}&code_challenge_method=S256",
             app.url("/oauth2/authorize"),
             self.client.client.client_id,
-            enc(&self.client.redirect_uri)
+            enc(&self.client.redirect_uri),
+            enc(scope)
         );
         Authorization { url, state, nonce, verifier }
     }
@@ -328,4 +333,111 @@ async fn real_pds_two_nodes_on_postgres() {
     eprintln!(
         "two nodes on PostgreSQL: signed in on one, redeemed on the other, logged out on the other; the PDS refused the upstream token"
     );
+}
+
+/// A tenant app acting in the Atmosphere through atsso: granted
+/// `atproto:repo:com.example.note?action=create`, it creates a record in alice's repository
+/// through `/xrpc` (atsso calls the PDS with its DPoP-bound upstream token), and the record is
+/// there when read from the PDS itself. A write to another collection is refused by atsso. After
+/// single logout the proxy answers 401 and the PDS refuses the old upstream grant.
+#[tokio::test]
+async fn real_pds_tenant_writes_a_record_through_the_proxy() {
+    if !enabled() {
+        return;
+    }
+    let network = start_network(None);
+    let app = spawn_app_on(TcpListener::bind("127.0.0.1:0").unwrap(), |c| configure(c, &network)).await;
+    let redirect_uri = "http://127.0.0.1:9/notes/callback".to_owned();
+    let (client, secret) = atsso::oidc::clients::register(
+        &app.state.store,
+        atsso::oidc::clients::NewClient {
+            name: "Notes".into(),
+            redirect_uris: vec![redirect_uri.clone()],
+            first_party: true,
+            atproto_scopes: vec!["repo:com.example.note?action=create".into()],
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let notes = Rp { client: helpers::RegisteredClient { client, secret, redirect_uri } };
+    let mut browser = Browser::new();
+
+    // Sign in with the permission: the PDS is asked for it and (pds-login.mjs) grants it.
+    let authorization = notes.start_with(&app, "openid atproto:repo:com.example.note?action=create");
+    let login_path = location(&browser.get(&authorization.url).await);
+    let html = browser.get(&app.url(&login_path)).await.text().await.unwrap();
+    let form = [
+        ("handle", network.handle.as_str()),
+        ("request_id", &helpers::hidden_input(&html, "request_id").unwrap()),
+        ("csrf_token", &helpers::hidden_input(&html, "csrf_token").unwrap()),
+    ];
+    let response = browser.post_form(&app.url("/login"), &form).await;
+    assert_eq!(response.status(), 302, "login submit: {}", response.text().await.unwrap_or_default());
+    let callback = sign_in_at_pds(&location(&response));
+    let back = location(&browser.get(&callback).await);
+    assert!(back.starts_with(&notes.client.redirect_uri), "{back}");
+    let (tokens, claims) = notes.exchange(&app, &query_param(&back, "code").unwrap(), &authorization).await;
+    assert!(tokens["scope"].as_str().unwrap().contains("atproto:repo:com.example.note?action=create"), "{tokens}");
+    let access_token = tokens["access_token"].as_str().unwrap();
+    let sid = claims["sid"].as_str().unwrap();
+
+    // createRecord through the proxy: `repo` is alice's whatever the app says.
+    let http = reqwest::Client::new();
+    let xrpc = |nsid: &str| app.url(&format!("/xrpc/{nsid}"));
+    let record =
+        serde_json::json!({ "$type": "com.example.note", "text": "written through atsso", "createdAt": "2026-12-05T10:00:00.000Z" });
+    let created = http
+        .post(xrpc("com.atproto.repo.createRecord"))
+        .bearer_auth(access_token)
+        .json(&serde_json::json!({ "repo": network.did, "collection": "com.example.note", "record": record }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 200, "createRecord: {}", created.text().await.unwrap_or_default());
+    let created: Value = created.json().await.unwrap();
+    let uri = created["uri"].as_str().unwrap();
+    let rkey = uri.rsplit('/').next().unwrap();
+    assert!(uri.starts_with(&format!("at://{}/com.example.note/", network.did)), "{uri}");
+
+    // Read back from the PDS itself, not through atsso.
+    let stored: Value = http
+        .get(format!("{}/xrpc/com.atproto.repo.getRecord", network.pds_url))
+        .query(&[("repo", network.did.as_str()), ("collection", "com.example.note"), ("rkey", rkey)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stored["value"]["text"], "written through atsso", "{stored}");
+
+    // Another collection: refused by atsso, naming the permission it would need.
+    let refused = http
+        .post(xrpc("com.atproto.repo.createRecord"))
+        .bearer_auth(access_token)
+        .json(&serde_json::json!({ "repo": network.did, "collection": "com.example.other", "record": { "$type": "com.example.other" } }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"], "insufficient_scope", "{body}");
+    assert!(body["message"].as_str().unwrap().contains("atproto:repo:com.example.other?action=create"), "{body}");
+
+    // Single logout: the proxy answers 401, and the PDS refuses the old upstream grant.
+    let row = app.state.store.upstream_session(sid).await.unwrap().expect("upstream session stored");
+    let upstream: atsso::atproto::UpstreamTokens = serde_json::from_str(&app.state.sealer.open_str(&row.tokens_sealed).unwrap()).unwrap();
+    browser.get(&format!("{}?id_token_hint={}", app.url("/oauth2/end_session"), tokens["id_token"].as_str().unwrap())).await;
+    let after = http
+        .post(xrpc("com.atproto.repo.createRecord"))
+        .bearer_auth(access_token)
+        .json(&serde_json::json!({ "repo": network.did, "collection": "com.example.note", "record": record }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(after.status(), 401, "after logout");
+    upstream_revoked(&app, sid).await;
+    assert!(app.state.atproto.refresh(&upstream).await.is_err(), "the PDS refuses the revoked upstream grant");
+    eprintln!("created {uri} through atsso; another collection refused with 403; after logout 401 and the PDS refused the grant");
 }

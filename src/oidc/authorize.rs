@@ -5,6 +5,7 @@ use url::Url;
 
 use super::{claims::SUPPORTED_SCOPES, params::Params};
 use crate::{
+    atproto::permission::{self, Permission, TENANT_SCOPE_PREFIX},
     clock::now,
     config::{AUTHORIZATION_CODE_TTL_SECS, AUTHORIZATION_REQUEST_TTL_SECS},
     crypto::{random_token, sha256_b64},
@@ -28,6 +29,22 @@ pub struct AuthorizationRequest {
     pub min_auth_time: Option<i64>,
 }
 
+impl AuthorizationRequest {
+    /// The atproto permissions asked for (the `atproto:` scopes), canonical, without the prefix.
+    pub fn upstream_permissions(&self) -> Vec<String> {
+        self.scopes.iter().filter_map(|s| s.strip_prefix(TENANT_SCOPE_PREFIX)).map(String::from).collect()
+    }
+}
+
+/// How the user's upstream grant stands against what the request asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamAsk {
+    /// The grant is what it was: ask the user's PDS for what is missing (step-up).
+    MayStepUp,
+    /// The user's PDS was just asked for this request: what it granted is what counts (users may
+    /// grant less), so missing permissions are dropped from the request, not asked for again.
+    JustAsked,
+}
 /// Where the user goes next.
 #[derive(Debug)]
 pub enum Outcome {
@@ -37,6 +54,9 @@ pub enum Outcome {
     Login { request_id: String },
     /// The user must approve the client; the request waits under this id.
     Consent { request_id: String },
+    /// The app asks for atproto permissions the user's upstream grant lacks: the user goes
+    /// through their PDS again (step-up); the request waits under this id.
+    StepUp { request_id: String },
 }
 
 /// A request that cannot be answered at the client's redirect URI (unknown client, unregistered
@@ -155,7 +175,19 @@ pub async fn validate(state: &AppState, params: &Params) -> Result<(Authorizatio
 
     let scope = params.get("scope").unwrap_or("");
     let mut scopes: Vec<String> = Vec::new();
+    let allowed_permissions = super::clients::allowed_atproto_permissions(&client);
     for s in scope.split(' ').filter(|s| !s.is_empty()) {
+        if let Some(parsed) = permission::from_tenant_scope(s) {
+            let permission = parsed.map_err(|e| fail(&request, ErrorCode::InvalidScope, &format!("scope `{s}`: {e}")))?;
+            if !permission::covers(&allowed_permissions, &permission) {
+                return Err(fail(&request, ErrorCode::InvalidScope, &format!("scope `{s}` is not available to this client")));
+            }
+            let canonical = permission.to_tenant_scope();
+            if !scopes.contains(&canonical) {
+                scopes.push(canonical);
+            }
+            continue;
+        }
         if !SUPPORTED_SCOPES.contains(&s) || !client.allowed_scopes.iter().any(|a| a == s) {
             return Err(fail(&request, ErrorCode::InvalidScope, &format!("scope `{s}` is not available to this client")));
         }
@@ -217,6 +249,7 @@ pub async fn decide(
     client: &Client,
     session: Option<&SsoSession>,
     request_id: Option<&str>,
+    upstream: UpstreamAsk,
 ) -> Result<Outcome, AuthorizeError> {
     let issuer = state.config.issuer();
     let session = session.filter(|s| request.min_auth_time.is_none_or(|min| s.auth_time >= min));
@@ -244,10 +277,42 @@ pub async fn decide(
             return Ok(Outcome::Consent { request_id });
         }
     }
+    let mut request = request.clone();
+    let wanted = request.upstream_permissions();
+    if !wanted.is_empty() {
+        let held: Vec<Permission> = crate::sso::upstream::upstream_permissions(state, &session.sid)
+            .await?
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|p| Permission::parse(p).ok())
+            .collect();
+        let missing: Vec<String> =
+            wanted.iter().filter(|w| Permission::parse(w).is_ok_and(|p| !permission::covers(&held, &p))).cloned().collect();
+        if !missing.is_empty() {
+            match upstream {
+                UpstreamAsk::JustAsked => {
+                    tracing::info!(missing = missing.len(), "the user granted fewer atproto permissions than the app asked for");
+                    request.scopes.retain(|s| s.strip_prefix(TENANT_SCOPE_PREFIX).is_none_or(|p| !missing.iter().any(|m| m == p)));
+                }
+                UpstreamAsk::MayStepUp if request.prompt_none => {
+                    return Ok(Outcome::Redirect(error_redirect(
+                        &issuer,
+                        &request,
+                        ErrorCode::InteractionRequired,
+                        "the app asks for atproto permissions the user has not granted at their PDS",
+                    )));
+                }
+                UpstreamAsk::MayStepUp => {
+                    let request_id = park(state, &request, request_id).await?;
+                    return Ok(Outcome::StepUp { request_id });
+                }
+            }
+        }
+    }
     if let Some(id) = request_id {
         state.store.delete_authorization_request(id).await?;
     }
-    Ok(Outcome::Redirect(issue_code(state, request, session).await?))
+    Ok(Outcome::Redirect(issue_code(state, &request, session).await?))
 }
 
 /// Stores the request (or keeps the already stored one) and returns its id.
@@ -311,7 +376,7 @@ pub async fn approve(
 ) -> Result<Outcome, AuthorizeError> {
     state.store.save_consent(&session.did, &client.client_id, &request.scopes, now()).await?;
     request.prompt_consent = false;
-    decide(state, &request, client, Some(session), Some(request_id)).await
+    decide(state, &request, client, Some(session), Some(request_id), UpstreamAsk::MayStepUp).await
 }
 
 /// The user said no (on our consent page, or at their PDS): the parked request is dropped and

@@ -33,6 +33,12 @@ struct Extensions {
     backchannel_logout_session_supported: bool,
     frontchannel_logout_supported: bool,
     frontchannel_logout_session_supported: bool,
+    /// Our extension: scopes with this prefix ask for atproto permissions in the user's account
+    /// (`atproto:repo:com.example.post?action=create`), used through the XRPC proxy below.
+    atproto_scope_prefix: String,
+    /// Our extension: where tenant apps call XRPC methods (`{endpoint}/{nsid}`) with their
+    /// access token; atsso calls the user's PDS on their behalf.
+    atproto_xrpc_endpoint: String,
 }
 
 impl AdditionalProviderMetadata for Extensions {}
@@ -73,6 +79,8 @@ pub fn document(config: &Config) -> Result<String, ConfigError> {
         backchannel_logout_session_supported: true,
         frontchannel_logout_supported: true,
         frontchannel_logout_session_supported: true,
+        atproto_scope_prefix: crate::atproto::permission::TENANT_SCOPE_PREFIX.to_owned(),
+        atproto_xrpc_endpoint: url("/xrpc"),
     };
     let logout = LogoutProviderMetadata {
         end_session_endpoint: Some(EndSessionUrl::new(url("/oauth2/end_session")).map_err(invalid)?),
@@ -132,6 +140,8 @@ mod tests {
         assert_eq!(
             keys,
             [
+                "atproto_scope_prefix",
+                "atproto_xrpc_endpoint",
                 "authorization_endpoint",
                 "authorization_response_iss_parameter_supported",
                 "backchannel_logout_session_supported",

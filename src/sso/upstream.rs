@@ -101,9 +101,17 @@ impl EstablishedSessionOrExisting {
     }
 }
 
-/// Starts an upstream login and returns the PDS authorization URL to send the browser to.
-pub async fn begin_login(state: &AppState, input: &str, request_id: Option<&str>, browser_id: &str) -> Result<String, LoginError> {
-    let pending = state.atproto.start_login(input).await?;
+/// Starts an upstream login asking for the configured scope plus `permissions` (canonical
+/// atproto permissions a tenant app needs) and returns the PDS authorization URL to send the
+/// browser to.
+pub async fn begin_login(
+    state: &AppState,
+    input: &str,
+    request_id: Option<&str>,
+    browser_id: &str,
+    permissions: &[String],
+) -> Result<String, LoginError> {
+    let pending = state.atproto.start_login(input, permissions).await?;
     let json = serde_json::to_string(&pending).map_err(|e| LoginError::Seal(e.to_string()))?;
     let sealed = state.sealer.seal_str(&json).map_err(|e| LoginError::Seal(e.to_string()))?;
     let created = now();
@@ -203,6 +211,15 @@ async fn store_upstream_session(state: &AppState, sid: &str, tokens: &UpstreamTo
         })
         .await?;
     Ok(())
+}
+
+/// The atproto permissions the SSO session `sid`'s upstream grant holds, in canonical form;
+/// `None` when it has no upstream grant (or its tokens cannot be unsealed).
+pub async fn upstream_permissions(state: &AppState, sid: &str) -> Result<Option<Vec<String>>, StoreError> {
+    let Some(row) = state.store.upstream_session(sid).await? else {
+        return Ok(None);
+    };
+    Ok(super::grant::open_tokens(state, &row).map(|tokens| tokens.permissions().iter().map(ToString::to_string).collect()))
 }
 
 /// What an SSO session's upstream grant allows now.

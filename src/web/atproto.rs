@@ -20,8 +20,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/atproto/jwks.json", web::get().to(client_jwks));
 }
 
-async fn client_metadata(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "public, max-age=300")).json(state.atproto.client_metadata_document())
+/// Declares every scope a login may ask for: ours plus what any enabled client may ask for.
+async fn client_metadata(state: web::Data<AppState>) -> Result<HttpResponse, PageError> {
+    let permissions = state.store.allowed_atproto_permissions_union().await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
+        .json(state.atproto.client_metadata_document(&permissions)))
 }
 
 async fn client_jwks(state: web::Data<AppState>) -> HttpResponse {
@@ -50,17 +54,31 @@ async fn login_submit(state: web::Data<AppState>, req: HttpRequest, form: web::F
     if handle.len() > 512 {
         return render_login(&state, &req, request_id, Some(&AtprotoError::InvalidInput(String::new()).user_message()), None).await;
     }
+    // What the user's PDS is asked for besides the configured scope: the atproto permissions
+    // the waiting app needs, plus, when the same account signs in again (a step-up), those its
+    // current grant holds for other apps (the new grant replaces it).
+    let mut permissions = Vec::new();
     if let Some(id) = request_id {
-        if authorize::load_parked(&state, id).await?.is_none() {
+        let Some((request, _)) = authorize::load_parked(&state, id).await? else {
             return Err(PageError::bad_request(
                 "This sign-in request has expired",
                 "Go back to the app you came from and start signing in again.",
             ));
+        };
+        permissions = request.upstream_permissions();
+    }
+    if let Some(current) = session::current_session(&state, &req).await? {
+        if current.did == handle {
+            for held in upstream::upstream_permissions(&state, &current.sid).await?.unwrap_or_default() {
+                if !permissions.contains(&held) {
+                    permissions.push(held);
+                }
+            }
         }
     }
     // csrf_valid guarantees a browser id we issued; it binds the login to this browser.
     let browser_id = session::browser_id(&state, &req).unwrap_or_default();
-    match upstream::begin_login(&state, handle, request_id, &browser_id).await {
+    match upstream::begin_login(&state, handle, request_id, &browser_id, &permissions).await {
         Ok(authorization_url) => {
             metrics::counter!("atsso_logins_total", "outcome" => "started", "reason" => "").increment(1);
             Ok(found(&authorization_url))
@@ -123,7 +141,9 @@ async fn callback(state: web::Data<AppState>, req: HttpRequest, query: web::Quer
     crate::audit::login(&state.store, &session.did, remote_addr).await;
     let mut response = match request_id.as_deref() {
         Some(id) => match authorize::load_parked(&state, id).await? {
-            Some((request, client)) => outcome_response(authorize::decide(&state, &request, &client, Some(&session), Some(id)).await)?,
+            Some((request, client)) => outcome_response(
+                authorize::decide(&state, &request, &client, Some(&session), Some(id), authorize::UpstreamAsk::JustAsked).await,
+            )?,
             None => found("/"),
         },
         None => found("/"),

@@ -80,13 +80,14 @@ async fn authorize_with(state: &AppState, req: &HttpRequest, encoded: &str) -> R
         // Without a session the request is stored while the user signs in: bounded per address.
         state.limits.authorize.check(&super::client_addr(req, &state.config.trusted_proxies)).map_err(PageError::rate_limited)?;
     }
-    outcome_response(authorize::decide(state, &request, &client, session.as_ref(), None).await)
+    outcome_response(authorize::decide(state, &request, &client, session.as_ref(), None, authorize::UpstreamAsk::MayStepUp).await)
 }
 
 pub(crate) fn outcome_response(outcome: Result<Outcome, AuthorizeError>) -> Result<HttpResponse, PageError> {
     match outcome {
         Ok(Outcome::Redirect(url)) | Err(AuthorizeError::Redirect(url)) => Ok(found(&url)),
-        Ok(Outcome::Login { request_id }) => Ok(found(&format!("/login?request_id={request_id}"))),
+        // A step-up is a sign-in at the PDS too: the login page explains why and offers it.
+        Ok(Outcome::Login { request_id }) | Ok(Outcome::StepUp { request_id }) => Ok(found(&format!("/login?request_id={request_id}"))),
         Ok(Outcome::Consent { request_id }) => Ok(found(&format!("/consent?request_id={request_id}"))),
         Err(other) => Err(other.into()),
     }

@@ -104,6 +104,42 @@ pub(crate) async fn render_login(
     Ok(response)
 }
 
+/// The login form for a signed-in user whose app needs atproto permissions their upstream grant
+/// lacks: filled in with their account, listing what their PDS will be asked for.
+async fn render_step_up(
+    state: &AppState,
+    req: &HttpRequest,
+    request_id: &str,
+    request: &authorize::AuthorizationRequest,
+    session: &crate::store::sessions::SsoSession,
+) -> Result<HttpResponse, PageError> {
+    let (csrf, cookie) = session::csrf_token(state, req);
+    let mut context = Context::new();
+    context.insert("csrf_token", &csrf);
+    context.insert("request_id", request_id);
+    if let Some((_, client)) = authorize::load_parked(state, request_id).await? {
+        context.insert("client_name", &client.name);
+    }
+    // The DID, not the handle: the step-up must come back as the same account.
+    context.insert("handle", &session.did);
+    context.insert("step_up", &permission_descriptions(&request.upstream_permissions()));
+    Ok(super::html::page(
+        actix_web::http::StatusCode::OK,
+        templates::render("login.html", &context),
+        cookie.into_iter().collect(),
+        &login_policy(state),
+    ))
+}
+
+/// What each atproto permission allows, in words for people.
+fn permission_descriptions(permissions: &[String]) -> Vec<String> {
+    permissions
+        .iter()
+        .filter_map(|p| crate::atproto::permission::Permission::parse(p).ok())
+        .map(|p| crate::atproto::permission::describe(&p))
+        .collect()
+}
+
 async fn login_page(state: web::Data<AppState>, req: HttpRequest, query: web::Query<RequestQuery>) -> Result<HttpResponse, PageError> {
     let session = session::current_session(&state, &req).await?;
     let Some(request_id) = query.request_id.as_deref() else {
@@ -117,8 +153,15 @@ async fn login_page(state: web::Data<AppState>, req: HttpRequest, query: web::Qu
     };
     if session.is_some() {
         // Already signed in (e.g. in another tab): continue unless a fresh login is required.
-        match authorize::decide(&state, &request, &client, session.as_ref(), Some(request_id)).await {
+        match authorize::decide(&state, &request, &client, session.as_ref(), Some(request_id), authorize::UpstreamAsk::MayStepUp).await {
             Ok(Outcome::Login { .. }) => {}
+            Ok(Outcome::StepUp { .. }) => {
+                // Signed in, but the app needs more of the ATProto account: the same form,
+                // filled in with the account, saying what the PDS will be asked for.
+                if let Some(session) = &session {
+                    return render_step_up(&state, &req, request_id, &request, session).await;
+                }
+            }
             other => return outcome_response(other),
         }
     }
@@ -147,6 +190,7 @@ async fn consent_page(state: web::Data<AppState>, req: HttpRequest, query: web::
         request.scopes.iter().map(|s| serde_json::json!({ "name": s, "description": scope_description(s) })).collect();
     context.insert("scopes", &scopes);
     context.insert("claims", &consent_descriptions(&request.scopes, &user));
+    context.insert("permissions", &permission_descriptions(&request.upstream_permissions()));
     context.insert("request_id", request_id);
     context.insert("csrf_token", &csrf);
     // Allow/Deny lead back to the app's redirect URI: that origin, no other.
@@ -165,6 +209,7 @@ fn scope_description(scope: &str) -> &'static str {
         "profile" => "See your handle, display name and avatar",
         "email" => "See your email address",
         "offline_access" => "Stay signed in while you are away",
+        s if s.starts_with(crate::atproto::permission::TENANT_SCOPE_PREFIX) => "Act in your ATProto account (see above)",
         _ => "Other access",
     }
 }

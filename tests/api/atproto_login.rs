@@ -30,7 +30,7 @@ pub(super) async fn app_with_mock_and(adjust: impl FnOnce(&mut atsso::config::Co
 }
 
 /// Submits the login form for a parked request and returns the PDS authorization URL.
-async fn submit_login(app: &TestApp, browser: &Browser, login_path: &str, handle: &str) -> reqwest::Response {
+pub(super) async fn submit_login(app: &TestApp, browser: &Browser, login_path: &str, handle: &str) -> reqwest::Response {
     let page = browser.get(&app.url(login_path)).await;
     assert_eq!(page.status(), 200);
     let html = page.text().await.unwrap();
@@ -40,7 +40,7 @@ async fn submit_login(app: &TestApp, browser: &Browser, login_path: &str, handle
 }
 
 /// The user approves at the (mock) PDS: returns our callback URL with code/state/iss.
-async fn approve_at_pds(authorization_url: &str) -> String {
+pub(super) async fn approve_at_pds(authorization_url: &str) -> String {
     let pds = Browser::new();
     let response = pds.get(authorization_url).await;
     assert_eq!(response.status(), 302, "mock PDS authorize");

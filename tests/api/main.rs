@@ -3,6 +3,7 @@ mod access_token_alg;
 mod admin;
 mod admin_browser;
 mod atproto_login;
+mod atproto_permissions;
 mod authorize_errors;
 mod backchannel_ssrf;
 mod client_atproto_scopes;

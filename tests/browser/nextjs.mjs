@@ -124,6 +124,19 @@ try {
   await shot(page, 'sso-dashboard')
   log('app A signed in through the PDS')
 
+  // 2b. App A acts in the Atmosphere through atsso: "Write a note" creates a record in the user's
+  //     repository (atsso's XRPC proxy calls the PDS); the PDS itself then serves it.
+  await page.getByTestId('note-text').fill('Hello from the browser test')
+  await page.getByTestId('write-note').click()
+  const noteResult = await text(page, 'note-result')
+  const noteUri = /^created (at:\/\/\S+)$/.exec(noteResult)?.[1]
+  check(noteUri?.startsWith(`at://${DID}/com.example.note/`), `the note was written through atsso: ${noteResult}`)
+  const rkey = noteUri.split('/').pop()
+  const stored = await (await fetch(`${PDS}/xrpc/com.atproto.repo.getRecord?repo=${encodeURIComponent(DID)}&collection=com.example.note&rkey=${rkey}`)).json()
+  check(stored?.value?.text === 'Hello from the browser test', `the PDS serves the note: ${JSON.stringify(stored)}`)
+  await shot(page, 'sso-note')
+  log(`app A wrote ${noteUri} through atsso`)
+
   // 3. App B signs in by SSO: atsso's session answers, the PDS is not visited.
   pdsRequests.length = 0
   await page.goto(`${B}/`)

@@ -50,6 +50,9 @@ pub struct MockConfig {
     pub client_jwks: Option<Value>,
     /// Scope granted in token responses.
     pub granted_scope: String,
+    /// Grant what the PAR asked for instead of `granted_scope` (as a real PDS does when the
+    /// user approves everything).
+    pub grant_as_requested: bool,
     /// Leave `scope` out of token responses.
     pub omit_scope: bool,
     /// `expires_in` of token responses.
@@ -196,6 +199,7 @@ impl MockPds {
                 access_denied: false,
                 client_jwks: None,
                 granted_scope: "atproto transition:generic transition:email".into(),
+                grant_as_requested: false,
                 omit_scope: false,
                 expires_in: 3600,
                 profile: Some(json!({
@@ -638,6 +642,7 @@ async fn token(req: HttpRequest, st: State, form: Form) -> HttpResponse {
                 return fail(&st, "DPoP key differs from the PAR key");
             }
             record(&st, "/oauth/token", proof.nonce.clone(), 200, Some(auth), &form);
+            let granted = if st.config.lock().unwrap().grant_as_requested { p.scope.clone() } else { granted };
             issue(&st, &sub, &proof.jkt, &granted)
         }
         Some("refresh_token") => {

@@ -13,6 +13,9 @@ export const settings = () => ({
   issuer: env("ATSSO_ISSUER"), // = atsso's ATSSO_PUBLIC_URL; compared with `iss` character for character
   clientId: env("ATSSO_CLIENT_ID"),
   appUrl: env("APP_URL"),
+  // Optional: atproto permissions to ask for (space-separated `atproto:` scopes the admin allowed
+  // this client), e.g. "atproto:repo:com.example.note?action=create" for the dashboard's note form.
+  atprotoScopes: (process.env.ATSSO_ATPROTO_SCOPES ?? "").trim(),
 });
 export const redirectUri = () => `${settings().appUrl}/api/auth/callback`;
 export const appUrl = (path: string) => new URL(path, settings().appUrl);

@@ -76,9 +76,10 @@ impl AtprotoClient {
         let dpop = DpopKey::from_private_jwk_json(&pending.dpop_private_jwk)?;
         let as_info = &pending.as_metadata;
 
+        let client_id = pending.client_id.clone().unwrap_or_else(|| self.client_id());
         let token_url = Url::parse(&as_info.token_endpoint).map_err(|_| AtprotoError::HostileMetadata("bad token endpoint".into()))?;
         let build = || -> Result<FormFields, AtprotoError> {
-            let mut form = self.client_auth(&pending.issuer)?;
+            let mut form = self.client_auth(&pending.issuer, &client_id)?;
             form.extend([
                 ("grant_type", "authorization_code".to_string()),
                 ("code", code.to_string()),
@@ -160,6 +161,7 @@ impl AtprotoClient {
                 token_endpoint: as_info.token_endpoint.clone(),
                 revocation_endpoint: as_info.revocation_endpoint.clone(),
                 pds_url,
+                client_id: Some(client_id),
             },
         })
     }

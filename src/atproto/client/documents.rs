@@ -6,14 +6,21 @@ use serde_json::{json, Value};
 use super::{AtprotoClient, ClientMode};
 
 impl AtprotoClient {
-    /// Our `client_id`.
+    /// Our `client_id` (for the configured scope).
     pub fn client_id(&self) -> String {
+        self.client_id_for(&self.config.scope)
+    }
+
+    /// Our `client_id` for a login asking for `scope`. The loopback development client has no
+    /// metadata document: its `client_id` itself declares the scope, so it differs per scope
+    /// (and a grant's token requests must use the `client_id` it was obtained with).
+    pub fn client_id_for(&self, scope: &str) -> String {
         match self.config.mode {
             ClientMode::Confidential => format!("{}/atproto/client-metadata.json", self.base()),
             ClientMode::Loopback => {
                 let q = url::form_urlencoded::Serializer::new(String::new())
                     .append_pair("redirect_uri", &self.redirect_uri())
-                    .append_pair("scope", &self.config.scope)
+                    .append_pair("scope", scope)
                     .finish()
                     .replace('+', "%20");
                 format!("http://localhost?{q}")
@@ -36,8 +43,22 @@ impl AtprotoClient {
         }
     }
 
-    /// The document served at `/atproto/client-metadata.json`.
-    pub fn client_metadata_document(&self) -> Value {
+    /// The configured scope plus `permissions` (canonical atproto permissions, e.g. what tenant
+    /// apps may ask for), without repeats.
+    pub fn scope_with(&self, permissions: &[String]) -> String {
+        let mut words: Vec<&str> = Vec::new();
+        for word in self.config.scope.split_whitespace().chain(permissions.iter().map(String::as_str)) {
+            if !words.contains(&word) {
+                words.push(word);
+            }
+        }
+        words.join(" ")
+    }
+
+    /// The document served at `/atproto/client-metadata.json`. Its `scope` must declare every
+    /// scope a login may ask for (the PDS refuses others at PAR): the configured scope plus
+    /// `permissions`, the union of what tenant apps may ask for.
+    pub fn client_metadata_document(&self, permissions: &[String]) -> Value {
         let mut doc = json!({
             "client_id": self.client_id(),
             "client_name": self.config.client_name,
@@ -46,7 +67,7 @@ impl AtprotoClient {
             "grant_types": ["authorization_code", "refresh_token"],
             "response_types": ["code"],
             "redirect_uris": [self.redirect_uri()],
-            "scope": self.config.scope,
+            "scope": self.scope_with(permissions),
             "dpop_bound_access_tokens": true,
         });
         if let Some(obj) = doc.as_object_mut() {
@@ -83,8 +104,9 @@ mod tests {
         let c = client("https://sso.example.com/", ClientMode::Confidential);
         assert_eq!(c.client_id(), "https://sso.example.com/atproto/client-metadata.json");
         assert_eq!(c.redirect_uri(), "https://sso.example.com/atproto/callback");
-        let doc = c.client_metadata_document();
+        let doc = c.client_metadata_document(&["repo:com.example.note".into(), "atproto".into()]);
         assert_eq!(doc["client_id"], c.client_id());
+        assert_eq!(doc["scope"], "atproto transition:generic repo:com.example.note", "the configured scope plus what apps may ask for, no repeats");
         assert_eq!(doc["token_endpoint_auth_method"], "private_key_jwt");
         assert_eq!(doc["token_endpoint_auth_signing_alg"], "ES256");
         assert_eq!(doc["jwks_uri"], "https://sso.example.com/atproto/jwks.json");

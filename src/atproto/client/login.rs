@@ -33,6 +33,10 @@ pub struct PendingLogin {
     pub as_metadata: AuthServerInfo,
     pub redirect_uri: String,
     pub scope: String,
+    /// The `client_id` this login used (see [`AtprotoClient::client_id_for`]); absent in logins
+    /// stored before it was recorded, which used the configured scope's.
+    #[serde(default)]
+    pub client_id: Option<String>,
     /// Unix seconds.
     pub created_at: u64,
 }
@@ -51,9 +55,10 @@ impl std::fmt::Debug for PendingLogin {
 
 impl AtprotoClient {
     /// Resolve the input (handle, DID, or PDS / entryway URL), push the authorization request
-    /// and return what to store plus where to send the browser.
+    /// (for the configured scope plus `permissions`, canonical atproto permissions) and return
+    /// what to store plus where to send the browser.
     #[tracing::instrument(skip_all)]
-    pub async fn start_login(&self, input: &str) -> Result<PendingLogin, AtprotoError> {
+    pub async fn start_login(&self, input: &str, permissions: &[String]) -> Result<PendingLogin, AtprotoError> {
         let input = input.trim();
         let (expected_did, handle, pds_url, as_info) = if input.starts_with("https://") || input.starts_with("http://") {
             let url = Url::parse(input).map_err(|_| AtprotoError::InvalidInput("not a valid URL".into()))?;
@@ -79,14 +84,15 @@ impl AtprotoClient {
         let state = random_token(24);
         let dpop = DpopKey::generate()?;
         let redirect_uri = self.redirect_uri();
-        let scope = self.config.scope.clone();
+        let scope = self.scope_with(permissions);
+        let client_id = self.client_id_for(&scope);
         let login_hint = handle.clone().or_else(|| expected_did.clone());
 
         let par_url = Url::parse(&as_info.pushed_authorization_request_endpoint)
             .map_err(|_| AtprotoError::HostileMetadata("bad PAR endpoint".into()))?;
         let issuer = as_info.issuer.clone();
         let build = || -> Result<FormFields, AtprotoError> {
-            let mut form = self.client_auth(&issuer)?;
+            let mut form = self.client_auth(&issuer, &client_id)?;
             form.extend([
                 ("response_type", "code".to_string()),
                 ("code_challenge", code_challenge.clone()),
@@ -111,7 +117,7 @@ impl AtprotoClient {
         let par: ParResponse = resp.json().map_err(|_| AtprotoError::InvalidResponse("PAR response without request_uri".into()))?;
         let mut authorization_url =
             Url::parse(&as_info.authorization_endpoint).map_err(|_| AtprotoError::HostileMetadata("bad authorization endpoint".into()))?;
-        authorization_url.query_pairs_mut().append_pair("client_id", &self.client_id()).append_pair("request_uri", &par.request_uri);
+        authorization_url.query_pairs_mut().append_pair("client_id", &client_id).append_pair("request_uri", &par.request_uri);
 
         tracing::info!(issuer = %as_info.issuer, did = ?expected_did, "ATProto login started");
         Ok(PendingLogin {
@@ -126,6 +132,7 @@ impl AtprotoClient {
             as_metadata: as_info,
             redirect_uri,
             scope,
+            client_id: Some(client_id),
             created_at: unix_now(),
         })
     }

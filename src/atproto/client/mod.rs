@@ -88,13 +88,13 @@ impl AtprotoClient {
         self.config.public_url.as_str().trim_end_matches('/').to_string()
     }
 
-    fn client_auth(&self, issuer: &str) -> Result<FormFields, AtprotoError> {
-        let client_id = self.client_id();
-        let mut form = vec![("client_id", client_id.clone())];
+    /// Client authentication for a token request of a grant obtained as `client_id`.
+    fn client_auth(&self, issuer: &str, client_id: &str) -> Result<FormFields, AtprotoError> {
+        let mut form = vec![("client_id", client_id.to_owned())];
         if self.config.mode == ClientMode::Confidential {
             let key = self.client_key.as_ref().ok_or_else(|| AtprotoError::Config("no client key".into()))?;
             form.push(("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".to_string()));
-            form.push(("client_assertion", key.assertion(&client_id, issuer)?));
+            form.push(("client_assertion", key.assertion(client_id, issuer)?));
         }
         Ok(form)
     }
@@ -148,7 +148,7 @@ mod tests {
         }))
         .unwrap();
         let params = CallbackParams::default();
-        send(&c.start_login("alice.test"));
+        send(&c.start_login("alice.test", &[]));
         send(&c.complete_login(&pending, &params));
     }
 

@@ -29,6 +29,17 @@ pub struct UpstreamTokens {
     pub token_endpoint: String,
     pub revocation_endpoint: Option<String>,
     pub pds_url: String,
+    /// The `client_id` the grant was obtained as (see [`AtprotoClient::client_id_for`]); absent
+    /// in sessions stored before it was recorded, which used the configured scope's.
+    #[serde(default)]
+    pub client_id: Option<String>,
+}
+
+impl UpstreamTokens {
+    /// The atproto permissions this grant holds (parsed from its `scope`).
+    pub fn permissions(&self) -> Vec<crate::atproto::permission::Permission> {
+        crate::atproto::permission::permissions_in(&self.scope)
+    }
 }
 
 impl std::fmt::Debug for UpstreamTokens {
@@ -61,8 +72,9 @@ impl AtprotoClient {
         let refresh_token = tokens.refresh_token.as_deref().ok_or_else(|| AtprotoError::InvalidInput("no refresh token".into()))?;
         let dpop = DpopKey::from_private_jwk_json(&tokens.dpop_private_jwk)?;
         let url = Url::parse(&tokens.token_endpoint).map_err(|_| AtprotoError::Config("bad stored token endpoint".into()))?;
+        let client_id = tokens.client_id.clone().unwrap_or_else(|| self.client_id());
         let build = || -> Result<FormFields, AtprotoError> {
-            let mut form = self.client_auth(&tokens.issuer)?;
+            let mut form = self.client_auth(&tokens.issuer, &client_id)?;
             form.extend([("grant_type", "refresh_token".to_string()), ("refresh_token", refresh_token.to_string())]);
             Ok(form)
         };
@@ -71,8 +83,9 @@ impl AtprotoClient {
             return Err(resp.upstream_error());
         }
         let token = parse_token_response(&resp)?;
-        // Never more than we asked for at login and still ask for now.
-        let requested = intersect(&tokens.scope, &self.config.scope).join(" ");
+        // Never more than we hold: the configured words we still ask for, and the atproto
+        // permissions the grant was given for tenant apps.
+        let requested = refresh_scope(&tokens.scope, &self.config.scope);
         let scope = held_scope(&requested, token.scope.as_deref())?;
         if let Some(sub) = &token.sub {
             if sub != &tokens.sub {
@@ -90,6 +103,7 @@ impl AtprotoClient {
             token_endpoint: tokens.token_endpoint.clone(),
             revocation_endpoint: tokens.revocation_endpoint.clone(),
             pds_url: tokens.pds_url.clone(),
+            client_id: tokens.client_id.clone(),
         })
     }
 
@@ -103,6 +117,7 @@ impl AtprotoClient {
         };
         let url = Url::parse(endpoint).map_err(|_| AtprotoError::Config("bad stored revocation endpoint".into()))?;
         let dpop = DpopKey::from_private_jwk_json(&tokens.dpop_private_jwk)?;
+        let client_id = tokens.client_id.clone().unwrap_or_else(|| self.client_id());
         let mut to_revoke = Vec::new();
         if let Some(r) = &tokens.refresh_token {
             to_revoke.push((r.as_str(), "refresh_token"));
@@ -110,7 +125,7 @@ impl AtprotoClient {
         to_revoke.push((tokens.access_token.as_str(), "access_token"));
         for (token, hint) in to_revoke {
             let build = || -> Result<FormFields, AtprotoError> {
-                let mut form = self.client_auth(&tokens.issuer)?;
+                let mut form = self.client_auth(&tokens.issuer, &client_id)?;
                 form.push(("token", token.to_string()));
                 form.push(("token_type_hint", hint.to_string()));
                 Ok(form)
@@ -130,6 +145,20 @@ pub(super) fn parse_token_response(resp: &HttpResponse) -> Result<TokenResponse,
         return Err(AtprotoError::InvalidResponse(format!("token_type {} (DPoP required)", token.token_type)));
     }
     Ok(token)
+}
+
+/// What a refresh keeps of the `held` scope: its words the configured scope still has, plus its
+/// atproto permissions (asked for by tenant apps, not configured).
+fn refresh_scope(held: &str, configured: &str) -> String {
+    let configured: std::collections::HashSet<&str> = configured.split_whitespace().collect();
+    let mut kept: Vec<&str> = Vec::new();
+    for word in held.split_whitespace() {
+        let keep = configured.contains(word) || crate::atproto::permission::Permission::parse(word).is_ok();
+        if keep && !kept.contains(&word) {
+            kept.push(word);
+        }
+    }
+    kept.join(" ")
 }
 
 /// The words of `wanted` that `offered` also has, in `wanted`'s order, without repeats.
@@ -168,6 +197,14 @@ pub(super) fn expires_at(now: u64, expires_in: Option<u64>) -> Option<u64> {
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refresh_keeps_the_configured_words_and_the_granted_permissions() {
+        let held = "atproto transition:generic repo:com.example.note?action=create blob:image/*";
+        assert_eq!(refresh_scope(held, "atproto"), "atproto repo:com.example.note?action=create blob:image/*");
+        assert_eq!(refresh_scope(held, "atproto transition:generic"), held);
+        assert_eq!(refresh_scope("atproto atproto", "atproto"), "atproto");
+    }
 
     #[test]
     fn held_scope_is_requested_and_granted() {

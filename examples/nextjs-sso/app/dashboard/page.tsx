@@ -5,7 +5,8 @@ import { redirect } from "next/navigation";
 import { currentUser } from "@/lib/session";
 import { peekJti } from "@/lib/atsso";
 
-export default async function Dashboard() {
+export default async function Dashboard({ searchParams }: { searchParams: Promise<{ note?: string }> }) {
+  const { note } = await searchParams;
   const user = await currentUser();
   if (!user) redirect("/");
   const accessTokenId = peekJti((await cookies()).get("access_token")?.value);
@@ -23,6 +24,12 @@ export default async function Dashboard() {
       <p>
         <a href="/api/auth/refresh?next=/dashboard" data-testid="refresh">Refresh tokens</a>
       </p>
+      {/* Acting in the Atmosphere through atsso (needs ATSSO_ATPROTO_SCOPES, see the README). */}
+      <form method="post" action="/api/note">
+        <input name="text" defaultValue="Hello from Notes" aria-label="Note" data-testid="note-text" />
+        <button type="submit" data-testid="write-note">Write a note to your repository</button>
+      </form>
+      {note && <p data-testid="note-result">{note}</p>}
       <form method="post" action="/api/auth/logout">
         <button type="submit" data-testid="sign-out">Sign out everywhere</button>
       </form>

@@ -10,7 +10,7 @@ import {
 
 export async function GET(req: NextRequest) {
   const silent = req.nextUrl.searchParams.get("prompt") === "none";
-  const { issuer, clientId } = settings();
+  const { issuer, clientId, atprotoScopes } = settings();
   const verifier = randomToken(), state = randomToken(), nonce = randomToken();
 
   const url = new URL(`${issuer}/api/auth/oauth2/authorize`);
@@ -18,7 +18,7 @@ export async function GET(req: NextRequest) {
     response_type: "code",
     client_id: clientId,
     redirect_uri: redirectUri(),
-    scope: "openid profile email",
+    scope: ["openid profile email", atprotoScopes].filter(Boolean).join(" "),
     state,
     nonce,
     code_challenge: await s256(verifier),
