@@ -106,7 +106,10 @@ mod tests {
         assert_eq!(c.redirect_uri(), "https://sso.example.com/atproto/callback");
         let doc = c.client_metadata_document(&["repo:com.example.note".into(), "atproto".into()]);
         assert_eq!(doc["client_id"], c.client_id());
-        assert_eq!(doc["scope"], "atproto transition:generic repo:com.example.note", "the configured scope plus what apps may ask for, no repeats");
+        assert_eq!(
+            doc["scope"], "atproto transition:generic repo:com.example.note",
+            "the configured scope plus what apps may ask for, no repeats"
+        );
         assert_eq!(doc["token_endpoint_auth_method"], "private_key_jwt");
         assert_eq!(doc["token_endpoint_auth_signing_alg"], "ES256");
         assert_eq!(doc["jwks_uri"], "https://sso.example.com/atproto/jwks.json");
