@@ -441,3 +441,114 @@ async fn real_pds_tenant_writes_a_record_through_the_proxy() {
     assert!(app.state.atproto.refresh(&upstream).await.is_err(), "the PDS refuses the revoked upstream grant");
     eprintln!("created {uri} through atsso; another collection refused with 403; after logout 401 and the PDS refused the grant");
 }
+
+/// Benchmark, not a test (ignored; `scripts/bench-proxy.sh` runs it in release mode): the latency
+/// of one record read (`com.atproto.repo.getRecord`) at the real PDS on loopback, three ways, each
+/// `ATSSO_BENCH_PROXY_READS` (default 1000) times in a row after a warm-up:
+/// `direct` (a plain GET at the PDS, no session), `dpop` (atsso's own DPoP-bound upstream client
+/// calling the PDS in-process: what an app with its own ATProto session pays), and `proxied`
+/// (an app's Bearer call to atsso's `/xrpc`, which checks the token and calls the PDS with DPoP).
+/// Prints p50/p99 of each and the proxy's overhead; asserts nothing about speed.
+#[tokio::test]
+#[ignore = "a benchmark: scripts/bench-proxy.sh"]
+async fn bench_proxied_read_overhead() {
+    if !enabled() {
+        return;
+    }
+    let reads: usize = std::env::var("ATSSO_BENCH_PROXY_READS").ok().and_then(|n| n.parse().ok()).unwrap_or(1000);
+    let network = start_network(None);
+    let app = spawn_app_on(TcpListener::bind("127.0.0.1:0").unwrap(), |c| {
+        configure(c, &network);
+        c.rate_limits.xrpc = 0; // off: measuring latency, not the limiter
+    })
+    .await;
+    let redirect_uri = "http://127.0.0.1:9/bench/callback".to_owned();
+    let (client, secret) = atsso::oidc::clients::register(
+        &app.state.store,
+        atsso::oidc::clients::NewClient {
+            name: "Bench".into(),
+            redirect_uris: vec![redirect_uri.clone()],
+            first_party: true,
+            atproto_scopes: vec!["repo:com.example.note?action=create".into()],
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let rp = Rp { client: helpers::RegisteredClient { client, secret, redirect_uri } };
+    let mut browser = Browser::new();
+    let authorization = rp.start_with(&app, "openid atproto:repo:com.example.note?action=create");
+    let login_path = location(&browser.get(&authorization.url).await);
+    let html = browser.get(&app.url(&login_path)).await.text().await.unwrap();
+    let form = [
+        ("handle", network.handle.as_str()),
+        ("request_id", &helpers::hidden_input(&html, "request_id").unwrap()),
+        ("csrf_token", &helpers::hidden_input(&html, "csrf_token").unwrap()),
+    ];
+    let response = browser.post_form(&app.url("/login"), &form).await;
+    let back = location(&browser.get(&sign_in_at_pds(&location(&response))).await);
+    let (tokens, claims) = rp.exchange(&app, &query_param(&back, "code").unwrap(), &authorization).await;
+    let access_token = tokens["access_token"].as_str().unwrap().to_owned();
+    let sid = claims["sid"].as_str().unwrap().to_owned();
+
+    let http = reqwest::Client::new();
+    let record = serde_json::json!({ "$type": "com.example.note", "text": "benchmark", "createdAt": "2026-12-05T10:00:00.000Z" });
+    let created: Value = http
+        .post(app.url("/xrpc/com.atproto.repo.createRecord"))
+        .bearer_auth(&access_token)
+        .json(&serde_json::json!({ "collection": "com.example.note", "record": record }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let rkey = created["uri"].as_str().unwrap().rsplit('/').next().unwrap().to_owned();
+    let query = format!("repo={}&collection=com.example.note&rkey={rkey}", enc(&network.did));
+    let direct_url = format!("{}/xrpc/com.atproto.repo.getRecord?{query}", network.pds_url);
+    let proxied_url = app.url(&format!("/xrpc/com.atproto.repo.getRecord?{query}"));
+    let upstream = atsso::sso::upstream::upstream_tokens(&app.state, &sid).await.unwrap().unwrap();
+    let request = atsso::atproto::client::XrpcRequest {
+        method: atsso::atproto::client::XrpcMethod::Get,
+        nsid: "com.atproto.repo.getRecord".into(),
+        query: query.clone(),
+        body: None,
+        headers: Vec::new(),
+    };
+
+    async fn timed<F: std::future::Future<Output = u16>>(reads: usize, mut call: impl FnMut() -> F) -> Vec<f64> {
+        for _ in 0..reads / 10 {
+            assert_eq!(call().await, 200, "warm-up");
+        }
+        let mut micros = Vec::with_capacity(reads);
+        for _ in 0..reads {
+            let started = std::time::Instant::now();
+            assert_eq!(call().await, 200);
+            micros.push(started.elapsed().as_secs_f64() * 1e6);
+        }
+        micros.sort_by(f64::total_cmp);
+        micros
+    }
+    let pct = |sorted: &[f64], p: f64| sorted[((sorted.len() as f64 * p).ceil() as usize).saturating_sub(1).min(sorted.len() - 1)] / 1000.0;
+    let direct = timed(reads, || async { http.get(&direct_url).send().await.unwrap().status().as_u16() }).await;
+    let dpop = timed(reads, || async { app.state.atproto.xrpc(&upstream, &request).await.unwrap().status }).await;
+    let proxied =
+        timed(reads, || async { http.get(&proxied_url).bearer_auth(&access_token).send().await.unwrap().status().as_u16() }).await;
+    println!("proxied read overhead ({reads} sequential getRecord calls each, real PDS on loopback, ms):");
+    println!("| path | p50 | p99 |");
+    println!("|---|---:|---:|");
+    for (name, sorted) in [
+        ("direct GET at the PDS (no session)", &direct),
+        ("DPoP-bound call at the PDS (atsso's upstream client, in-process)", &dpop),
+        ("through atsso's /xrpc (Bearer)", &proxied),
+    ] {
+        println!("| {name} | {:.2} | {:.2} |", pct(sorted, 0.50), pct(sorted, 0.99));
+    }
+    println!(
+        "proxy overhead over the DPoP-bound call: p50 +{:.2} ms, p99 +{:.2} ms; over the plain GET: p50 +{:.2} ms, p99 +{:.2} ms",
+        pct(&proxied, 0.50) - pct(&dpop, 0.50),
+        pct(&proxied, 0.99) - pct(&dpop, 0.99),
+        pct(&proxied, 0.50) - pct(&direct, 0.50),
+        pct(&proxied, 0.99) - pct(&direct, 0.99)
+    );
+}

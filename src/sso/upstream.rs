@@ -216,10 +216,7 @@ async fn store_upstream_session(state: &AppState, sid: &str, tokens: &UpstreamTo
 /// The atproto permissions the SSO session `sid`'s upstream grant holds, in canonical form;
 /// `None` when it has no upstream grant (or its tokens cannot be unsealed).
 pub async fn upstream_permissions(state: &AppState, sid: &str) -> Result<Option<Vec<String>>, StoreError> {
-    let Some(row) = state.store.upstream_session(sid).await? else {
-        return Ok(None);
-    };
-    Ok(super::grant::open_tokens(state, &row).map(|tokens| tokens.permissions().iter().map(ToString::to_string).collect()))
+    Ok(upstream_tokens(state, sid).await?.map(|tokens| tokens.permissions().iter().map(ToString::to_string).collect()))
 }
 
 /// What an SSO session's upstream grant allows now.
