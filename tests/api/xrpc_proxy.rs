@@ -5,17 +5,15 @@ use reqwest::header::{HeaderMap, HeaderValue};
 use serde_json::{json, Value};
 
 use super::{
-    atproto_login::{app_with_mock_and, sign_in},
-    helpers::{eventually, Browser, TestApp},
-    mock_pds::{MockPds, ALICE_DID},
+    atproto_login::{app_with_mock_and, approve_at_pds, submit_login},
+    helpers::{eventually, location, query_param, Browser, RegisteredClient, TestApp},
+    mock_pds::{MockPds, ALICE_DID, ALICE_HANDLE},
     rp::Rp,
 };
 
-/// A signed-in user (through the mock PDS, so an upstream session exists) and an access token
-/// of a tenant app whose scope carries `scopes` (e.g. `atproto:repo:com.example.note`).
-///
-/// Minted through the library until tenant apps can ask for `atproto:` scopes at the
-/// authorization endpoint; then this is the one place to switch to the real flow.
+/// A user signed in through the mock PDS (so an upstream session exists) at a tenant app that
+/// asked for `scopes` (e.g. `atproto:repo:com.example.note`) in its authorization request, the
+/// admin having allowed them; the mock PDS grants what it is asked for.
 struct Tenant {
     access_token: String,
     client_id: String,
@@ -23,33 +21,40 @@ struct Tenant {
 }
 
 async fn tenant_with(app: &TestApp, scopes: &[&str]) -> Tenant {
-    let registered = app.register("proxy-app", false, true).await;
-    let rp = Rp::discover(app, &registered).await;
-    let (tokens, sid) = sign_in(app, &rp, &Browser::new()).await;
-    let record = atsso::oidc::access::validate_access_token(&app.state, tokens.access_token().secret()).await.unwrap().unwrap();
-    let mut all = vec!["openid".to_owned()];
-    all.extend(scopes.iter().map(|s| s.to_string()));
-    let granted = all.join(" ");
-    let now = atsso::clock::now();
-    let grant = atsso::oidc::issue::Grant {
-        client_id: &record.client_id,
-        access_token_alg: atsso::crypto::signing::Alg::Rs256,
-        did: &record.did,
-        sid: &sid,
-        scopes: all.clone(),
-        granted_scope: &granted,
-        auth_time: now,
-        nonce: None,
-        family_id: &record.family_id,
-        family_created_at: now,
-    };
-    let spend = atsso::store::tokens::Spend::Refresh { family_id: record.family_id.clone(), generation: 1, presented: 1 };
-    let issued = atsso::oidc::issue::issue_tokens(&app.state, grant, spend).await.unwrap().expect("tokens minted");
-    Tenant { access_token: issued.access_token, client_id: record.client_id, sid }
+    let redirect_uri = "http://127.0.0.1:9/proxy-app/callback".to_owned();
+    let (client, secret) = atsso::oidc::clients::register(
+        &app.state.store,
+        atsso::oidc::clients::NewClient {
+            name: "proxy-app".into(),
+            redirect_uris: vec![redirect_uri.clone()],
+            first_party: true,
+            atproto_scopes: scopes.iter().map(|s| s.trim_start_matches("atproto:").to_owned()).collect(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let rp = Rp::discover(app, &RegisteredClient { client, secret, redirect_uri }).await;
+    let browser = Browser::new();
+    let pending = rp.start(scopes);
+    let login_path = location(&browser.get(&pending.url).await);
+    let response = submit_login(app, &browser, &login_path, ALICE_HANDLE).await;
+    let back = location(&browser.get(&approve_at_pds(&location(&response)).await).await);
+    let tokens = rp.exchange(&query_param(&back, "code").expect("a code"), pending.verifier).await.unwrap();
+    let sid = rp.verify_id_token(&tokens, None)["sid"].as_str().unwrap().to_owned();
+    let access_token = tokens.access_token().secret().clone();
+    let record = atsso::oidc::access::validate_access_token(&app.state, &access_token).await.unwrap().unwrap();
+    for scope in scopes {
+        let canonical = atsso::atproto::permission::from_tenant_scope(scope).unwrap().unwrap().to_tenant_scope();
+        assert!(record.scope.split(' ').any(|s| s == canonical), "granted {scope}: {}", record.scope);
+    }
+    Tenant { access_token, client_id: record.client_id, sid }
 }
 
 async fn app_and_mock() -> (TestApp, MockPds) {
-    app_with_mock_and(|_, _| {}).await
+    let (app, mock) = app_with_mock_and(|_, _| {}).await;
+    mock.configure(|c| c.grant_as_requested = true);
+    (app, mock)
 }
 
 struct Answer {
@@ -234,6 +239,7 @@ async fn upstream_errors_pass_through() {
 #[tokio::test]
 async fn bodies_over_the_limit_are_413() {
     let (app, mock) = app_with_mock_and(|c, _| c.xrpc_max_body_bytes = 1024).await;
+    mock.configure(|c| c.grant_as_requested = true);
     let tenant = tenant_with(&app, &["atproto:blob:*/*"]).await;
     let send = |size: usize| {
         reqwest::Client::new()
@@ -251,7 +257,8 @@ async fn bodies_over_the_limit_are_413() {
 
 #[tokio::test]
 async fn calls_over_the_rate_limit_are_429() {
-    let (app, _mock) = app_with_mock_and(|c, _| c.rate_limits.xrpc = 2).await;
+    let (app, mock) = app_with_mock_and(|c, _| c.rate_limits.xrpc = 2).await;
+    mock.configure(|c| c.grant_as_requested = true);
     let tenant = tenant_with(&app, &[]).await;
     let session = || call(&app, &tenant.access_token, "GET", "/xrpc/com.atproto.server.getSession", None, &[]);
     assert_eq!(session().await.status, 200);
