@@ -335,18 +335,10 @@ async fn real_pds_two_nodes_on_postgres() {
     );
 }
 
-/// A tenant app acting in the Atmosphere through atsso: granted
-/// `atproto:repo:com.example.note?action=create`, it creates a record in alice's repository
-/// through `/xrpc` (atsso calls the PDS with its DPoP-bound upstream token), and the record is
-/// there when read from the PDS itself. A write to another collection is refused by atsso. After
-/// single logout the proxy answers 401 and the PDS refuses the old upstream grant.
-#[tokio::test]
-async fn real_pds_tenant_writes_a_record_through_the_proxy() {
-    if !enabled() {
-        return;
-    }
-    let network = start_network(None);
-    let app = spawn_app_on(TcpListener::bind("127.0.0.1:0").unwrap(), |c| configure(c, &network)).await;
+/// Registers a first-party app allowed `repo:com.example.note?action=create`, signs alice in at
+/// it asking for that permission (the PDS is asked for it, and pds-login.mjs grants what is
+/// asked), and returns the token response, the verified ID token's claims and the browser.
+async fn sign_in_with_note_permission(app: &TestApp, network: &Network) -> (Value, Value, Browser) {
     let redirect_uri = "http://127.0.0.1:9/notes/callback".to_owned();
     let (client, secret) = atsso::oidc::clients::register(
         &app.state.store,
@@ -362,9 +354,7 @@ async fn real_pds_tenant_writes_a_record_through_the_proxy() {
     .unwrap();
     let notes = Rp { client: helpers::RegisteredClient { client, secret, redirect_uri } };
     let mut browser = Browser::new();
-
-    // Sign in with the permission: the PDS is asked for it and (pds-login.mjs) grants it.
-    let authorization = notes.start_with(&app, "openid atproto:repo:com.example.note?action=create");
+    let authorization = notes.start_with(app, "openid atproto:repo:com.example.note?action=create");
     let login_path = location(&browser.get(&authorization.url).await);
     let html = browser.get(&app.url(&login_path)).await.text().await.unwrap();
     let form = [
@@ -374,10 +364,26 @@ async fn real_pds_tenant_writes_a_record_through_the_proxy() {
     ];
     let response = browser.post_form(&app.url("/login"), &form).await;
     assert_eq!(response.status(), 302, "login submit: {}", response.text().await.unwrap_or_default());
-    let callback = sign_in_at_pds(&location(&response));
-    let back = location(&browser.get(&callback).await);
+    let back = location(&browser.get(&sign_in_at_pds(&location(&response))).await);
     assert!(back.starts_with(&notes.client.redirect_uri), "{back}");
-    let (tokens, claims) = notes.exchange(&app, &query_param(&back, "code").unwrap(), &authorization).await;
+    let (tokens, claims) = notes.exchange(app, &query_param(&back, "code").unwrap(), &authorization).await;
+    (tokens, claims, browser)
+}
+
+/// A tenant app acting in the Atmosphere through atsso: granted
+/// `atproto:repo:com.example.note?action=create`, it creates a record in alice's repository
+/// through `/xrpc` (atsso calls the PDS with its DPoP-bound upstream token), and the record is
+/// there when read from the PDS itself. A write to another collection is refused by atsso. After
+/// single logout the proxy answers 401 and the PDS refuses the old upstream grant.
+#[tokio::test]
+async fn real_pds_tenant_writes_a_record_through_the_proxy() {
+    if !enabled() {
+        return;
+    }
+    let network = start_network(None);
+    let app = spawn_app_on(TcpListener::bind("127.0.0.1:0").unwrap(), |c| configure(c, &network)).await;
+    // Sign in with the permission: the PDS is asked for it and (pds-login.mjs) grants it.
+    let (tokens, claims, mut browser) = sign_in_with_note_permission(&app, &network).await;
     assert!(tokens["scope"].as_str().unwrap().contains("atproto:repo:com.example.note?action=create"), "{tokens}");
     let access_token = tokens["access_token"].as_str().unwrap();
     let sid = claims["sid"].as_str().unwrap();
@@ -462,32 +468,7 @@ async fn bench_proxied_read_overhead() {
         c.rate_limits.xrpc = 0; // off: measuring latency, not the limiter
     })
     .await;
-    let redirect_uri = "http://127.0.0.1:9/bench/callback".to_owned();
-    let (client, secret) = atsso::oidc::clients::register(
-        &app.state.store,
-        atsso::oidc::clients::NewClient {
-            name: "Bench".into(),
-            redirect_uris: vec![redirect_uri.clone()],
-            first_party: true,
-            atproto_scopes: vec!["repo:com.example.note?action=create".into()],
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
-    let rp = Rp { client: helpers::RegisteredClient { client, secret, redirect_uri } };
-    let mut browser = Browser::new();
-    let authorization = rp.start_with(&app, "openid atproto:repo:com.example.note?action=create");
-    let login_path = location(&browser.get(&authorization.url).await);
-    let html = browser.get(&app.url(&login_path)).await.text().await.unwrap();
-    let form = [
-        ("handle", network.handle.as_str()),
-        ("request_id", &helpers::hidden_input(&html, "request_id").unwrap()),
-        ("csrf_token", &helpers::hidden_input(&html, "csrf_token").unwrap()),
-    ];
-    let response = browser.post_form(&app.url("/login"), &form).await;
-    let back = location(&browser.get(&sign_in_at_pds(&location(&response))).await);
-    let (tokens, claims) = rp.exchange(&app, &query_param(&back, "code").unwrap(), &authorization).await;
+    let (tokens, claims, _) = sign_in_with_note_permission(&app, &network).await;
     let access_token = tokens["access_token"].as_str().unwrap().to_owned();
     let sid = claims["sid"].as_str().unwrap().to_owned();
 
