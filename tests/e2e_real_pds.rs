@@ -78,6 +78,20 @@ impl Browser {
     }
 }
 
+/// Opens atsso's login page for the parked request at `login_path`, submits `handle` and returns
+/// where atsso sends the browser (the PDS's authorization URL).
+async fn submit_handle(browser: &mut Browser, app: &TestApp, login_path: &str, handle: &str) -> String {
+    let html = browser.get(&app.url(login_path)).await.text().await.unwrap();
+    let form = [
+        ("handle", handle),
+        ("request_id", &helpers::hidden_input(&html, "request_id").unwrap()),
+        ("csrf_token", &helpers::hidden_input(&html, "csrf_token").unwrap()),
+    ];
+    let response = browser.post_form(&app.url("/login"), &form).await;
+    assert_eq!(response.status(), 302, "login submit: {}", response.text().await.unwrap_or_default());
+    location(&response)
+}
+
 fn location(response: &reqwest::Response) -> String {
     response.headers().get("location").unwrap_or_else(|| panic!("no redirect; status {}", response.status())).to_str().unwrap().to_owned()
 }
@@ -165,13 +179,7 @@ async fn full_story(app: &TestApp, network: &Network, public_base: &str) {
     let authorization = first.start(app);
     let login_path = location(&browser.get(&authorization.url).await);
     assert!(login_path.starts_with("/login?request_id="), "{login_path}");
-    let html = browser.get(&app.url(&login_path)).await.text().await.unwrap();
-    let csrf = helpers::hidden_input(&html, "csrf_token").unwrap();
-    let request_id = helpers::hidden_input(&html, "request_id").unwrap();
-    let response =
-        browser.post_form(&app.url("/login"), &[("handle", &network.handle), ("request_id", &request_id), ("csrf_token", &csrf)]).await;
-    assert_eq!(response.status(), 302, "login submit: {}", response.text().await.unwrap_or_default());
-    let pds_authorize = location(&response);
+    let pds_authorize = submit_handle(&mut browser, app, &login_path, &network.handle).await;
     assert!(pds_authorize.starts_with(&format!("{}/oauth/authorize?", network.pds_url)), "{pds_authorize}");
 
     let callback = sign_in_at_pds(&pds_authorize);
@@ -294,15 +302,7 @@ async fn real_pds_two_nodes_on_postgres() {
     // Sign in at the first node (the PDS sends the browser back to the issuer).
     let authorization = one.start(&first);
     let login_path = location(&browser.get(&authorization.url).await);
-    let html = browser.get(&first.url(&login_path)).await.text().await.unwrap();
-    let form = [
-        ("handle", network.handle.as_str()),
-        ("request_id", &helpers::hidden_input(&html, "request_id").unwrap()),
-        ("csrf_token", &helpers::hidden_input(&html, "csrf_token").unwrap()),
-    ];
-    let response = browser.post_form(&first.url("/login"), &form).await;
-    assert_eq!(response.status(), 302, "login submit");
-    let callback = sign_in_at_pds(&location(&response));
+    let callback = sign_in_at_pds(&submit_handle(&mut browser, &first, &login_path, &network.handle).await);
     let back = location(&browser.get(&callback).await);
     assert!(back.starts_with(&one.client.redirect_uri), "{back}");
 
@@ -356,15 +356,8 @@ async fn sign_in_with_note_permission(app: &TestApp, network: &Network) -> (Valu
     let mut browser = Browser::new();
     let authorization = notes.start_with(app, "openid atproto:repo:com.example.note?action=create");
     let login_path = location(&browser.get(&authorization.url).await);
-    let html = browser.get(&app.url(&login_path)).await.text().await.unwrap();
-    let form = [
-        ("handle", network.handle.as_str()),
-        ("request_id", &helpers::hidden_input(&html, "request_id").unwrap()),
-        ("csrf_token", &helpers::hidden_input(&html, "csrf_token").unwrap()),
-    ];
-    let response = browser.post_form(&app.url("/login"), &form).await;
-    assert_eq!(response.status(), 302, "login submit: {}", response.text().await.unwrap_or_default());
-    let back = location(&browser.get(&sign_in_at_pds(&location(&response))).await);
+    let pds_authorize = submit_handle(&mut browser, app, &login_path, &network.handle).await;
+    let back = location(&browser.get(&sign_in_at_pds(&pds_authorize)).await);
     assert!(back.starts_with(&notes.client.redirect_uri), "{back}");
     let (tokens, claims) = notes.exchange(app, &query_param(&back, "code").unwrap(), &authorization).await;
     (tokens, claims, browser)
