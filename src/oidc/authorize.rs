@@ -277,22 +277,18 @@ pub async fn decide(
             return Ok(Outcome::Consent { request_id });
         }
     }
-    let mut request = request.clone();
+    // Narrowed (a copy) only when the PDS granted less than the app asked for.
+    let mut request = std::borrow::Cow::Borrowed(request);
     let wanted = request.upstream_permissions();
     if !wanted.is_empty() {
-        let held: Vec<Permission> = crate::sso::upstream::upstream_permissions(state, &session.sid)
-            .await?
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|p| Permission::parse(p).ok())
-            .collect();
+        let held = crate::sso::upstream::upstream_permissions(state, &session.sid).await?.unwrap_or_default();
         let missing: Vec<String> =
             wanted.iter().filter(|w| Permission::parse(w).is_ok_and(|p| !permission::covers(&held, &p))).cloned().collect();
         if !missing.is_empty() {
             match upstream {
                 UpstreamAsk::JustAsked => {
                     tracing::info!(missing = missing.len(), "the user granted fewer atproto permissions than the app asked for");
-                    request.scopes.retain(|s| s.strip_prefix(TENANT_SCOPE_PREFIX).is_none_or(|p| !missing.iter().any(|m| m == p)));
+                    request.to_mut().scopes.retain(|s| s.strip_prefix(TENANT_SCOPE_PREFIX).is_none_or(|p| !missing.iter().any(|m| m == p)));
                 }
                 UpstreamAsk::MayStepUp if request.prompt_none => {
                     return Ok(Outcome::Redirect(error_redirect(

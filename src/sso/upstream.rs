@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::{
-    atproto::{AtprotoError, CallbackParams, PendingLogin, UpstreamTokens},
+    atproto::{permission::Permission, AtprotoError, CallbackParams, PendingLogin, UpstreamTokens},
     clock::now,
     crypto::{random_token, sha256_b64},
     state::AppState,
@@ -213,10 +213,10 @@ async fn store_upstream_session(state: &AppState, sid: &str, tokens: &UpstreamTo
     Ok(())
 }
 
-/// The atproto permissions the SSO session `sid`'s upstream grant holds, in canonical form;
-/// `None` when it has no upstream grant (or its tokens cannot be unsealed).
-pub async fn upstream_permissions(state: &AppState, sid: &str) -> Result<Option<Vec<String>>, StoreError> {
-    Ok(upstream_tokens(state, sid).await?.map(|tokens| tokens.permissions().iter().map(ToString::to_string).collect()))
+/// The atproto permissions the SSO session `sid`'s upstream grant holds; `None` when it has no
+/// upstream grant (or its tokens cannot be unsealed).
+pub async fn upstream_permissions(state: &AppState, sid: &str) -> Result<Option<Vec<Permission>>, StoreError> {
+    Ok(upstream_tokens(state, sid).await?.map(|tokens| tokens.permissions()))
 }
 
 /// What an SSO session's upstream grant allows now.

@@ -70,6 +70,7 @@ async fn login_submit(state: web::Data<AppState>, req: HttpRequest, form: web::F
     if let Some(current) = session::current_session(&state, &req).await? {
         if current.did == handle {
             for held in upstream::upstream_permissions(&state, &current.sid).await?.unwrap_or_default() {
+                let held = held.to_string();
                 if !permissions.contains(&held) {
                     permissions.push(held);
                 }

@@ -114,7 +114,8 @@ async fn sign_in_asks_the_pds_for_the_apps_permissions_and_the_tokens_carry_them
 
     // The upstream grant holds it, and keeps it across an upstream refresh.
     let sid = rp.verify_id_token(&tokens, None)["sid"].as_str().unwrap().to_owned();
-    let held = atsso::sso::upstream::upstream_permissions(&app.state, &sid).await.unwrap().unwrap();
+    let held: Vec<String> =
+        atsso::sso::upstream::upstream_permissions(&app.state, &sid).await.unwrap().unwrap().iter().map(ToString::to_string).collect();
     assert_eq!(held, ["repo:com.example.note?action=create"]);
 }
 
@@ -152,7 +153,8 @@ async fn a_permission_the_upstream_grant_lacks_sends_the_user_through_the_pds_ag
     let access_token = openidconnect::OAuth2TokenResponse::access_token(&tokens).secret().clone();
     assert!(claims_of(&access_token)["scope"].as_str().unwrap().contains(NOTE_CREATE));
     // The new grant replaced the old one, which is revoked at the PDS.
-    let held = atsso::sso::upstream::upstream_permissions(&app.state, &sid).await.unwrap().unwrap();
+    let held: Vec<String> =
+        atsso::sso::upstream::upstream_permissions(&app.state, &sid).await.unwrap().unwrap().iter().map(ToString::to_string).collect();
     assert_eq!(held, ["repo:com.example.note?action=create"]);
     eventually(std::time::Duration::from_secs(10), "the replaced upstream grant revoked", || async {
         (mock.revoked().len() > revoked_before).then_some(())
