@@ -327,28 +327,32 @@ async fn three_nodes_on_postgres_behind_a_balancer() {
     }
     step(&format!("4. client disabled by the CLI: refused (userinfo 401, token invalid_client) on a, b, c within {slowest:.2?}"));
 
-    // 5. Single logout through B: refresh and userinfo refused at once on A and C; one delivery.
+    // 5. Single logout through B: refresh refused at once on A and C (the conditional UPDATE reads
+    // the database); userinfo refused as soon as the NOTIFY reaches A and C (their caches of the
+    // token and its family are dropped then: milliseconds, bounded here like step 4's); one
+    // delivery. Asserting "at once" for userinfo raced the listener on a busy machine.
     let mut tokens = flows::refreshed(&cluster.http, &cluster.base("a"), &app, &tokens.refresh_token).await;
     tokens = flows::refreshed(&cluster.http, &cluster.base("c"), &app, &tokens.refresh_token).await;
     let sid = flows::claims_of(&tokens.id_token)["sid"].as_str().unwrap().to_owned();
     let logged_out_at = Instant::now();
     logout(&browser, &cluster.base("b"), &app, &tokens).await;
+    let mut userinfo_refused_within = Duration::ZERO;
     for name in ["a", "c"] {
         let base = cluster.base(name);
-        assert_eq!(
-            flows::userinfo_status(&cluster.http, &base, &tokens.access_token).await,
-            401,
-            "userinfo on {name} right after the logout"
-        );
         let (status, _) = flows::refresh(&cluster.http, &base, &app, &tokens.refresh_token).await.unwrap();
         assert_eq!(status, 400, "refresh on {name} right after the logout");
+        eventually(PROPAGATION_BOUND, &format!("userinfo refused on {name} after the logout"), || async {
+            (flows::userinfo_status(&cluster.http, &base, &tokens.access_token).await == 401).then_some(())
+        })
+        .await;
+        userinfo_refused_within = userinfo_refused_within.max(logged_out_at.elapsed());
     }
     eventually(Duration::from_secs(10), "the back-channel logout delivered", || async { receiver.sids().contains(&sid).then_some(()) })
         .await;
     let delivered_after = logged_out_at.elapsed();
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(receiver.sids().iter().filter(|s| **s == sid).count(), 1, "delivered exactly once");
-    step(&format!("5. logout through b: userinfo 401 and refresh refused on a and c at once; back-channel delivered once, within {delivered_after:.2?} of the logout"));
+    step(&format!("5. logout through b: refresh refused on a and c at once, userinfo 401 on both within {userinfo_refused_within:.2?}; back-channel delivered once, within {delivered_after:.2?} of the logout"));
 
     // 6. kill -9 of a node during a burst of refreshes over many families.
     let families = many_families(&cluster, &browser, &app, 24).await;
