@@ -383,16 +383,16 @@ async fn real_pds_tenant_writes_a_record_through_the_proxy() {
 
     // createRecord through the proxy: `repo` is alice's whatever the app says.
     let http = reqwest::Client::new();
-    let xrpc = |nsid: &str| app.url(&format!("/xrpc/{nsid}"));
     let record =
         serde_json::json!({ "$type": "com.example.note", "text": "written through atsso", "createdAt": "2026-12-05T10:00:00.000Z" });
-    let created = http
-        .post(xrpc("com.atproto.repo.createRecord"))
-        .bearer_auth(access_token)
-        .json(&serde_json::json!({ "repo": network.did, "collection": "com.example.note", "record": record }))
-        .send()
-        .await
-        .unwrap();
+    // createRecord through the proxy, as the app: its access token, alice's repo.
+    let create_record = |collection: &str, record: &Value| {
+        http.post(app.url("/xrpc/com.atproto.repo.createRecord"))
+            .bearer_auth(access_token)
+            .json(&serde_json::json!({ "repo": network.did, "collection": collection, "record": record }))
+            .send()
+    };
+    let created = create_record("com.example.note", &record).await.unwrap();
     assert_eq!(created.status(), 200, "createRecord: {}", created.text().await.unwrap_or_default());
     let created: Value = created.json().await.unwrap();
     let uri = created["uri"].as_str().unwrap();
@@ -412,29 +412,16 @@ async fn real_pds_tenant_writes_a_record_through_the_proxy() {
     assert_eq!(stored["value"]["text"], "written through atsso", "{stored}");
 
     // Another collection: refused by atsso, naming the permission it would need.
-    let refused = http
-        .post(xrpc("com.atproto.repo.createRecord"))
-        .bearer_auth(access_token)
-        .json(&serde_json::json!({ "repo": network.did, "collection": "com.example.other", "record": { "$type": "com.example.other" } }))
-        .send()
-        .await
-        .unwrap();
+    let refused = create_record("com.example.other", &serde_json::json!({ "$type": "com.example.other" })).await.unwrap();
     assert_eq!(refused.status(), 403);
     let body: Value = refused.json().await.unwrap();
     assert_eq!(body["error"], "insufficient_scope", "{body}");
     assert!(body["message"].as_str().unwrap().contains("atproto:repo:com.example.other?action=create"), "{body}");
 
     // Single logout: the proxy answers 401, and the PDS refuses the old upstream grant.
-    let row = app.state.store.upstream_session(sid).await.unwrap().expect("upstream session stored");
-    let upstream: atsso::atproto::UpstreamTokens = serde_json::from_str(&app.state.sealer.open_str(&row.tokens_sealed).unwrap()).unwrap();
+    let upstream = atsso::sso::upstream::upstream_tokens(&app.state, sid).await.unwrap().expect("upstream session stored");
     browser.get(&format!("{}?id_token_hint={}", app.url("/oauth2/end_session"), tokens["id_token"].as_str().unwrap())).await;
-    let after = http
-        .post(xrpc("com.atproto.repo.createRecord"))
-        .bearer_auth(access_token)
-        .json(&serde_json::json!({ "repo": network.did, "collection": "com.example.note", "record": record }))
-        .send()
-        .await
-        .unwrap();
+    let after = create_record("com.example.note", &record).await.unwrap();
     assert_eq!(after.status(), 401, "after logout");
     upstream_revoked(&app, sid).await;
     assert!(app.state.atproto.refresh(&upstream).await.is_err(), "the PDS refuses the revoked upstream grant");
